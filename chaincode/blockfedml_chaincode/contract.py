@@ -1,0 +1,482 @@
+"""The federation contract: membership, rounds, the model chain and reputation.
+
+Each transaction follows the same steps: parse the string arguments, check the
+caller's organization (its MSP ID) and the round's phase, then read and write
+canonical JSON. Every check runs before the first ``put_state`` so that a
+refused transaction writes nothing. The decisions themselves are in
+``rules.py``; this module only moves state. The protocol is docs/protocol.md.
+
+Note that ``get_state`` does not see the transaction's own writes (Fabric
+semantics), so no transaction reads a key after writing it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from . import rules
+from .errors import EXISTS, INVALID, NOT_FOUND, PHASE, UNAUTHORIZED, ContractError
+from .shim import Contract, TransactionContextInterface
+
+Record = dict[str, Any]
+
+QUERIES = [
+    "GetSettings", "GetConsortium", "GetOrg", "ListOrgs", "GetHead", "GetRound", "ListRounds",
+    "GetCheckpoint", "ListCheckpoints", "GetUpdates", "GetEndorsements", "GetScreenings",
+    "GetReputation", "GetReputationHistory",
+]
+
+
+# --------------------------------------------------------------------------
+# State helpers
+# --------------------------------------------------------------------------
+
+def canonical(value: Any) -> str:
+    """The one JSON form the contract writes and returns (sorted, no spaces)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def round_key(kind: str, number: int, msp_id: Optional[str] = None) -> str:
+    """``kind~{r:08d}`` or ``kind~{r:08d}~{msp}``; zero padding keeps range scans in round order."""
+    key = f"{kind}~{number:08d}"
+    return key if msp_id is None else f"{key}~{msp_id}"
+
+
+async def get_json(stub: Any, key: str) -> Optional[Any]:
+    """The decoded value at ``key``, or None when absent (None or b"" from the shim)."""
+    raw = await stub.get_state(key)
+    return json.loads(raw) if raw else None
+
+
+async def put_json(stub: Any, key: str, value: Any) -> None:
+    await stub.put_state(key, canonical(value).encode())
+
+
+async def list_prefix(stub: Any, prefix: str) -> list[tuple[str, Any]]:
+    """All (key, value) pairs whose key starts with ``prefix``, in key order.
+
+    Keys are ASCII (MSP IDs are checked), so the range [prefix, prefix + DEL)
+    holds exactly the keys with that prefix.
+    """
+    iterator = await stub.get_state_by_range(prefix, prefix + "\x7f")
+    return [(kv.key, json.loads(kv.value)) async for kv in iterator]
+
+
+async def list_by_msp(stub: Any, kind: str, number: int) -> list[Record]:
+    """Per-member records of a round (``kind~{r}~{msp}``) with ``msp_id`` added, sorted by MSP ID."""
+    prefix = round_key(kind, number) + "~"
+    return [{**value, "msp_id": key[len(prefix):]} for key, value in await list_prefix(stub, prefix)]
+
+
+def caller_of(ctx: TransactionContextInterface) -> str:
+    """The MSP ID that signed the proposal; refused if it is not a well-formed ID."""
+    msp_id = ctx.get_client_identity().get_mspid()
+    try:
+        return rules.check_msp_id("caller MSP ID", msp_id)
+    except ContractError:
+        raise ContractError(UNAUTHORIZED, f"the caller's MSP ID {msp_id!r} is not valid") from None
+
+
+def tx_of(ctx: TransactionContextInterface) -> tuple[str, int]:
+    """(transaction ID, timestamp seconds): the only source of time the contract uses."""
+    stub = ctx.get_stub()
+    stamp = stub.get_tx_timestamp()
+    return stub.get_txid() or "", int(getattr(stamp, "seconds", 0) or 0)
+
+
+async def get_consortium(stub: Any) -> Record:
+    consortium = await get_json(stub, "consortium")
+    if consortium is None:
+        raise ContractError(PHASE, "the consortium is not initialized; call InitConsortium first")
+    return consortium
+
+
+async def get_required(stub: Any, key: str, what: str) -> Any:
+    """The value at ``key`` or [NOT_FOUND] "<what> does not exist"."""
+    value = await get_json(stub, key)
+    if value is None:
+        raise ContractError(NOT_FOUND, f"{what} does not exist")
+    return value
+
+
+async def get_round(stub: Any, text: str) -> Record:
+    number = rules.parse_int("round", text, minimum=0)
+    return await get_required(stub, round_key("round", number), f"round {number}")
+
+
+async def get_writer(stub: Any, msp_id: str) -> Record:
+    """The caller's organization, refused if unknown, banned or auditor-only."""
+    org = await get_json(stub, f"org~{msp_id}")
+    rules.check_writer(org, msp_id)
+    return org
+
+
+async def require_admin(stub: Any, msp_id: str, or_participant_of: Optional[Record] = None) -> None:
+    """The consortium's founder or an organization with role admin, not banned.
+
+    With ``or_participant_of`` (Decide), a participant of that round is accepted too,
+    so a round can be closed even when the admin is away.
+    """
+    consortium = await get_consortium(stub)
+    org = await get_json(stub, f"org~{msp_id}")
+    founder = msp_id == consortium["admin"]
+    if founder and org is None:
+        return
+    rules.check_writer(org, msp_id)
+    if founder or rules.has_role(org, "admin"):
+        return
+    round_record = or_participant_of
+    if round_record is not None and msp_id in round_record["participants"]:
+        return
+    also = f" nor a participant of round {round_record['round']}" if round_record is not None else ""
+    raise ContractError(UNAUTHORIZED, f"{msp_id} is not an admin of the consortium{also}")
+
+
+def require_participant(round_record: Record, msp_id: str) -> None:
+    if msp_id not in round_record["participants"]:
+        raise ContractError(UNAUTHORIZED, f"{msp_id} is not a participant of round {round_record['round']}")
+
+
+async def require_absent(stub: Any, key: str, message: str) -> None:
+    """[EXISTS] when ``key`` is already written (a replayed submission)."""
+    if await get_json(stub, key) is not None:
+        raise ContractError(EXISTS, message)
+
+
+# --------------------------------------------------------------------------
+# The contract
+# --------------------------------------------------------------------------
+
+class FederationContract(Contract):
+    """Transactions and queries of docs/protocol.md; every return value is canonical JSON."""
+
+    Name = "blockfedml"
+
+    def get_evaluate_transactions(self) -> list[str]:
+        """Queries are marked "evaluate" in the contract metadata."""
+        return list(QUERIES)
+
+    # ---- consortium and membership ------------------------------------
+
+    async def InitConsortium(self, ctx: TransactionContextInterface, settings_json: str,
+                             genesis_digest: str, genesis_metric: str) -> str:
+        """Create the consortium once; the caller becomes its admin; round 0 is the genesis checkpoint."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        settings = rules.validate_settings(rules.parse_json_object("settings_json", settings_json))
+        digest = rules.parse_digest("genesis_digest", genesis_digest)
+        metric = rules.parse_int("genesis_metric", genesis_metric, minimum=0)
+        await require_absent(stub, "consortium", "the consortium is already initialized")
+        tx, now = tx_of(ctx)
+        consortium = {"admin": caller, "genesis": digest, "created": now}
+        await put_json(stub, "consortium", consortium)
+        await put_json(stub, "settings", settings)
+        await put_json(stub, "head", {"checkpoint": digest, "metric": metric, "round": 0, "last_round": 0})
+        await put_json(stub, round_key("ckpt", 0), {
+            "round": 0, "digest": digest, "parent": "", "metric": metric,
+            "status": rules.ACCEPTED, "contributors": [], "tx": tx})
+        return canonical(consortium)
+
+    async def SetSettings(self, ctx: TransactionContextInterface, settings_json: str) -> str:
+        """Change settings between rounds; keys not given keep their current value."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        changes = rules.parse_json_object("settings_json", settings_json)
+        await require_admin(stub, caller)
+        settings = rules.validate_settings({**await get_json(stub, "settings"), **changes})
+        head = await get_json(stub, "head")
+        if head["last_round"]:
+            last = await get_json(stub, round_key("round", head["last_round"]))
+            if last["phase"] != "closed":
+                raise ContractError(PHASE, f"round {last['round']} is still open (phase {last['phase']}); "
+                                           "settings can change only between rounds")
+        await put_json(stub, "settings", settings)
+        return canonical(settings)
+
+    async def RegisterOrg(self, ctx: TransactionContextInterface, msp_id: str, roles_json: str) -> str:
+        """Admit an organization with its roles; it becomes active when it calls Join."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        msp_id = rules.check_msp_id("msp_id", msp_id)
+        roles = rules.parse_roles("roles_json", roles_json)
+        await require_admin(stub, caller)
+        await require_absent(stub, f"org~{msp_id}", f"the organization {msp_id} is already registered")
+        org = {"msp_id": msp_id, "roles": roles, "status": rules.REGISTERED}
+        await put_json(stub, f"org~{msp_id}", org)
+        return canonical(org)
+
+    async def Join(self, ctx: TransactionContextInterface) -> str:
+        """A registered organization becomes active and gets its reputation baseline."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        await get_consortium(stub)
+        org = await get_writer(stub, caller)
+        if org["status"] != rules.REGISTERED:
+            raise ContractError(EXISTS, f"{caller} has already joined")
+        settings, head = await get_json(stub, "settings"), await get_json(stub, "head")
+        tx, _ = tx_of(ctx)
+        rep, entry, index = rules.reputation_change(
+            None, settings["initial_reputation"], head["last_round"], "join", tx)
+        org = {**org, "status": rules.ACTIVE}
+        await put_json(stub, f"org~{caller}", org)
+        await put_json(stub, f"rep~{caller}", rep)
+        await put_json(stub, f"rephist~{caller}~{index:08d}", entry)
+        return canonical(org)
+
+    # ---- the round ----------------------------------------------------
+
+    async def OpenRound(self, ctx: TransactionContextInterface, mode: str) -> str:
+        """Open the next round on top of the current head (the previous round must be closed)."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        mode = rules.parse_mode("mode", mode)
+        await require_admin(stub, caller)
+        head = await get_json(stub, "head")
+        last = await get_json(stub, round_key("round", head["last_round"])) if head["last_round"] else None
+        if last is not None and last["phase"] != "closed":
+            raise ContractError(PHASE, f"round {last['round']} is still open (phase {last['phase']}); "
+                                       "decide it before opening another")
+        number = head["last_round"] + 1
+        tx, now = tx_of(ctx)
+        record = rules.new_round(number, mode, head, tx, now)
+        await put_json(stub, round_key("round", number), record)
+        await put_json(stub, "head", {**head, "last_round": number})
+        return canonical(record)
+
+    async def ReportScreening(self, ctx: TransactionContextInterface, round: str,
+                              verdict: str, score: str) -> str:
+        """A member reports whether it can take part (verdict 1) and its screening score."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        verdict_value = rules.parse_int("verdict", verdict, minimum=0, maximum=1)
+        score_value = rules.parse_int("score", score)
+        org = await get_writer(stub, caller)
+        if org["status"] != rules.ACTIVE or not rules.has_role(org, "member"):
+            raise ContractError(UNAUTHORIZED, f"{caller} is not an active member "
+                                              f"(status {org['status']}, roles {org['roles']})")
+        record = await get_round(stub, round)
+        rules.require_phase(record, "selection")
+        key = round_key("screen", record["round"], caller)
+        await require_absent(stub, key, f"{caller} already reported screening for round {record['round']}")
+        screening = {"verdict": verdict_value, "score": score_value}
+        await put_json(stub, key, screening)
+        return canonical(screening)
+
+    async def CloseSelection(self, ctx: TransactionContextInterface, round: str) -> str:
+        """Fix the selected members: eligible members that passed screening."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        await require_admin(stub, caller)
+        record = await get_round(stub, round)
+        rules.require_phase(record, "selection")
+        settings = await get_json(stub, "settings")
+        orgs = [org for _, org in await list_prefix(stub, "org~")]
+        balances = {key[len("rep~"):]: rep["balance"] for key, rep in await list_prefix(stub, "rep~")}
+        verdicts = {s["msp_id"]: s["verdict"] for s in await list_by_msp(stub, "screen", record["round"])}
+        selected = rules.eligible_members(orgs, balances, verdicts, settings["ban_threshold"])
+        rules.require_enough("eligible members", selected, settings["min_participants"], record["round"])
+        tx, now = tx_of(ctx)
+        record = {**rules.advance(record, "configuration", tx, now), "selected": selected}
+        await put_json(stub, round_key("round", record["round"]), record)
+        return canonical(record)
+
+    async def AcceptTerms(self, ctx: TransactionContextInterface, round: str, checkpoint_digest: str) -> str:
+        """A selected member accepts to train on the round's base checkpoint."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        digest = rules.parse_digest("checkpoint_digest", checkpoint_digest)
+        await get_writer(stub, caller)
+        record = await get_round(stub, round)
+        rules.require_phase(record, "configuration")
+        if caller not in record["selected"]:
+            raise ContractError(UNAUTHORIZED, f"{caller} is not selected for round {record['round']}")
+        key = round_key("accept", record["round"], caller)
+        await require_absent(stub, key, f"{caller} already accepted the terms of round {record['round']}")
+        if digest != record["base_checkpoint"]:
+            raise ContractError(INVALID, f"checkpoint_digest {digest} is not the base checkpoint "
+                                               f"{record['base_checkpoint']} of round {record['round']}")
+        accept = {"checkpoint": digest}
+        await put_json(stub, key, accept)
+        return canonical(accept)
+
+    async def Allocate(self, ctx: TransactionContextInterface, round: str) -> str:
+        """Fix participants, aggregator, key holder and groups; the round enters phase update."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        await require_admin(stub, caller)
+        record = await get_round(stub, round)
+        rules.require_phase(record, "configuration")
+        settings = await get_json(stub, "settings")
+        accepted = {a["msp_id"] for a in await list_by_msp(stub, "accept", record["round"])}
+        participants = sorted(accepted & set(record["selected"]))
+        rules.require_enough("participants", participants, settings["min_participants"], record["round"])
+        orgs = [org for _, org in await list_prefix(stub, "org~")]
+        tx, now = tx_of(ctx)
+        record = {
+            **rules.advance(rules.advance(record, "allocation", tx, now), "update", tx, now),
+            "participants": participants,
+            "aggregator": rules.choose_aggregator(participants, record["round"]),
+            "keyholder": rules.choose_keyholder(orgs),
+            "groups": rules.make_groups(participants, record["round"], settings["min_group_size"]),
+        }
+        await put_json(stub, round_key("round", record["round"]), record)
+        return canonical(record)
+
+    async def CommitUpdate(self, ctx: TransactionContextInterface, round: str, digest: str,
+                           size: str, num_samples: str) -> str:
+        """A participant commits the digest and size of its local update (never the update)."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        update = {"digest": rules.parse_digest("digest", digest),
+                  "size": rules.parse_int("size", size, minimum=1),
+                  "num_samples": rules.parse_int("num_samples", num_samples, minimum=1)}
+        await get_writer(stub, caller)
+        record = await get_round(stub, round)
+        rules.require_phase(record, "update")
+        require_participant(record, caller)
+        key = round_key("update", record["round"], caller)
+        await require_absent(stub, key, f"{caller} already committed an update for round {record['round']}")
+        await put_json(stub, key, update)
+        return canonical(update)
+
+    async def ProposeAggregate(self, ctx: TransactionContextInterface, round: str, digest: str,
+                               contributors_json: str) -> str:
+        """The round's aggregator proposes the aggregated checkpoint and who contributed to it."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        digest = rules.parse_digest("digest", digest)
+        contributors = rules.parse_msp_list("contributors_json", contributors_json)
+        await get_writer(stub, caller)
+        record = await get_round(stub, round)
+        number = record["round"]
+        if record["proposal"] is not None:
+            raise ContractError(EXISTS, f"round {number} already has a proposal")
+        rules.require_phase(record, "update")
+        if caller != record["aggregator"]:
+            raise ContractError(UNAUTHORIZED, f"{caller} is not the aggregator of round {number}; "
+                                              f"{record['aggregator']} is")
+        committed = {u["msp_id"] for u in await list_by_msp(stub, "update", number)}
+        for msp_id in contributors:
+            if msp_id not in committed:
+                raise ContractError(INVALID, f"contributors_json: {msp_id} has not committed "
+                                                   f"an update in round {number}")
+        settings = await get_json(stub, "settings")
+        if len(contributors) < settings["min_participants"]:
+            raise ContractError(INVALID, f"contributors_json names {len(contributors)} contributors, "
+                                               f"needs at least min_participants={settings['min_participants']}")
+        tx, now = tx_of(ctx)
+        checkpoint = {"round": number, "digest": digest, "parent": record["base_checkpoint"],
+                      "metric": None, "status": rules.PROPOSED, "contributors": contributors, "tx": tx}
+        record = {**rules.advance(record, "feedback", tx, now),
+                  "proposal": {"digest": digest, "contributors": contributors}}
+        await put_json(stub, round_key("ckpt", number), checkpoint)
+        await put_json(stub, round_key("round", number), record)
+        return canonical(record)
+
+    async def Endorse(self, ctx: TransactionContextInterface, round: str, digest: str, metric: str) -> str:
+        """A participant endorses the proposed checkpoint with the metric it measured."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        endorsement = {"digest": rules.parse_digest("digest", digest),
+                       "metric": rules.parse_int("metric", metric, minimum=0)}
+        await get_writer(stub, caller)
+        record = await get_round(stub, round)
+        rules.require_phase(record, "feedback")
+        require_participant(record, caller)
+        key = round_key("endorse", record["round"], caller)
+        await require_absent(stub, key, f"{caller} already endorsed round {record['round']}")
+        if endorsement["digest"] != record["proposal"]["digest"]:
+            raise ContractError(INVALID, f"digest {endorsement['digest']} is not the proposed digest "
+                                               f"{record['proposal']['digest']} of round {record['round']}")
+        await put_json(stub, key, endorsement)
+        return canonical(endorsement)
+
+    async def Decide(self, ctx: TransactionContextInterface, round: str) -> str:
+        """Accept or roll back the proposal by the median endorsed metric; settle reputation."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        record = await get_round(stub, round)
+        number = record["round"]
+        await require_admin(stub, caller, or_participant_of=record)
+        if record["decision"] is not None:
+            raise ContractError(EXISTS, f"round {number} is already decided ({record['decision']['status']})")
+        rules.require_phase(record, "feedback")
+        settings = await get_json(stub, "settings")
+        proposed = record["proposal"]["digest"]
+        metrics = [e["metric"] for e in await list_by_msp(stub, "endorse", number) if e["digest"] == proposed]
+        needed = rules.quorum_size(settings["quorum_percent"], len(record["participants"]))
+        if len(metrics) < needed:
+            raise ContractError(PHASE, f"round {number} has {len(metrics)} endorsements of {proposed}, "
+                                       f"needs {needed} (quorum_percent={settings['quorum_percent']})")
+        median = rules.lower_median(metrics)
+        rolled_back = rules.should_roll_back(median, record["base_metric"], settings["rollback_tolerance"],
+                                             settings["higher_is_better"])
+        status = rules.ROLLED_BACK if rolled_back else rules.ACCEPTED
+        delta, reason = (-settings["penalty"], "penalty") if rolled_back else (settings["reward"], "reward")
+        tx, now = tx_of(ctx)
+
+        banned: list[str] = []
+        writes: list[tuple[str, Any]] = []
+        for msp_id in record["proposal"]["contributors"]:
+            rep, entry, index = rules.reputation_change(
+                await get_json(stub, f"rep~{msp_id}"), delta, number, reason, tx)
+            writes += [(f"rep~{msp_id}", rep), (f"rephist~{msp_id}~{index:08d}", entry)]
+            if rolled_back and rules.is_banned(rep["balance"], settings["ban_threshold"]):
+                member = await get_json(stub, f"org~{msp_id}")
+                writes.append((f"org~{msp_id}", {**member, "status": rules.BANNED}))
+                banned.append(msp_id)
+        checkpoint = await get_json(stub, round_key("ckpt", number))
+        writes.append((round_key("ckpt", number), {**checkpoint, "status": status, "metric": median}))
+        if not rolled_back:
+            head = await get_json(stub, "head")
+            writes.append(("head", {**head, "checkpoint": proposed, "metric": median, "round": number}))
+        record = {**rules.advance(record, "closed", tx, now),
+                  "decision": {"status": status, "metric": median, "endorsements": len(metrics),
+                               "banned": banned}}
+        writes.append((round_key("round", number), record))
+        for key, value in writes:
+            await put_json(stub, key, value)
+        return canonical(record)
+
+    # ---- queries --------------------------------------------------------
+
+    async def GetSettings(self, ctx: TransactionContextInterface) -> str:
+        return canonical(await get_required(ctx.get_stub(), "settings", "the consortium"))
+
+    async def GetConsortium(self, ctx: TransactionContextInterface) -> str:
+        return canonical(await get_required(ctx.get_stub(), "consortium", "the consortium"))
+
+    async def GetOrg(self, ctx: TransactionContextInterface, msp_id: str) -> str:
+        msp_id = rules.check_msp_id("msp_id", msp_id)
+        return canonical(await get_required(ctx.get_stub(), f"org~{msp_id}", f"the organization {msp_id}"))
+
+    async def ListOrgs(self, ctx: TransactionContextInterface) -> str:
+        return canonical([org for _, org in await list_prefix(ctx.get_stub(), "org~")])
+
+    async def GetHead(self, ctx: TransactionContextInterface) -> str:
+        return canonical(await get_required(ctx.get_stub(), "head", "the consortium"))
+
+    async def GetRound(self, ctx: TransactionContextInterface, round: str) -> str:
+        return canonical(await get_round(ctx.get_stub(), round))
+
+    async def ListRounds(self, ctx: TransactionContextInterface) -> str:
+        return canonical([r for _, r in await list_prefix(ctx.get_stub(), "round~")])
+
+    async def GetCheckpoint(self, ctx: TransactionContextInterface, round: str) -> str:
+        number = rules.parse_int("round", round, minimum=0)
+        return canonical(await get_required(ctx.get_stub(), round_key("ckpt", number),
+                                            f"the checkpoint of round {number}"))
+
+    async def ListCheckpoints(self, ctx: TransactionContextInterface) -> str:
+        return canonical([c for _, c in await list_prefix(ctx.get_stub(), "ckpt~")])
+
+    async def GetUpdates(self, ctx: TransactionContextInterface, round: str) -> str:
+        stub = ctx.get_stub()
+        return canonical(await list_by_msp(stub, "update", (await get_round(stub, round))["round"]))
+
+    async def GetEndorsements(self, ctx: TransactionContextInterface, round: str) -> str:
+        stub = ctx.get_stub()
+        return canonical(await list_by_msp(stub, "endorse", (await get_round(stub, round))["round"]))
+
+    async def GetScreenings(self, ctx: TransactionContextInterface, round: str) -> str:
+        stub = ctx.get_stub()
+        return canonical(await list_by_msp(stub, "screen", (await get_round(stub, round))["round"]))
+
+    async def GetReputation(self, ctx: TransactionContextInterface, msp_id: str) -> str:
+        msp_id = rules.check_msp_id("msp_id", msp_id)
+        return canonical(await get_required(ctx.get_stub(), f"rep~{msp_id}",
+                                            f"the reputation of {msp_id} (has it joined?)"))
+
+    async def GetReputationHistory(self, ctx: TransactionContextInterface, msp_id: str) -> str:
+        stub = ctx.get_stub()
+        msp_id = rules.check_msp_id("msp_id", msp_id)
+        await get_required(stub, f"org~{msp_id}", f"the organization {msp_id}")
+        return canonical([entry for _, entry in await list_prefix(stub, f"rephist~{msp_id}~")])

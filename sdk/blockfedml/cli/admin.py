@@ -1,0 +1,187 @@
+"""``blockfedml admin``: create the consortium, manage organizations, settings and rounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, handle_errors, parse_settings, records_table
+from blockfedml.consortium import ROLES, Consortium
+from blockfedml.errors import PhaseError
+from blockfedml.fl.session import Session
+from blockfedml.fl.task import TaskSpec
+
+app = typer.Typer(help="Network admins: the consortium, its organizations, settings and rounds.", no_args_is_help=True)
+consortium_app = typer.Typer(help="Create or inspect the consortium on the embedded ledger.", no_args_is_help=True)
+org_app = typer.Typer(help="Organizations and their roles.", no_args_is_help=True)
+settings_app = typer.Typer(help="Federation settings (quorum, rewards, penalties, thresholds).", no_args_is_help=True)
+round_app = typer.Typer(help="Open and advance rounds.", no_args_is_help=True)
+app.add_typer(consortium_app, name="consortium")
+app.add_typer(org_app, name="org")
+app.add_typer(settings_app, name="settings")
+app.add_typer(round_app, name="round")
+
+
+@consortium_app.command("create")
+@handle_errors
+def create(
+    workdir: Path = WorkdirOption,
+    orgs: int = typer.Option(3, "--orgs", min=1, help="Number of member organizations (Org1 is also admin)."),
+    dataset: str = typer.Option("breast_cancer", help="breast_cancer or digits."),
+    partition: str = typer.Option("iid", help="iid or non-iid."),
+    model: str = typer.Option("auto", help="auto, logreg, softmax or mlp."),
+    seed: int = typer.Option(0, help="Seed of the split and of training."),
+    setting: list[str] = typer.Option([], "--setting", "-s", help="Federation setting key=value (repeatable)."),
+    auditor: bool = typer.Option(True, help="Add a read-only Auditor organization."),
+    keyholder: bool = typer.Option(False, help="Give the last organization the keyholder role."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing consortium in WORKDIR."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Issue identities, write the genesis block and register every organization."""
+    task = TaskSpec(dataset=dataset, partition=partition, model=model, seed=seed)
+    consortium = Consortium.create(
+        workdir, n_orgs=orgs, task=task, settings=parse_settings(setting),
+        auditor=auditor, keyholder=keyholder, overwrite=force,
+    )
+    info = _describe(consortium)
+    consortium.close()
+    if as_json:
+        emit(info, True)
+    else:
+        console.print(records_table(f"Consortium in {workdir}", info["orgs"], ["name", "msp_id", "roles", "status", "msp_dir"]))
+        console.print(f"Ledger: {info['ledger']}\nStore:  {info['store']}")
+
+
+@consortium_app.command("show")
+@handle_errors
+def show(workdir: Path = WorkdirOption, as_json: bool = JsonOption) -> None:
+    """Organizations, roles and where the ledger and store are."""
+    consortium = Consortium.open(workdir)
+    info = _describe(consortium)
+    emit(info, as_json, lambda i: records_table("Organizations", i["orgs"], ["name", "msp_id", "roles", "status"]))
+
+
+def _describe(consortium: Consortium) -> dict:
+    contract = consortium.contract(consortium.admin.name)
+    on_chain = {o["msp_id"]: o for o in contract.evaluate_json("ListOrgs")}
+    return {
+        "ledger": str(consortium.ledger_path),
+        "store": str(consortium.store_path),
+        "channel": consortium.channel,
+        "task": consortium.task.to_dict(),
+        "orgs": [
+            {
+                "name": p.name, "msp_id": p.msp_id, "msp_dir": p.msp_dir,
+                "roles": on_chain.get(p.msp_id, {}).get("roles", []),
+                "status": on_chain.get(p.msp_id, {}).get("status", "unregistered"),
+            }
+            for p in consortium.orgs
+        ],
+    }
+
+
+@org_app.command("register")
+@handle_errors
+def register(
+    msp_id: str = typer.Argument(..., help="MSP ID of an organization in the channel, e.g. Org4MSP."),
+    roles: str = typer.Option("member", help=f"Comma-separated roles: {', '.join(ROLES)}."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Register an organization of the channel with its roles."""
+    role_list = [r.strip() for r in roles.split(",") if r.strip()]
+    consortium = Consortium.open(workdir)
+    record = consortium.contract(consortium.admin.name).submit_json("RegisterOrg", msp_id, role_list)
+    emit(record, as_json, lambda r: records_table("Registered", [r], ["msp_id", "roles", "status"]))
+
+
+@org_app.command("list")
+@handle_errors
+def list_orgs(workdir: Path = WorkdirOption, as_json: bool = JsonOption) -> None:
+    """Organizations on the ledger with their roles and status."""
+    consortium = Consortium.open(workdir)
+    orgs = consortium.contract(consortium.admin.name).evaluate_json("ListOrgs")
+    emit(orgs, as_json, lambda o: records_table("Organizations", o, ["msp_id", "roles", "status"]))
+
+
+@settings_app.command("show")
+@handle_errors
+def settings_show(workdir: Path = WorkdirOption, as_json: bool = JsonOption) -> None:
+    """The federation settings in force."""
+    consortium = Consortium.open(workdir)
+    settings = consortium.contract(consortium.admin.name).evaluate_json("GetSettings")
+    rows = [{"setting": k, "value": v} for k, v in sorted(settings.items())]
+    emit(settings, as_json, lambda _: records_table("Federation settings", rows, ["setting", "value"]))
+
+
+@settings_app.command("set")
+@handle_errors
+def settings_set(
+    pairs: list[str] = typer.Argument(..., help="key=value pairs, e.g. quorum_percent=75 penalty=30."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Change federation settings (only while no round is open)."""
+    consortium = Consortium.open(workdir)
+    contract = consortium.contract(consortium.admin.name)
+    merged = {**contract.evaluate_json("GetSettings"), **parse_settings(pairs)}
+    settings = contract.submit_json("SetSettings", merged)
+    rows = [{"setting": k, "value": v} for k, v in sorted(settings.items())]
+    emit(settings, as_json, lambda _: records_table("Federation settings", rows, ["setting", "value"]))
+
+
+@round_app.command("open")
+@handle_errors
+def round_open(
+    mode: str = typer.Option("plaintext", help="Aggregation mode of the round."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Open the next round on the current head checkpoint (selection phase)."""
+    consortium = Consortium.open(workdir)
+    record = consortium.contract(consortium.admin.name).submit_json("OpenRound", mode)
+    emit(record, as_json, lambda r: records_table("Round opened", [r], ["round", "phase", "mode", "base_checkpoint"]))
+
+
+ADMIN_STEPS = {"selection": "CloseSelection", "configuration": "Allocate", "feedback": "Decide"}
+
+
+@round_app.command("advance")
+@handle_errors
+def round_advance(
+    number: int = typer.Argument(..., help="Round number."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Close the round's current phase (selection, configuration or feedback)."""
+    consortium = Consortium.open(workdir)
+    contract = consortium.contract(consortium.admin.name)
+    phase = contract.evaluate_json("GetRound", number)["phase"]
+    if phase not in ADMIN_STEPS:
+        raise PhaseError(
+            f"round {number} is in phase {phase}: "
+            + ("its aggregator proposes the aggregate once every participant has committed"
+               if phase == "update" else "nothing left to advance")
+        )
+    record = contract.submit_json(ADMIN_STEPS[phase], number)
+    emit(record, as_json, lambda r: records_table(f"Round {number}", [r], ["round", "phase", "participants", "aggregator"]))
+
+
+@round_app.command("run")
+@handle_errors
+def round_run(
+    rounds: int = typer.Option(1, "--rounds", min=1, help="How many rounds to drive."),
+    mode: str = typer.Option("plaintext", help="Aggregation mode."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Drive whole rounds with every member of this machine taking part in-process."""
+    from blockfedml.cli.demo import rounds_table
+
+    consortium = Consortium.open(workdir)
+    results = Session(consortium, mode=mode).run(rounds)
+    if as_json:
+        emit([r.to_dict() for r in results], True)
+    else:
+        console.print(rounds_table(results))

@@ -1,0 +1,105 @@
+"""``blockfedml audit``: read-only views of the history, as an auditor sees it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from blockfedml.audit.history import checkpoint_lineage
+from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, handle_errors, records_table
+from blockfedml.consortium import Consortium
+from blockfedml.ledger.base import Contract
+
+app = typer.Typer(help="Auditors: rounds, checkpoints, reputation and ledger verification.", no_args_is_help=True)
+AsOption = typer.Option("Auditor", "--as", help="Organization whose identity queries the ledger.")
+
+
+def _contract(workdir: Path, org: str) -> Contract:
+    return Consortium.open(workdir).contract(org)
+
+
+@app.command("rounds")
+@handle_errors
+def rounds(workdir: Path = WorkdirOption, org: str = AsOption, as_json: bool = JsonOption) -> None:
+    """Every round with its phase, participants and decision."""
+    records = _contract(workdir, org).evaluate_json("ListRounds")
+    rows = [
+        {
+            "round": r["round"], "phase": r["phase"], "mode": r["mode"],
+            "participants": len(r.get("participants") or []), "aggregator": r.get("aggregator"),
+            "decision": (r.get("decision") or {}).get("status"),
+            "metric": (r.get("decision") or {}).get("metric"),
+        }
+        for r in records
+    ]
+    emit(records, as_json, lambda _: records_table("Rounds", rows, list(rows[0]) if rows else ["round"]))
+
+
+@app.command("round")
+@handle_errors
+def round_detail(number: int = typer.Argument(...), workdir: Path = WorkdirOption, org: str = AsOption,
+                 as_json: bool = JsonOption) -> None:
+    """One round: phases with their transactions, commitments and endorsements."""
+    contract = _contract(workdir, org)
+    detail = {
+        "round": contract.evaluate_json("GetRound", number),
+        "updates": contract.evaluate_json("GetUpdates", number),
+        "endorsements": contract.evaluate_json("GetEndorsements", number),
+    }
+    if as_json:
+        emit(detail, True)
+        return
+    console.print(records_table(f"Round {number}: phases", detail["round"]["history"], ["phase", "tx", "time"]))
+    console.print(records_table("Committed updates", detail["updates"], ["org", "digest", "size", "num_samples"]))
+    console.print(records_table("Endorsements", detail["endorsements"], ["org", "digest", "metric"]))
+
+
+@app.command("checkpoint")
+@handle_errors
+def checkpoint(number: int = typer.Argument(..., help="Round of the checkpoint (0 is genesis)."),
+               workdir: Path = WorkdirOption, org: str = AsOption, as_json: bool = JsonOption) -> None:
+    """A checkpoint and its history back to genesis (parent links)."""
+    contract = _contract(workdir, org)
+    lineage = checkpoint_lineage(contract, number)
+    emit(lineage, as_json, lambda rows: records_table(
+        f"Checkpoint {number} and its ancestors", rows, ["round", "status", "metric", "digest", "parent"]))
+
+
+@app.command("checkpoints")
+@handle_errors
+def checkpoints(workdir: Path = WorkdirOption, org: str = AsOption, as_json: bool = JsonOption) -> None:
+    """The whole checkpoint chain, accepted and rolled back."""
+    records = _contract(workdir, org).evaluate_json("ListCheckpoints")
+    emit(records, as_json, lambda rows: records_table("Checkpoints", rows, ["round", "status", "metric", "digest", "parent"]))
+
+
+@app.command("reputation")
+@handle_errors
+def reputation(msp_id: str = typer.Option(None, "--org", help="Only this organization's history (MSP ID)."),
+               workdir: Path = WorkdirOption, org: str = AsOption, as_json: bool = JsonOption) -> None:
+    """Reputation history: every change with its round, reason and transaction."""
+    contract = _contract(workdir, org)
+    msp_ids = [msp_id] if msp_id else [o["msp_id"] for o in contract.evaluate_json("ListOrgs") if "member" in o["roles"]]
+    history = [
+        {"org": m, **entry} for m in msp_ids for entry in contract.evaluate_json("GetReputationHistory", m)
+    ]
+    emit(history, as_json, lambda rows: records_table("Reputation history", rows,
+                                                       ["org", "round", "delta", "balance", "reason", "tx"]))
+
+
+@app.command("verify")
+@handle_errors
+def verify(workdir: Path = WorkdirOption, as_json: bool = JsonOption) -> None:
+    """Re-check the block hash chain, every signature and the world state."""
+    consortium = Consortium.open(workdir)
+    report = consortium.ledger.verify()
+    result = {"ok": report.ok, "blocks": consortium.ledger.height(), "problems": list(report.problems)}
+    if as_json:
+        emit(result, True)
+    else:
+        for problem in report.problems:
+            console.print(f"[red]FAIL[/] {problem}")
+        console.print(("[green]PASS[/]" if report.ok else "[red]FAIL[/]") + f" {result['blocks']} blocks checked")
+    if not report.ok:
+        raise typer.Exit(code=1)

@@ -1,0 +1,84 @@
+"""``blockfedml member``: what an organization runs beside its peer."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, handle_errors, records_table
+from blockfedml.consortium import Consortium
+from blockfedml.errors import InvalidInputError, LedgerError
+from blockfedml.fl.member import Member
+from blockfedml.fl.task import member_data, task_model
+
+app = typer.Typer(help="Consortium members: join, and take part in rounds.", no_args_is_help=True)
+OrgOption = typer.Option(..., "--org", "-o", help="Your organization (name or MSP ID), e.g. Org2.")
+
+
+def _member(consortium: Consortium, org: str) -> Member:
+    profile = consortium.org(org)
+    if not profile.is_member or profile.partition is None:
+        raise InvalidInputError(f"{profile.name} has no member role in this consortium")
+    n = len(consortium.members)
+    return Member(
+        msp_id=profile.msp_id,
+        contract=consortium.contract(profile.name),
+        store=consortium.store,
+        data=member_data(consortium.task, n, profile.partition),
+        model=task_model(consortium.task, n),
+        task=consortium.task,
+    )
+
+
+@app.command("join")
+@handle_errors
+def join(org: str = OrgOption, workdir: Path = WorkdirOption, as_json: bool = JsonOption) -> None:
+    """Activate your registered organization; it starts at the reputation baseline."""
+    record = _member(Consortium.open(workdir), org).join()
+    emit(record, as_json, lambda r: records_table("Joined", [r], ["msp_id", "roles", "status"]))
+
+
+@app.command("round")
+@handle_errors
+def take_part(
+    org: str = OrgOption,
+    number: int = typer.Option(0, "--round", "-r", help="Round number (default: the latest)."),
+    timeout: float = typer.Option(300.0, help="Give up after this many seconds without the round closing."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Take part in a round from start to end, acting in each phase as it opens.
+
+    Run one of these per member, each in its own process; the admin advances
+    the phases (``blockfedml admin round advance``).
+    """
+    consortium = Consortium.open(workdir)
+    member = _member(consortium, org)
+    if number == 0:
+        number = member.contract.evaluate_json("GetHead")["last_round"]
+        if number == 0:
+            raise InvalidInputError("no round has been opened yet; the admin opens one with `admin round open`")
+    deadline = time.monotonic() + timeout
+    actions: list[dict] = []
+    while True:
+        round_ = member.contract.evaluate_json("GetRound", number)
+        done = member.act(round_)
+        if done:
+            actions.append({"round": number, "phase": round_["phase"], "action": done})
+            if not as_json:
+                console.print(f"round {number}: {round_['phase']}: {done}")
+        if round_["phase"] == "update" and round_.get("aggregator") == member.msp_id:
+            committed = member.contract.evaluate_json("GetUpdates", number)
+            if len(committed) == len(round_["participants"]):
+                member.aggregate(round_)
+                actions.append({"round": number, "phase": "update", "action": "aggregate"})
+                continue
+        if round_["phase"] == "closed":
+            break
+        if time.monotonic() > deadline:
+            raise LedgerError(f"round {number} did not close within {timeout:.0f} s (phase {round_['phase']})")
+        consortium.ledger.wait_for_height(consortium.ledger.height() + 1, timeout=1.0)
+    emit({"round": number, "actions": actions, "decision": round_.get("decision")}, as_json,
+         lambda r: records_table(f"Round {number}", [r["decision"] or {}], ["status", "metric", "endorsements"]))

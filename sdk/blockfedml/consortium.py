@@ -1,0 +1,203 @@
+"""A consortium on one machine: identities, embedded ledger, model store.
+
+``Consortium.create`` does what a network admin does once: issue every
+organization's identities (Fabric MSP layout), write the channel's genesis
+block, initialise the federation contract with the genesis model and register
+the organizations. Everything lives in one work directory described by
+``consortium.json``, so separate processes (members, auditors) can open it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blockfedml.errors import ConflictError, InvalidInputError, NotFoundError
+from blockfedml.fl.task import TaskSpec, task_model
+from blockfedml.identity import create_organization, load_signing_identity
+from blockfedml.ledger.base import DEFAULT_CHAINCODE, DEFAULT_CHANNEL, Contract, Gateway
+from blockfedml.ledger.embedded import EmbeddedLedger
+from blockfedml.ml.serialization import model_to_bytes
+from blockfedml.store import ModelStore
+
+CONFIG_FILE = "consortium.json"
+ROLES = ("admin", "member", "keyholder", "auditor")
+
+
+@dataclass(frozen=True)
+class OrgProfile:
+    """One organization of the consortium as its members configure it."""
+
+    name: str
+    msp_id: str
+    msp_dir: str
+    roles: tuple[str, ...]
+    partition: int | None = None  # index of its data partition in the demo task
+
+    @property
+    def is_member(self) -> bool:
+        return "member" in self.roles
+
+
+@dataclass
+class Consortium:
+    """An opened consortium work directory."""
+
+    workdir: Path
+    channel: str
+    orgs: list[OrgProfile]
+    task: TaskSpec
+    _ledger: EmbeddedLedger | None = field(default=None, repr=False)
+    _store: ModelStore | None = field(default=None, repr=False)
+
+    # -- creation -----------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        workdir: Path | str,
+        n_orgs: int = 3,
+        task: TaskSpec | None = None,
+        settings: dict[str, int] | None = None,
+        auditor: bool = True,
+        keyholder: bool = False,
+        overwrite: bool = False,
+    ) -> "Consortium":
+        """Create identities, the ledger and the genesis checkpoint for ``n_orgs`` members.
+
+        Org1 is the admin (and a member). An ``Auditor`` organization is added
+        with the read-only auditor role unless ``auditor`` is false.
+        """
+        if not 1 <= n_orgs <= 64:
+            raise InvalidInputError(f"n_orgs must be between 1 and 64, got {n_orgs}")
+        task = task or TaskSpec()
+        workdir = Path(workdir)
+        if (workdir / CONFIG_FILE).exists():
+            if not overwrite:
+                raise ConflictError(
+                    f"a consortium already exists in {workdir}; choose another directory or overwrite it"
+                )
+            shutil.rmtree(workdir)
+        # Validate the task (dataset, model) before anything is written.
+        genesis_model = task_model(task, n_orgs)
+        workdir.mkdir(parents=True, exist_ok=True)
+
+        planned: list[tuple[str, tuple[str, ...], int | None]] = []
+        for i in range(n_orgs):
+            roles = ("admin", "member") if i == 0 else ("member",)
+            if keyholder and i == n_orgs - 1:
+                roles = roles + ("keyholder",)
+            planned.append((f"Org{i + 1}", roles, i))
+        if auditor:
+            planned.append(("Auditor", ("auditor",), None))
+        created = [_new_org(workdir, name, roles, index) for name, roles, index in planned]
+        profiles = [profile for profile, _ in created]
+
+        consortium = cls(workdir=workdir, channel=DEFAULT_CHANNEL, orgs=profiles, task=task)
+        EmbeddedLedger.create(
+            consortium.ledger_path,
+            DEFAULT_CHANNEL,
+            [(profile.msp_id, ca_cert) for profile, ca_cert in created],
+        ).close()
+        consortium._write_config()
+
+        genesis_digest = consortium.store.put(model_to_bytes(genesis_model))
+        admin = consortium.contract(profiles[0].name)
+        admin.submit_json("InitConsortium", settings or {}, genesis_digest, 0)
+        for profile in profiles:
+            admin.submit_json("RegisterOrg", profile.msp_id, list(profile.roles))
+        return consortium
+
+    @classmethod
+    def open(cls, workdir: Path | str) -> "Consortium":
+        """Open an existing work directory (as members, admins and auditors do)."""
+        workdir = Path(workdir)
+        config_path = workdir / CONFIG_FILE
+        if not config_path.exists():
+            raise NotFoundError(
+                f"no consortium in {workdir} (missing {CONFIG_FILE}); create one with "
+                "`blockfedml admin consortium create`"
+            )
+        data = json.loads(config_path.read_text())
+        return cls(
+            workdir=workdir,
+            channel=data["channel"],
+            orgs=[OrgProfile(**{**o, "roles": tuple(o["roles"])}) for o in data["orgs"]],
+            task=TaskSpec.from_dict(data["task"]),
+        )
+
+    # -- access -------------------------------------------------------------------
+    @property
+    def ledger_path(self) -> Path:
+        return self.workdir / "ledger.sqlite"
+
+    @property
+    def store_path(self) -> Path:
+        return self.workdir / "store"
+
+    @property
+    def ledger(self) -> EmbeddedLedger:
+        if self._ledger is None:
+            self._ledger = EmbeddedLedger.open(self.ledger_path)
+        return self._ledger
+
+    @property
+    def store(self) -> ModelStore:
+        if self._store is None:
+            self._store = ModelStore(self.store_path)
+        return self._store
+
+    @property
+    def members(self) -> list[OrgProfile]:
+        return [o for o in self.orgs if o.is_member]
+
+    @property
+    def admin(self) -> OrgProfile:
+        return next(o for o in self.orgs if "admin" in o.roles)
+
+    def org(self, name_or_msp: str) -> OrgProfile:
+        for o in self.orgs:
+            if name_or_msp in (o.name, o.msp_id):
+                return o
+        known = ", ".join(o.name for o in self.orgs)
+        raise NotFoundError(f"organization {name_or_msp!r} is not in this consortium (known: {known})")
+
+    def gateway(self, name_or_msp: str) -> Gateway:
+        """A gateway signing as the organization's admin user."""
+        profile = self.org(name_or_msp)
+        identity = load_signing_identity(self.workdir / profile.msp_dir, profile.msp_id)
+        return self.ledger.connect(identity)
+
+    def contract(self, name_or_msp: str) -> Contract:
+        return self.gateway(name_or_msp).network(self.channel).contract(DEFAULT_CHAINCODE)
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+    def _write_config(self) -> None:
+        data: dict[str, Any] = {
+            "channel": self.channel,
+            "ledger": self.ledger_path.name,
+            "store": self.store_path.name,
+            "task": self.task.to_dict(),
+            "orgs": [
+                {**o.__dict__, "roles": list(o.roles)} for o in self.orgs
+            ],
+        }
+        (self.workdir / CONFIG_FILE).write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _new_org(
+    workdir: Path, name: str, roles: tuple[str, ...], partition: int | None
+) -> tuple[OrgProfile, bytes]:
+    """Issue an organization's identities; return its profile and CA certificate."""
+    domain = f"{name.lower()}.blockfedml.local"
+    msp_id = f"{name}MSP"
+    material = create_organization(workdir / "crypto", name, msp_id, domain)
+    msp_dir = Path(material.admin_msp_dir).relative_to(workdir)
+    profile = OrgProfile(name=name, msp_id=msp_id, msp_dir=str(msp_dir), roles=roles, partition=partition)
+    return profile, material.ca_cert_pem

@@ -1,0 +1,143 @@
+"""What one consortium member does in each phase of a round.
+
+A ``Member`` holds its organization's ledger contract, its own data and the
+shared model store. Each method is one phase's action and one ledger
+transaction; ``act`` picks the action the round's current phase calls for, so
+the same code serves the in-process session driver and a member running as its
+own process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from blockfedml.errors import IntegrityError, PhaseError
+from blockfedml.fl.aggregation import make_aggregation
+from blockfedml.fl.checkpoints import load_checkpoint
+from blockfedml.ml.serialization import put_model
+from blockfedml.fl.strategy import ClientUpdate
+from blockfedml.fl.task import TaskSpec
+from blockfedml.ledger.base import Contract
+from blockfedml.ml.datasets import OrgData
+from blockfedml.ml.models import Model
+from blockfedml.store import ModelStore
+
+METRIC_SCALE = 1_000_000
+
+
+def to_fixed(value: float) -> int:
+    """A metric as the contract's fixed-point integer."""
+    return int(round(float(value) * METRIC_SCALE))
+
+
+def from_fixed(value: int | None) -> float | None:
+    return None if value is None else value / METRIC_SCALE
+
+
+@dataclass
+class Member:
+    """One organization taking part in rounds."""
+
+    msp_id: str
+    contract: Contract
+    store: ModelStore
+    data: OrgData
+    model: Model
+    task: TaskSpec
+    done: set[tuple[int, str]] = field(default_factory=set)
+
+    # -- phase actions ------------------------------------------------------------
+    def join(self) -> dict[str, Any]:
+        """Activate the organization; it starts at the consortium's reputation baseline."""
+        return self.contract.submit_json("Join")
+
+    def screen(self, round_: dict[str, Any]) -> dict[str, Any]:
+        """Selection: evaluate the base checkpoint on local validation data and report.
+
+        The verdict here is 1 whenever the member has data; screening against
+        a reference model (label consistency, poisoned data) refines it.
+        """
+        metric = self._evaluate(round_["base_checkpoint"])
+        verdict = 1 if len(self.data.y_train) > 0 else 0
+        return self.contract.submit_json("ReportScreening", round_["round"], verdict, to_fixed(metric))
+
+    def accept(self, round_: dict[str, Any]) -> dict[str, Any]:
+        """Configuration: accept the round's terms (its base checkpoint)."""
+        return self.contract.submit_json("AcceptTerms", round_["round"], round_["base_checkpoint"])
+
+    def train_and_commit(self, round_: dict[str, Any]) -> dict[str, Any]:
+        """Update: train locally from the base checkpoint, seal the update, commit its digest."""
+        load_checkpoint(self.store, round_["base_checkpoint"], self.model)
+        self.model.fit(
+            self.data.X_train,
+            self.data.y_train,
+            epochs=self.task.epochs,
+            lr=self.task.lr,
+            batch_size=self.task.batch_size,
+            seed=self.task.seed * 1_000_003 + round_["round"],
+            l2=self.task.l2,
+        )
+        update = ClientUpdate(org=self.msp_id, params=self.model.get_params(), num_samples=len(self.data.y_train))
+        sealed = make_aggregation(round_["mode"]).seal(update)
+        digest = self.store.put(sealed)
+        return self.contract.submit_json("CommitUpdate", round_["round"], digest, len(sealed), update.num_samples)
+
+    def aggregate(self, round_: dict[str, Any]) -> dict[str, Any]:
+        """Update (aggregator only): check every blob against its commitment, combine, propose."""
+        commitments = self.contract.evaluate_json("GetUpdates", round_["round"])
+        sealed: dict[str, bytes] = {}
+        for commitment in commitments:
+            blob = self.store.get(commitment["digest"])  # re-hashed: a swapped blob fails here
+            if len(blob) != commitment["size"]:
+                raise IntegrityError(
+                    f"round {round_['round']}: the update of {commitment['org']} has "
+                    f"{len(blob)} bytes, its commitment says {commitment['size']}"
+                )
+            sealed[commitment["org"]] = blob
+        params = make_aggregation(round_["mode"]).combine(sealed)
+        self.model.set_params(params)
+        digest = put_model(self.store, self.model)
+        return self.contract.submit_json("ProposeAggregate", round_["round"], digest, sorted(sealed))
+
+    def endorse(self, round_: dict[str, Any]) -> dict[str, Any]:
+        """Feedback: evaluate the proposed aggregate on local validation data and endorse it."""
+        digest = round_["proposal"]["digest"]
+        metric = self._evaluate(digest)
+        return self.contract.submit_json("Endorse", round_["round"], digest, to_fixed(metric))
+
+    # -- driving ------------------------------------------------------------------
+    def act(self, round_: dict[str, Any]) -> str | None:
+        """Do this member's action for the round's current phase, once; return its name."""
+        number, phase = round_["round"], round_["phase"]
+        if (number, phase) in self.done:
+            return None
+        action = self._action_for(round_)
+        if action is None:
+            return None
+        action(round_)
+        self.done.add((number, phase))
+        return action.__name__
+
+    def _action_for(self, round_: dict[str, Any]):
+        phase = round_["phase"]
+        if phase == "selection":
+            return self.screen
+        if self.msp_id not in round_.get("selected", []):
+            return None
+        if phase == "configuration":
+            return self.accept
+        if self.msp_id not in round_.get("participants", []):
+            return None
+        if phase == "update":
+            return self.train_and_commit
+        if phase == "feedback":
+            return self.endorse
+        return None
+
+    def _evaluate(self, digest: str) -> float:
+        load_checkpoint(self.store, digest, self.model)
+        result = self.model.evaluate(self.data.X_val, self.data.y_val)
+        if "accuracy" not in result:
+            raise PhaseError("the model's evaluation returned no accuracy")
+        return float(result["accuracy"])

@@ -1,0 +1,441 @@
+"""The embedded ledger: Fabric's transaction flow on one machine, in one file.
+
+A transaction goes through the steps it goes through on Fabric, so that code
+developed here behaves the same on a real network:
+
+1. the submitter signs a proposal (``ledger/proposal.py``);
+2. the chaincode is simulated in-process against a snapshot of committed
+   state (``stub.py``), producing a read/write set; a refusal raises the
+   contract's error and writes nothing;
+3. the submitter signs the transaction envelope (``blocks.py``);
+4. commit, in one SQLite write transaction: signatures and the creator's
+   certificate are checked against the channel's genesis configuration, the
+   transaction ID must be new, and every version read must still be current
+   (MVCC). A valid transaction's writes are applied; a conflicting one is still
+   recorded in its block, marked ``MVCC_READ_CONFLICT``, and changes nothing.
+
+The chaincode's coroutines run on one persistent event loop per ledger object:
+creating a loop per transaction would cost more than the transaction. A ledger
+object is safe to share between threads (calls are serialized); processes
+share the file, each with its own ``EmbeddedLedger``. ``submit``/``evaluate``
+are synchronous: from async code call them through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+from cryptography import x509
+from fabric_protos.peer import proposal_response_pb2
+
+from blockfedml.errors import (
+    BlockFedMLError,
+    ChaincodeError,
+    ConflictError,
+    CryptoError,
+    IntegrityError,
+    InvalidInputError,
+    LedgerError,
+    NotAuthorizedError,
+    NotFoundError,
+    from_chaincode_message,
+)
+from blockfedml.identity.signing import Identity, SigningIdentity, load_certificate, verify_issued_by, verify_signature
+from blockfedml.ledger.base import DEFAULT_CHAINCODE
+from blockfedml.ledger.embedded import blocks
+from blockfedml.ledger.embedded.blocks import ParsedTransaction
+from blockfedml.ledger.embedded.store import DEFAULT_SYNCHRONOUS, BlockRow, LedgerStore
+from blockfedml.ledger.embedded.stub import EmbeddedStub, RWSet
+from blockfedml.ledger.proposal import Proposal
+
+if TYPE_CHECKING:
+    from blockfedml.ledger.embedded.gateway import EmbeddedGateway
+    from blockfedml.ledger.embedded.verify import VerifyReport
+
+
+@dataclass(frozen=True)
+class CommitStatus:
+    """Where and how a transaction was committed."""
+
+    tx_id: str
+    block_number: int
+    validation_code: int
+
+    @property
+    def valid(self) -> bool:
+        return self.validation_code == blocks.VALID
+
+    @property
+    def code_name(self) -> str:
+        return blocks.validation_code_name(self.validation_code)
+
+
+@dataclass(frozen=True)
+class Endorsement:
+    """A simulated, submitter-signed transaction, ready to be committed."""
+
+    tx_id: str
+    envelope: bytes
+    proposal_signature: bytes
+    result: bytes
+
+
+class EmbeddedLedger:
+    """A Fabric-like ledger in one SQLite file (see the module docstring)."""
+
+    def __init__(self, store: LedgerStore, chaincodes: Mapping[str, Any] | None) -> None:
+        self._store = store
+        self._lock = threading.RLock()
+        self._chaincodes: dict[str, Any] = dict(chaincodes or {})
+        self._loop = asyncio.new_event_loop()
+        self._members: dict[bytes, Identity] = {}  # creator bytes already checked
+        genesis = store.block(0)
+        if genesis is None or genesis.kind != "config":
+            raise IntegrityError(f"{store.path}: block 0 is not a channel configuration")
+        self._channel, self._organizations = blocks.decode_config(genesis.data)
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], channel: str, organizations: list[tuple[str, bytes]],
+               *, chaincodes: Mapping[str, Any] | None = None,
+               synchronous: str = DEFAULT_SYNCHRONOUS) -> "EmbeddedLedger":
+        """Create a ledger whose genesis block names the channel and its organizations.
+
+        ``ConflictError`` if ``path`` exists: a ledger is never overwritten.
+        """
+        if not channel:
+            raise InvalidInputError("a ledger needs a channel name")
+        if not organizations:
+            raise InvalidInputError("a ledger needs at least one organization")
+        seen: set[str] = set()
+        for msp_id, ca_pem in organizations:
+            if not msp_id or msp_id in seen:
+                raise InvalidInputError(f"organization MSP IDs must be non-empty and distinct ({msp_id!r})")
+            seen.add(msp_id)
+            try:
+                cert = load_certificate(ca_pem)
+                is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+            except Exception as exc:
+                raise InvalidInputError(f"CA certificate of {msp_id} is unusable: {exc}") from exc
+            if not is_ca:
+                raise InvalidInputError(f"the certificate given for {msp_id} is not a CA certificate")
+        path = Path(path)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            raise ConflictError(f"{path} already exists; open it, or choose another path") from None
+        except OSError as exc:
+            raise LedgerError(f"cannot create {path}: {exc}") from exc
+        os.close(fd)
+        config = blocks.encode_config(channel, organizations)
+        data_hash = blocks.config_data_hash(config)
+        genesis = BlockRow(0, blocks.GENESIS_PREVIOUS_HASH, data_hash,
+                           blocks.block_header_hash(0, blocks.GENESIS_PREVIOUS_HASH, data_hash),
+                           "config", None, None, None, None, blocks.VALID, config, None)
+        try:
+            store = LedgerStore(path, synchronous=synchronous)
+            store.initialize(genesis, {"channel": channel})
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return cls(store, chaincodes)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], chaincodes: Mapping[str, Any] | None = None, *,
+             synchronous: str = DEFAULT_SYNCHRONOUS) -> "EmbeddedLedger":
+        """Open an existing ledger. ``chaincodes`` maps chaincode names to chaincode
+        objects (``ContractChaincode``); ``blockfedml`` defaults to the federation contract."""
+        path = Path(path)
+        if not path.is_file():
+            raise NotFoundError(f"no ledger at {path}; create one first")
+        store = LedgerStore(path, synchronous=synchronous)
+        try:
+            store.meta()
+            return cls(store, chaincodes)
+        except BaseException:
+            store.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._loop.close()
+            self._store.close()
+
+    def __enter__(self) -> "EmbeddedLedger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- facts ------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._store.path
+
+    @property
+    def channel(self) -> str:
+        return self._channel
+
+    @property
+    def organizations(self) -> dict[str, bytes]:
+        """MSP ID -> CA certificate (PEM), from the genesis block."""
+        return dict(self._organizations)
+
+    @property
+    def synchronous(self) -> str:
+        return self._store.synchronous
+
+    def connect(self, identity: SigningIdentity) -> "EmbeddedGateway":
+        """A Gateway through which ``identity`` signs everything it sends."""
+        from blockfedml.ledger.embedded.gateway import EmbeddedGateway
+        return EmbeddedGateway(self, identity)
+
+    def height(self) -> int:
+        """Number of blocks, genesis included."""
+        with self._lock:
+            return self._store.height()
+
+    def block(self, number: int) -> dict[str, Any]:
+        """One block, decoded; ``NotFoundError`` beyond the tip."""
+        with self._lock:
+            row = self._store.block(number)
+        if row is None:
+            raise NotFoundError(f"block {number} does not exist (height {self.height()})")
+        return _block_dict(row)
+
+    def iter_blocks(self, start: int = 0) -> Iterator[dict[str, Any]]:
+        """Every block from ``start`` on, decoded, in order."""
+        number = start
+        while True:
+            with self._lock:
+                rows = [row for _, row in zip(range(256), self._store.iter_blocks(number))]
+            if not rows:
+                return
+            for row in rows:
+                yield _block_dict(row)
+            number = rows[-1].number + 1
+
+    def transaction_status(self, tx_id: str) -> CommitStatus:
+        """Commit status of a transaction; ``NotFoundError`` if it is not on the ledger."""
+        with self._lock:
+            row = self._store.block_by_tx_id(tx_id)
+        if row is None:
+            raise NotFoundError(f"transaction {tx_id} is not on the ledger")
+        return CommitStatus(tx_id, row.number, row.validation_code)
+
+    def wait_for_height(self, height: int, timeout: float = 30.0) -> int:
+        """Block until the ledger (written by any process) reaches ``height``.
+        ``LedgerError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        delay, seen = 0.001, None
+        while True:
+            with self._lock:
+                version = self._store.data_version()
+                if version != seen:
+                    seen = version
+                    current = self._store.height()
+                    if current >= height:
+                        return current
+            if time.monotonic() >= deadline:
+                raise LedgerError(f"ledger height is {current}, still below {height} after {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def size_bytes(self) -> int:
+        return self._store.size_bytes()
+
+    def verify(self) -> "VerifyReport":
+        """Re-check the whole ledger; see ``verify.py``."""
+        from blockfedml.ledger.embedded.verify import verify_ledger
+        with self._lock, self._store.snapshot():
+            return verify_ledger(self, self._store)
+
+    # -- the transaction flow ---------------------------------------------------
+
+    def chaincode(self, name: str) -> Any:
+        """The chaincode object installed under ``name``."""
+        if name not in self._chaincodes:
+            if name != DEFAULT_CHAINCODE:
+                raise NotFoundError(f"chaincode {name} is not installed on this ledger")
+            try:
+                from blockfedml_chaincode.shim import new_chaincode
+            except ImportError as exc:
+                raise LedgerError(f"the federation chaincode cannot be loaded: {exc}") from exc
+            self._chaincodes[name] = new_chaincode()
+        return self._chaincodes[name]
+
+    def simulate(self, proposal: Proposal) -> tuple[proposal_response_pb2.Response, EmbeddedStub]:
+        """Run the chaincode for ``proposal`` on committed state; write nothing."""
+        if proposal.channel != self._channel:
+            raise NotFoundError(f"channel {proposal.channel} does not exist on this ledger "
+                                f"(its channel is {self._channel})")
+        problem = self._creator_problem(proposal.creator)
+        if problem is not None:
+            raise problem
+        chaincode = self.chaincode(proposal.chaincode)
+        namespace = proposal.chaincode
+        with self._lock:
+            self._check_open()
+            store = self._store
+            stub = EmbeddedStub(proposal, lambda key: store.get_state(namespace, key),
+                                lambda start, end: store.range_state(namespace, start, end))
+            with store.snapshot():
+                try:
+                    response = self._loop.run_until_complete(chaincode.invoke(stub))
+                except BlockFedMLError:
+                    raise
+                except Exception as exc:
+                    raise ChaincodeError(f"chaincode {namespace} failed on {proposal.function}: "
+                                         f"{type(exc).__name__}: {exc}") from exc
+        return response, stub
+
+    def endorse(self, proposal: Proposal, signer: SigningIdentity) -> Endorsement:
+        """Simulate and, if the chaincode agrees, return the signed transaction.
+        A refusal raises the contract's error (``from_chaincode_message``)."""
+        response, stub = self.simulate(proposal)
+        if not 200 <= response.status < 400:
+            raise from_chaincode_message(response.message or f"chaincode returned status {response.status}")
+        envelope = blocks.assemble_envelope(proposal, stub.rwset, response, stub.event, signer)
+        return Endorsement(proposal.tx_id, envelope, proposal.signature, bytes(response.payload))
+
+    def evaluate(self, proposal: Proposal) -> bytes:
+        """Simulate a query and return its result; nothing is committed."""
+        response, _ = self.simulate(proposal)
+        if not 200 <= response.status < 400:
+            raise from_chaincode_message(response.message or f"chaincode returned status {response.status}")
+        return bytes(response.payload)
+
+    def commit(self, envelope: bytes, proposal_signature: bytes) -> CommitStatus:
+        """Validate and append a transaction (see the module docstring).
+
+        Refused before any write (``IntegrityError`` bad signature or format,
+        ``NotAuthorizedError`` unknown organization or foreign certificate,
+        ``ConflictError`` tx_id already on the ledger). An MVCC conflict is
+        recorded as an invalid block, then raised as ``ConflictError``.
+        """
+        parsed = blocks.parse_envelope(envelope, proposal_signature)
+        problem = self.transaction_problem(parsed)
+        if problem is not None:
+            raise problem
+        tx_id = parsed.proposal.tx_id
+        with self._lock:
+            self._check_open()
+            store = self._store
+            with store.write():
+                if store.tx_exists(tx_id):
+                    raise ConflictError(f"transaction {tx_id} is already on the ledger (replay refused)")
+                code, where = mvcc_check(parsed.rwset, store.version, store.range_state)
+                tip, tip_hash = store.tip()
+                number = tip + 1
+                data_hash = blocks.transaction_data_hash(envelope, proposal_signature, code)
+                store.insert_block(BlockRow(
+                    number, tip_hash, data_hash, blocks.block_header_hash(number, tip_hash, data_hash),
+                    "transaction", tx_id, _creator_msp(parsed), parsed.proposal.chaincode,
+                    parsed.proposal.function, code, envelope, proposal_signature))
+                if code == blocks.VALID:
+                    ns = parsed.rwset.namespace
+                    for key, value in parsed.rwset.writes.items():
+                        if value is None:
+                            store.delete_state(ns, key)
+                        else:
+                            store.put_state(ns, key, value, number, 0)
+        if code != blocks.VALID:
+            error = ConflictError(f"transaction {tx_id} ({parsed.proposal.function}) is invalid: "
+                                  f"{blocks.validation_code_name(code)} on {where}; it was recorded in "
+                                  f"block {number} and changed nothing; simulate it again and resubmit")
+            error.tx_id, error.block_number, error.key = tx_id, number, where  # type: ignore[attr-defined]
+            raise error
+        return CommitStatus(tx_id, number, code)
+
+    # -- checks shared by commit and verify -------------------------------------
+
+    def transaction_problem(self, parsed: ParsedTransaction) -> BlockFedMLError | None:
+        """Why this transaction may not be committed, or None. Does not look at state."""
+        proposal = parsed.proposal
+        if proposal.channel != self._channel:
+            return NotFoundError(f"transaction {proposal.tx_id} is for channel {proposal.channel}, "
+                                 f"not {self._channel}")
+        problem = self._creator_problem(proposal.creator)
+        if problem is not None:
+            return problem
+        cert = Identity.deserialize(proposal.creator).certificate
+        if not verify_signature(cert, proposal.proposal_bytes, proposal.signature):
+            return IntegrityError(f"transaction {proposal.tx_id}: the proposal signature does not verify")
+        if not verify_signature(cert, parsed.payload, parsed.envelope_signature):
+            return IntegrityError(f"transaction {proposal.tx_id}: the envelope signature does not verify")
+        if not 200 <= parsed.status < 400:
+            return InvalidInputError(f"transaction {proposal.tx_id} carries a failed chaincode response "
+                                     f"({parsed.status}); it cannot be committed")
+        return None
+
+    def _creator_problem(self, creator: bytes) -> BlockFedMLError | None:
+        if creator in self._members:
+            return None
+        try:
+            identity = Identity.deserialize(creator)
+        except CryptoError as exc:
+            return NotAuthorizedError(f"unreadable creator identity: {exc}")
+        ca = self._organizations.get(identity.msp_id)
+        if ca is None:
+            return NotAuthorizedError(f"organization {identity.msp_id} is not a member of channel "
+                                      f"{self._channel}")
+        try:
+            issued = verify_issued_by(identity.certificate, ca)
+        except CryptoError as exc:
+            return NotAuthorizedError(f"certificate of {identity.msp_id} is unusable: {exc}")
+        if not issued:
+            return NotAuthorizedError(f"certificate {identity.subject} was not issued by the CA of "
+                                      f"{identity.msp_id}")
+        if len(self._members) < 10_000:
+            self._members[creator] = identity
+        return None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LedgerError(f"ledger {self._store.path} is closed")
+
+
+def mvcc_check(rwset: RWSet, version_of: Any, scan: Any) -> tuple[int, str | None]:
+    """Fabric's MVCC rule: every key read must still be at the version read, and
+    every range scanned must still hold the same keys at the same versions.
+    Returns the validation code and, on conflict, what conflicted."""
+    ns = rwset.namespace
+    for key, version in rwset.reads.items():
+        if version_of(ns, key) != version:
+            return blocks.MVCC_READ_CONFLICT, f"key {key!r}"
+    for rng in rwset.ranges:
+        current = [(k, (b, t)) for k, _, b, t in scan(ns, rng.start, rng.end)]
+        if current != rng.reads:
+            return blocks.PHANTOM_READ_CONFLICT, f"range [{rng.start!r}, {rng.end!r})"
+    return blocks.VALID, None
+
+
+def _creator_msp(parsed: ParsedTransaction) -> str:
+    return Identity.deserialize(parsed.proposal.creator).msp_id
+
+
+def _block_dict(row: BlockRow) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "number": row.number, "previous_hash": row.previous_hash.hex(), "data_hash": row.data_hash.hex(),
+        "hash": row.hash.hex(), "kind": row.kind,
+        "validation_code": blocks.validation_code_name(row.validation_code),
+    }
+    if row.kind == "config":
+        channel, orgs = blocks.decode_config(row.data)
+        out.update(channel=channel, organizations={m: p.decode() for m, p in orgs.items()})
+        return out
+    out["transaction"] = blocks.transaction_dict(blocks.parse_envelope(row.data, row.proposal_signature or b""))
+    out["size_bytes"] = len(row.data) + len(row.proposal_signature or b"")
+    return out
