@@ -363,11 +363,13 @@ class FederationContract(Contract):
         await put_json(stub, round_key("round", number), record)
         return canonical(record)
 
-    async def Endorse(self, ctx: TransactionContextInterface, round: str, digest: str, metric: str) -> str:
-        """A participant endorses the proposed checkpoint with the metric it measured."""
+    async def Endorse(self, ctx: TransactionContextInterface, round: str, digest: str, metric: str,
+                      base_metric: str) -> str:
+        """A participant endorses the proposal with its metric and the base checkpoint's, on its own data."""
         stub, caller = ctx.get_stub(), caller_of(ctx)
         endorsement = {"digest": rules.parse_digest("digest", digest),
-                       "metric": rules.parse_int("metric", metric, minimum=0)}
+                       "metric": rules.parse_int("metric", metric, minimum=0),
+                       "base_metric": rules.parse_int("base_metric", base_metric, minimum=0)}
         await get_writer(stub, caller)
         record = await get_round(stub, round)
         rules.require_phase(record, "feedback")
@@ -391,13 +393,15 @@ class FederationContract(Contract):
         rules.require_phase(record, "feedback")
         settings = await get_json(stub, "settings")
         proposed = record["proposal"]["digest"]
-        metrics = [e["metric"] for e in await list_by_msp(stub, "endorse", number) if e["digest"] == proposed]
+        endorsements = [e for e in await list_by_msp(stub, "endorse", number) if e["digest"] == proposed]
+        metrics = [e["metric"] for e in endorsements]
         needed = rules.quorum_size(settings["quorum_percent"], len(record["participants"]))
         if len(metrics) < needed:
             raise ContractError(PHASE, f"round {number} has {len(metrics)} endorsements of {proposed}, "
                                        f"needs {needed} (quorum_percent={settings['quorum_percent']})")
         median = rules.lower_median(metrics)
-        rolled_back = rules.should_roll_back(median, record["base_metric"], settings["rollback_tolerance"],
+        improvement = rules.lower_median([e["metric"] - e["base_metric"] for e in endorsements])
+        rolled_back = rules.should_roll_back(improvement, settings["rollback_tolerance"],
                                              settings["higher_is_better"])
         status = rules.ROLLED_BACK if rolled_back else rules.ACCEPTED
         delta, reason = (-settings["penalty"], "penalty") if rolled_back else (settings["reward"], "reward")
@@ -419,7 +423,8 @@ class FederationContract(Contract):
             head = await get_json(stub, "head")
             writes.append(("head", {**head, "checkpoint": proposed, "metric": median, "round": number}))
         record = {**rules.advance(record, "closed", tx, now),
-                  "decision": {"status": status, "metric": median, "endorsements": len(metrics),
+                  "decision": {"status": status, "metric": median, "improvement": improvement,
+                               "endorsements": len(metrics),
                                "banned": banned}}
         writes.append((round_key("round", number), record))
         for key, value in writes:

@@ -311,11 +311,17 @@ def lower_median(values: Sequence[int]) -> int:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def should_roll_back(median: int, base_metric: int, tolerance: int, higher_is_better: int) -> bool:
-    """True when the endorsed metric is worse than the base by more than ``tolerance``."""
+def should_roll_back(improvement: int, tolerance: int, higher_is_better: int) -> bool:
+    """True when the median change of the metric is a loss larger than ``tolerance``.
+
+    ``improvement`` is the median over endorsers of (metric of the proposal -
+    metric of the base checkpoint), each pair measured by one member on its own
+    validation data. Comparing like with like keeps a lucky high-water mark on
+    small validation sets from rolling back a sound aggregate.
+    """
     if higher_is_better:
-        return median < base_metric - tolerance
-    return median > base_metric + tolerance
+        return improvement < -tolerance
+    return improvement > tolerance
 
 
 # --------------------------------------------------------------------------

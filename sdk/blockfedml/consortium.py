@@ -5,6 +5,11 @@ organization's identities (Fabric MSP layout), write the channel's genesis
 block, initialise the federation contract with the genesis model and register
 the organizations. Everything lives in one work directory described by
 ``consortium.json``, so separate processes (members, auditors) can open it.
+
+``Consortium.attach_fabric`` does the same on a real Fabric network instead:
+identities are the network's (cryptogen's), each organization talks to its
+own peer's Gateway, and ``consortium.json`` keeps the connection profile
+under ``"backend"``. Everything above the ``Contract`` interface is unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from blockfedml.fl.task import TaskSpec, task_model
 from blockfedml.identity import create_organization, load_signing_identity
 from blockfedml.ledger.base import DEFAULT_CHAINCODE, DEFAULT_CHANNEL, Contract, Gateway
 from blockfedml.ledger.embedded import EmbeddedLedger
+from blockfedml.ledger.fabric import FabricGateway, FabricProfile
 from blockfedml.ml.serialization import model_to_bytes
 from blockfedml.store import ModelStore
 
@@ -50,8 +56,10 @@ class Consortium:
     channel: str
     orgs: list[OrgProfile]
     task: TaskSpec
+    fabric: FabricProfile | None = None  # None: the embedded ledger in ledger.sqlite
     _ledger: EmbeddedLedger | None = field(default=None, repr=False)
     _store: ModelStore | None = field(default=None, repr=False)
+    _gateways: dict[str, Gateway] = field(default_factory=dict, repr=False)
 
     # -- creation -----------------------------------------------------------------
     @classmethod
@@ -111,6 +119,55 @@ class Consortium:
         return consortium
 
     @classmethod
+    def attach_fabric(
+        cls,
+        workdir: Path | str,
+        profile: FabricProfile | Path | str,
+        n_orgs: int | None = None,
+        task: TaskSpec | None = None,
+        settings: dict[str, int] | None = None,
+        overwrite: bool = False,
+    ) -> "Consortium":
+        """Create the consortium on a running Fabric network with the chaincode deployed.
+
+        The profile's first organization is the admin (and a member), the next
+        ``n_orgs - 1`` are members; each signs as its network Admin identity.
+        The model store stays in ``workdir``. ``ConflictError`` if the channel
+        already holds a consortium (a fresh network has none).
+        """
+        profile = profile if isinstance(profile, FabricProfile) else FabricProfile.load(profile)
+        n_orgs = len(profile.orgs) if n_orgs is None else n_orgs
+        if not 1 <= n_orgs <= len(profile.orgs):
+            raise InvalidInputError(f"n_orgs must be between 1 and {len(profile.orgs)} (the organizations "
+                                    f"of the Fabric network), got {n_orgs}")
+        task = task or TaskSpec()
+        workdir = Path(workdir)
+        if (workdir / CONFIG_FILE).exists():
+            if not overwrite:
+                raise ConflictError(
+                    f"a consortium already exists in {workdir}; choose another directory or overwrite it"
+                )
+            shutil.rmtree(workdir)
+        genesis_model = task_model(task, n_orgs)
+        workdir.mkdir(parents=True, exist_ok=True)
+        profiles = [
+            OrgProfile(name=org.name, msp_id=org.msp_id, msp_dir=str(org.admin_msp),
+                       roles=("admin", "member") if i == 0 else ("member",), partition=i)
+            for i, org in enumerate(profile.orgs[:n_orgs])
+        ]
+        consortium = cls(workdir=workdir, channel=profile.channel, orgs=profiles, task=task, fabric=profile)
+        admin = consortium.contract(profiles[0].name)
+        if admin.evaluate_json("ListOrgs"):
+            raise ConflictError(f"channel {profile.channel} already holds a consortium; start from a fresh "
+                                "network (blockfedml admin network down, then up and chaincode deploy)")
+        consortium._write_config()
+        genesis_digest = consortium.store.put(model_to_bytes(genesis_model))
+        admin.submit_json("InitConsortium", settings or {}, genesis_digest, 0)
+        for org in profiles:
+            admin.submit_json("RegisterOrg", org.msp_id, list(org.roles))
+        return consortium
+
+    @classmethod
     def open(cls, workdir: Path | str) -> "Consortium":
         """Open an existing work directory (as members, admins and auditors do)."""
         workdir = Path(workdir)
@@ -126,6 +183,7 @@ class Consortium:
             channel=data["channel"],
             orgs=[OrgProfile(**{**o, "roles": tuple(o["roles"])}) for o in data["orgs"]],
             task=TaskSpec.from_dict(data["task"]),
+            fabric=FabricProfile.from_dict(data["backend"]) if data.get("backend") else None,
         )
 
     # -- access -------------------------------------------------------------------
@@ -138,7 +196,15 @@ class Consortium:
         return self.workdir / "store"
 
     @property
+    def kind(self) -> str:
+        """``embedded`` or ``fabric``: which ledger the consortium runs on."""
+        return "embedded" if self.fabric is None else "fabric"
+
+    @property
     def ledger(self) -> EmbeddedLedger:
+        if self.fabric is not None:
+            raise InvalidInputError(f"the consortium in {self.workdir} runs on Fabric, not on an embedded "
+                                    "ledger; use its contracts (Consortium.contract) or the peer's tools")
         if self._ledger is None:
             self._ledger = EmbeddedLedger.open(self.ledger_path)
         return self._ledger
@@ -165,15 +231,24 @@ class Consortium:
         raise NotFoundError(f"organization {name_or_msp!r} is not in this consortium (known: {known})")
 
     def gateway(self, name_or_msp: str) -> Gateway:
-        """A gateway signing as the organization's admin user."""
+        """A gateway signing as the organization's admin user (on Fabric: to its own peer)."""
         profile = self.org(name_or_msp)
         identity = load_signing_identity(self.workdir / profile.msp_dir, profile.msp_id)
-        return self.ledger.connect(identity)
+        if self.fabric is None:
+            return self.ledger.connect(identity)
+        if profile.msp_id not in self._gateways:  # one TLS channel per organization, reused
+            endpoint = self.fabric.org(profile.msp_id).endpoint
+            self._gateways[profile.msp_id] = FabricGateway.connect(identity, endpoint)
+        return self._gateways[profile.msp_id]
 
     def contract(self, name_or_msp: str) -> Contract:
-        return self.gateway(name_or_msp).network(self.channel).contract(DEFAULT_CHAINCODE)
+        chaincode = DEFAULT_CHAINCODE if self.fabric is None else self.fabric.chaincode
+        return self.gateway(name_or_msp).network(self.channel).contract(chaincode)
 
     def close(self) -> None:
+        for gateway in self._gateways.values():
+            gateway.close()
+        self._gateways.clear()
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
@@ -188,6 +263,9 @@ class Consortium:
                 {**o.__dict__, "roles": list(o.roles)} for o in self.orgs
             ],
         }
+        if self.fabric is not None:
+            data["backend"] = self.fabric.to_dict()
+            data.pop("ledger")
         (self.workdir / CONFIG_FILE).write_text(json.dumps(data, indent=2, sort_keys=True))
 
 

@@ -81,8 +81,9 @@ def drive(world: MemWorld, until: str, r: int = 1, start: str = "selection",
             aggregator = world.get(f"round~{r:08d}")["aggregator"]
             ok(world, aggregator, "ProposeAggregate", str(r), digest(f"agg:{r}"), json.dumps(contributors))
         elif step == "endorsed":
+            base_metric = world.get(f"round~{r:08d}")["base_metric"]
             for msp, metric in zip(MEMBERS, metrics):
-                ok(world, msp, "Endorse", str(r), digest(f"agg:{r}"), str(metric))
+                ok(world, msp, "Endorse", str(r), digest(f"agg:{r}"), str(metric), str(base_metric))
         elif step == "closed":
             ok(world, ADMIN, "Decide", str(r))
 
@@ -126,10 +127,11 @@ def test_full_round_is_accepted(world: MemWorld) -> None:
     assert ckpt["status"] == "proposed" and ckpt["parent"] == GENESIS
 
     for msp, metric in zip(MEMBERS, ["930000", "931000", "100"]):   # one liar
-        ok(world, msp, "Endorse", "1", AGGREGATE, metric)
+        ok(world, msp, "Endorse", "1", AGGREGATE, metric, "900000")
     decided = ok(world, ORG2, "Decide", "1")
     assert decided["phase"] == "closed"
-    assert decided["decision"] == {"status": "accepted", "metric": 930000, "endorsements": 3, "banned": []}
+    assert decided["decision"] == {"status": "accepted", "metric": 930000, "improvement": 30000,
+                                   "endorsements": 3, "banned": []}
 
     assert ok(world, AUDITOR, "GetHead") == {"checkpoint": AGGREGATE, "metric": 930000, "round": 1,
                                             "last_round": 1}
@@ -209,8 +211,9 @@ def test_rollback_penalizes_bans_and_keeps_the_head(world: MemWorld) -> None:
     # round 2: metric drops by more than the tolerance (930000 - 20000 > 850000)
     drive(world, "endorsed", r=2, metrics=(850000, 860000, 840000))
     decided = ok(world, ORG3, "Decide", "2")
-    assert decided["decision"] == {"status": "rolled_back", "metric": 850000, "endorsements": 3,
-                                   "banned": [ORG3]}
+    # each endorser measured the base at the head metric (915000): the median change is -65000
+    assert decided["decision"] == {"status": "rolled_back", "metric": 850000, "improvement": -65000,
+                                   "endorsements": 3, "banned": [ORG3]}
     assert ok(world, AUDITOR, "GetHead") == {**head, "last_round": 2}
     ckpt = ok(world, AUDITOR, "GetCheckpoint", "2")
     assert ckpt["status"] == "rolled_back" and ckpt["metric"] == 850000 and ckpt["parent"] == head["checkpoint"]
@@ -325,14 +328,14 @@ REFUSALS = [
     ("committed", ADMIN, "ProposeAggregate", ["3", AGGREGATE, json.dumps(MEMBERS)], NOT_FOUND),
     ("accepted", ADMIN, "ProposeAggregate", ["1", AGGREGATE, json.dumps(MEMBERS)], PHASE),
     ("feedback", ADMIN, "ProposeAggregate", ["1", AGGREGATE, json.dumps(MEMBERS)], EXISTS),
-    ("feedback", ORG2, "Endorse", ["1", AGGREGATE, "1"], INVALID),      # endorses a different digest
-    ("feedback", ORG2, "Endorse", ["1", digest("agg:1"), "high"], INVALID),
-    ("feedback", ORG2, "Endorse", ["1", digest("agg:1"), "-5"], INVALID),
-    ("feedback", ORG2, "Endorse", ["4", digest("agg:1"), "5"], NOT_FOUND),
-    ("feedback", KEYHOLDER, "Endorse", ["1", digest("agg:1"), "5"], UNAUTHORIZED),
-    ("feedback", AUDITOR, "Endorse", ["1", digest("agg:1"), "5"], UNAUTHORIZED),
-    ("committed", ORG2, "Endorse", ["1", digest("agg:1"), "5"], PHASE),
-    ("endorsed", ORG2, "Endorse", ["1", digest("agg:1"), "5"], EXISTS),
+    ("feedback", ORG2, "Endorse", ["1", AGGREGATE, "1", "900000"], INVALID),      # endorses a different digest
+    ("feedback", ORG2, "Endorse", ["1", digest("agg:1"), "high", "900000"], INVALID),
+    ("feedback", ORG2, "Endorse", ["1", digest("agg:1"), "-5", "900000"], INVALID),
+    ("feedback", ORG2, "Endorse", ["4", digest("agg:1"), "5", "900000"], NOT_FOUND),
+    ("feedback", KEYHOLDER, "Endorse", ["1", digest("agg:1"), "5", "900000"], UNAUTHORIZED),
+    ("feedback", AUDITOR, "Endorse", ["1", digest("agg:1"), "5", "900000"], UNAUTHORIZED),
+    ("committed", ORG2, "Endorse", ["1", digest("agg:1"), "5", "900000"], PHASE),
+    ("endorsed", ORG2, "Endorse", ["1", digest("agg:1"), "5", "900000"], EXISTS),
     ("feedback", ADMIN, "Decide", ["1"], PHASE),                        # no endorsements, no quorum
     ("endorsed", KEYHOLDER, "Decide", ["1"], UNAUTHORIZED),
     ("endorsed", AUDITOR, "Decide", ["1"], UNAUTHORIZED),
@@ -360,15 +363,15 @@ def test_refusal_messages_name_the_problem(world: MemWorld) -> None:
     assert "digest" in refused(world, ORG2, "CommitUpdate", "1", "abc", "1", "1", code=INVALID)
     message = refused(world, ORG2, "ProposeAggregate", "1", AGGREGATE, json.dumps(MEMBERS), code=UNAUTHORIZED)
     assert "not the aggregator" in message and ADMIN in message
-    assert "phase update" in refused(world, ORG2, "Endorse", "1", AGGREGATE, "1", code=PHASE)
+    assert "phase update" in refused(world, ORG2, "Endorse", "1", AGGREGATE, "1", "1", code=PHASE)
 
 
 def test_decide_needs_quorum(world: MemWorld) -> None:
     drive(world, "feedback")
-    ok(world, ADMIN, "Endorse", "1", digest("agg:1"), "910000")
+    ok(world, ADMIN, "Endorse", "1", digest("agg:1"), "910000", "900000")
     message = refused(world, ADMIN, "Decide", "1", code=PHASE)      # ceil(66% of 3) = 2
     assert "1 endorsements" in message and "needs 2" in message
-    ok(world, ORG2, "Endorse", "1", digest("agg:1"), "910000")
+    ok(world, ORG2, "Endorse", "1", digest("agg:1"), "910000", "900000")
     assert ok(world, ADMIN, "Decide", "1")["decision"]["endorsements"] == 2
 
 

@@ -245,7 +245,7 @@ def test_a_minority_of_liars_cannot_move_the_median_past_the_honest_values(hones
     (920000, 900000, 20000, 0, False), (920001, 900000, 20000, 0, True), (100, 900000, 20000, 0, False),
     (900000, 900000, 0, 1, False), (899999, 900000, 0, 1, True)])
 def test_should_roll_back(median: int, base: int, tolerance: int, higher: int, rolled: bool) -> None:
-    assert rules.should_roll_back(median, base, tolerance, higher) is rolled
+    assert rules.should_roll_back(median - base, tolerance, higher) is rolled
 
 
 # ---- reputation ---------------------------------------------------------------

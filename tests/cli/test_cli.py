@@ -34,9 +34,9 @@ def test_demo_json_reports_every_round_and_where_things_are(tmp_path):
 
 
 def test_demo_table_names_the_ledger_and_store(tmp_path):
-    result = run("demo", "--rounds", "1", "--workdir", str(tmp_path / "d"))
+    result = runner.invoke(app, ["demo", "--rounds", "1", "--workdir", str(tmp_path / "d")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "rep Org1" in result.output and "accepted" in result.output
+    assert "Org1" in result.output and "accepted" in result.output and "accuracy" in result.output
     assert "ledger.sqlite" in result.output and "store" in result.output
 
 

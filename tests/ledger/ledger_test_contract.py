@@ -82,3 +82,11 @@ class KVContract(Contract):
 
 def new_chaincode() -> ContractChaincode:
     return ContractChaincode.new_chaincode(KVContract())
+
+
+CHANNEL = "fedchannel"
+
+
+def chaincodes() -> dict:
+    """What tests pass to ``EmbeddedLedger.open/create``: this contract as ``blockfedml``."""
+    return {"blockfedml": new_chaincode()}

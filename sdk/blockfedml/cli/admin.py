@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from blockfedml.cli import fabric_admin
 from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, handle_errors, parse_settings, records_table
 from blockfedml.consortium import ROLES, Consortium
 from blockfedml.errors import PhaseError
@@ -21,6 +22,8 @@ app.add_typer(consortium_app, name="consortium")
 app.add_typer(org_app, name="org")
 app.add_typer(settings_app, name="settings")
 app.add_typer(round_app, name="round")
+for _name, _sub_app in fabric_admin.SUBAPPS.items():  # network, chaincode, channel (Fabric)
+    app.add_typer(_sub_app, name=_name)
 
 
 @consortium_app.command("create")

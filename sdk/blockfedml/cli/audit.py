@@ -51,8 +51,8 @@ def round_detail(number: int = typer.Argument(...), workdir: Path = WorkdirOptio
         emit(detail, True)
         return
     console.print(records_table(f"Round {number}: phases", detail["round"]["history"], ["phase", "tx", "time"]))
-    console.print(records_table("Committed updates", detail["updates"], ["org", "digest", "size", "num_samples"]))
-    console.print(records_table("Endorsements", detail["endorsements"], ["org", "digest", "metric"]))
+    console.print(records_table("Committed updates", detail["updates"], ["msp_id", "digest", "size", "num_samples"]))
+    console.print(records_table("Endorsements", detail["endorsements"], ["msp_id", "digest", "metric"]))
 
 
 @app.command("checkpoint")

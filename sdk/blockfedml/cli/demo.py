@@ -30,20 +30,28 @@ def demo(
     lr: float = typer.Option(0.1, help="Local learning rate."),
     workdir: Path = typer.Option(Path("runs/demo"), "--workdir", "-w", help="Where the ledger, store and identities go (replaced)."),
     setting: list[str] = typer.Option([], "--setting", "-s", help="Federation setting key=value (repeatable)."),
+    ledger: str = typer.Option("embedded", "--ledger", help="embedded, or fabric: a running network with the chaincode deployed."),
+    profile: Path = typer.Option(Path("runs/fabric/network.json"), "--profile", help="Fabric connection profile (with --ledger fabric)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Create a consortium, run a federated session and print the per-round table."""
     task = TaskSpec(dataset=dataset, partition=partition, alpha=alpha, model=model, seed=seed, epochs=epochs, lr=lr)
     started = time.perf_counter()
-    consortium = Consortium.create(workdir, n_orgs=orgs, task=task, settings=parse_settings(setting), overwrite=True)
+    if ledger not in ("embedded", "fabric"):
+        raise typer.BadParameter(f"--ledger must be embedded or fabric, got {ledger!r}")
+    if ledger == "fabric":
+        consortium = Consortium.attach_fabric(workdir, profile, n_orgs=orgs, task=task,
+                                              settings=parse_settings(setting), overwrite=True)
+    else:
+        consortium = Consortium.create(workdir, n_orgs=orgs, task=task, settings=parse_settings(setting), overwrite=True)
     try:
         results = _run(consortium, rounds, quiet=as_json)
         elapsed = time.perf_counter() - started
         summary = {
             "workdir": str(workdir.resolve()),
-            "ledger": str(consortium.ledger_path.resolve()),
+            "ledger": str(consortium.ledger_path.resolve()) if ledger == "embedded" else "fabric",
             "store": str(consortium.store_path.resolve()),
-            "blocks": consortium.ledger.height(),
+            "blocks": consortium.ledger.height() if ledger == "embedded" else None,
             "seconds": round(elapsed, 3),
             "rounds": [r.to_dict() for r in results],
         }
@@ -52,9 +60,9 @@ def demo(
     if as_json:
         emit(summary, True)
         return
-    console.print(rounds_table(results))
+    console.print(rounds_table(results, ledger))
     console.print(
-        f"Ledger: [bold]{summary['ledger']}[/] ({summary['blocks']} blocks)\n"
+        f"Ledger: [bold]{summary['ledger']}[/] ({summary['blocks'] or '?'} blocks)\n"
         f"Model store: [bold]{summary['store']}[/]\n"
         f"Audit it: [bold]blockfedml audit rounds -w {workdir}[/]   ({elapsed:.1f} s in all)"
     )
@@ -80,22 +88,24 @@ def _run(consortium: Consortium, rounds: int, quiet: bool) -> list[RoundResult]:
     return results
 
 
-def rounds_table(results: list[RoundResult]) -> Table:
+def rounds_table(results: list[RoundResult], ledger: str = "embedded") -> Table:
+    """Round, participants, test accuracy, checkpoint, decision and reputation per org."""
     orgs = list(results[0].reputation) if results else []
-    table = Table(title="Federated session (embedded ledger)")
-    for column in ("round", "participants", "test acc.", "endorsed", "checkpoint", "decision"):
-        table.add_column(column, justify="right" if column in ("round", "test acc.", "endorsed") else "left")
+    table = Table(title=f"Federated session ({ledger} ledger)", caption="reputation per organization on the right")
+    table.add_column("round", justify="right")
+    table.add_column("orgs", justify="right")
+    table.add_column("accuracy", justify="right")
+    table.add_column("checkpoint", no_wrap=True)
+    table.add_column("decision", no_wrap=True)
     for org in orgs:
-        table.add_column(f"rep {org.removesuffix('MSP')}", justify="right")
+        table.add_column(org.removesuffix("MSP"), justify="right")
     for r in results:
         status = "[green]accepted[/]" if r.status == "accepted" else "[red]rolled back[/]"
-        endorsed = "-" if r.endorsed_metric is None else f"{r.endorsed_metric:.4f}"
         table.add_row(
             str(r.round),
             str(len(r.participants)),
             f"{r.test_accuracy:.4f}",
-            endorsed,
-            r.digest[:12],
+            r.digest[:10],
             status,
             *[str(r.reputation[o]) for o in orgs],
         )

@@ -94,17 +94,24 @@ class Member:
                     f"round {round_['round']}: the update of {commitment['org']} has "
                     f"{len(blob)} bytes, its commitment says {commitment['size']}"
                 )
-            sealed[commitment["org"]] = blob
+            sealed[commitment["msp_id"]] = blob
         params = make_aggregation(round_["mode"]).combine(sealed)
         self.model.set_params(params)
         digest = put_model(self.store, self.model)
         return self.contract.submit_json("ProposeAggregate", round_["round"], digest, sorted(sealed))
 
     def endorse(self, round_: dict[str, Any]) -> dict[str, Any]:
-        """Feedback: evaluate the proposed aggregate on local validation data and endorse it."""
+        """Feedback: evaluate the proposal and the base checkpoint on local validation data; endorse.
+
+        Both metrics come from the same data, so the contract judges the change
+        a member saw, not the noise between members' validation sets.
+        """
         digest = round_["proposal"]["digest"]
         metric = self._evaluate(digest)
-        return self.contract.submit_json("Endorse", round_["round"], digest, to_fixed(metric))
+        base_metric = self._evaluate(round_["base_checkpoint"])
+        return self.contract.submit_json(
+            "Endorse", round_["round"], digest, to_fixed(metric), to_fixed(base_metric)
+        )
 
     # -- driving ------------------------------------------------------------------
     def act(self, round_: dict[str, Any]) -> str | None:

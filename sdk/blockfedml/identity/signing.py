@@ -85,15 +85,20 @@ class SigningIdentity(Identity):
         return Identity(self.msp_id, self.certificate)
 
 
-@lru_cache(maxsize=4096)
 def load_certificate(cert_pem: bytes) -> x509.Certificate:
     """Parse a PEM certificate (cached: the ledger checks the same few certs often)."""
+    return _load_certificate(bytes(cert_pem))
+
+
+@lru_cache(maxsize=4096)
+def _load_certificate(cert_pem: bytes) -> x509.Certificate:
     try:
-        return x509.load_pem_x509_certificate(bytes(cert_pem))
+        return x509.load_pem_x509_certificate(cert_pem)
     except Exception as exc:
         raise CryptoError(f"malformed PEM certificate: {exc}") from exc
 
 
+@lru_cache(maxsize=4096)
 def _public_key(cert_pem: bytes) -> ec.EllipticCurvePublicKey:
     key = load_certificate(cert_pem).public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
@@ -116,7 +121,7 @@ def verify_signature(cert_pem: bytes, message: bytes, signature: bytes) -> bool:
     Returns False for a wrong, malformed or high-S signature; raises
     ``CryptoError`` only when the certificate itself is unusable.
     """
-    key = _public_key(cert_pem)
+    key = _public_key(bytes(cert_pem))
     if not is_low_s(signature):
         return False
     try:
@@ -126,7 +131,6 @@ def verify_signature(cert_pem: bytes, message: bytes, signature: bytes) -> bool:
     return True
 
 
-@lru_cache(maxsize=4096)
 def verify_issued_by(cert_pem: bytes, ca_cert_pem: bytes) -> bool:
     """True when ``cert_pem`` was signed by the CA of ``ca_cert_pem``.
 
@@ -135,6 +139,11 @@ def verify_issued_by(cert_pem: bytes, ca_cert_pem: bytes) -> bool:
     validation must give the same answer when the chain is re-verified years
     later. Raises ``CryptoError`` when either certificate cannot be parsed.
     """
+    return _verify_issued_by(bytes(cert_pem), bytes(ca_cert_pem))
+
+
+@lru_cache(maxsize=4096)
+def _verify_issued_by(cert_pem: bytes, ca_cert_pem: bytes) -> bool:
     cert = load_certificate(cert_pem)
     ca = load_certificate(ca_cert_pem)
     try:

@@ -17,8 +17,10 @@ developed here behaves the same on a real network:
 The chaincode's coroutines run on one persistent event loop per ledger object:
 creating a loop per transaction would cost more than the transaction. A ledger
 object is safe to share between threads (calls are serialized); processes
-share the file, each with its own ``EmbeddedLedger``. ``submit``/``evaluate``
-are synchronous: from async code call them through ``asyncio.to_thread``.
+share the file, each with its own ``EmbeddedLedger`` (open it after a fork,
+never carry an open one across: SQLite connections must not cross ``fork``).
+``submit``/``evaluate`` are synchronous; from async code prefer
+``asyncio.to_thread`` so the caller's loop keeps running meanwhile.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import asyncio
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
@@ -94,6 +97,7 @@ class EmbeddedLedger:
         self._lock = threading.RLock()
         self._chaincodes: dict[str, Any] = dict(chaincodes or {})
         self._loop = asyncio.new_event_loop()
+        self._helper: ThreadPoolExecutor | None = None
         self._members: dict[bytes, Identity] = {}  # creator bytes already checked
         genesis = store.block(0)
         if genesis is None or genesis.kind != "config":
@@ -169,6 +173,8 @@ class EmbeddedLedger:
             if self._closed:
                 return
             self._closed = True
+            if self._helper is not None:
+                self._helper.shutdown()
             self._loop.close()
             self._store.close()
 
@@ -293,13 +299,25 @@ class EmbeddedLedger:
                                 lambda start, end: store.range_state(namespace, start, end))
             with store.snapshot():
                 try:
-                    response = self._loop.run_until_complete(chaincode.invoke(stub))
+                    response = self._run(chaincode.invoke(stub))
                 except BlockFedMLError:
                     raise
                 except Exception as exc:
                     raise ChaincodeError(f"chaincode {namespace} failed on {proposal.function}: "
                                          f"{type(exc).__name__}: {exc}") from exc
         return response, stub
+
+    def _run(self, coroutine: Any) -> Any:
+        """Run a chaincode coroutine on this ledger's own event loop. Called from
+        inside a running loop (async code), it runs that one call on a helper
+        thread instead of failing, blocking the caller like any synchronous call."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._loop.run_until_complete(coroutine)
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-ledger")
+        return self._helper.submit(self._loop.run_until_complete, coroutine).result()
 
     def endorse(self, proposal: Proposal, signer: SigningIdentity) -> Endorsement:
         """Simulate and, if the chaincode agrees, return the signed transaction.
