@@ -123,7 +123,7 @@ async def require_admin(stub: Any, msp_id: str, or_participant_of: Optional[Reco
     founder = msp_id == consortium["admin"]
     if founder and org is None:
         return
-    rules.check_writer(org, msp_id)
+    rules.check_writer(org, msp_id, as_admin=True)
     if founder or rules.has_role(org, "admin"):
         return
     round_record = or_participant_of

@@ -193,11 +193,15 @@ def has_role(org: Optional[Mapping[str, Any]], role: str) -> bool:
     return org is not None and role in org.get("roles", ())
 
 
-def check_writer(org: Optional[Mapping[str, Any]], msp_id: str) -> None:
-    """Refuse writes by unknown, banned or auditor-only organizations."""
+def check_writer(org: Optional[Mapping[str, Any]], msp_id: str, as_admin: bool = False) -> None:
+    """Refuse writes by unknown, banned or auditor-only organizations.
+
+    A ban takes away member rights only: an organization that is also an
+    admin keeps governing (``as_admin``), so one ban cannot stall the consortium.
+    """
     if org is None:
         raise ContractError(UNAUTHORIZED, f"{msp_id} is not registered in the consortium")
-    if org["status"] == BANNED:
+    if org["status"] == BANNED and not (as_admin and has_role(org, "admin")):
         raise ContractError(UNAUTHORIZED, f"{msp_id} is banned from the consortium")
     if list(org["roles"]) == ["auditor"]:
         raise ContractError(UNAUTHORIZED, f"{msp_id} is an auditor and may only read")
