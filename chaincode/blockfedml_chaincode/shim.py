@@ -23,6 +23,7 @@ from fabric_chaincode_python.fabric_contract_api import (  # noqa: E402
 from fabric_chaincode_python.fabric_contract_api.contractapi.transaction_context import (  # noqa: E402
     TransactionContextInterface,
 )
+from fabric_chaincode_python.fabric_shim.handler import Handler  # noqa: E402  (ccaas.py fixes it)
 
 for _handler in list(_root.handlers):
     if _handler not in _handlers_before:
@@ -38,4 +39,4 @@ def new_chaincode() -> ContractChaincode:
     return ContractChaincode.new_chaincode(FederationContract())
 
 
-__all__ = ["Contract", "ContractChaincode", "TransactionContextInterface", "new_chaincode"]
+__all__ = ["Contract", "ContractChaincode", "Handler", "TransactionContextInterface", "new_chaincode"]

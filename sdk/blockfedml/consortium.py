@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+import socket
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from blockfedml.errors import ConflictError, InvalidInputError, NotFoundError
+from blockfedml.exchange.credentials import ExchangePeer, TLSMaterial
 from blockfedml.fl.task import TaskSpec, task_model
 from blockfedml.identity import create_organization, load_signing_identity
 from blockfedml.ledger.base import DEFAULT_CHAINCODE, DEFAULT_CHANNEL, Contract, Gateway
@@ -42,6 +44,7 @@ class OrgProfile:
     msp_dir: str
     roles: tuple[str, ...]
     partition: int | None = None  # index of its data partition in the demo task
+    exchange: str | None = None  # host:port of its exchange server (members), see docs/exchange.md
 
     @property
     def is_member(self) -> bool:
@@ -101,7 +104,7 @@ class Consortium:
         if auditor:
             planned.append(("Auditor", ("auditor",), None))
         created = [_new_org(workdir, name, roles, index) for name, roles, index in planned]
-        profiles = [profile for profile, _ in created]
+        profiles = _with_exchange_endpoints([profile for profile, _ in created])
 
         consortium = cls(workdir=workdir, channel=DEFAULT_CHANNEL, orgs=profiles, task=task)
         EmbeddedLedger.create(
@@ -150,11 +153,11 @@ class Consortium:
             shutil.rmtree(workdir)
         genesis_model = task_model(task, n_orgs)
         workdir.mkdir(parents=True, exist_ok=True)
-        profiles = [
+        profiles = _with_exchange_endpoints([
             OrgProfile(name=org.name, msp_id=org.msp_id, msp_dir=str(org.admin_msp),
                        roles=("admin", "member") if i == 0 else ("member",), partition=i)
             for i, org in enumerate(profile.orgs[:n_orgs])
-        ]
+        ])
         consortium = cls(workdir=workdir, channel=profile.channel, orgs=profiles, task=task, fabric=profile)
         admin = consortium.contract(profiles[0].name)
         if admin.evaluate_json("ListOrgs"):
@@ -241,6 +244,33 @@ class Consortium:
             self._gateways[profile.msp_id] = FabricGateway.connect(identity, endpoint)
         return self._gateways[profile.msp_id]
 
+    def tls_material(self, name_or_msp: str) -> TLSMaterial:
+        """Paths of the organization's TLS CA, server and client certificates and keys."""
+        profile = self.org(name_or_msp)
+        org_dir = (self.workdir / profile.msp_dir).parents[2]  # <org>/users/Admin@<domain>/msp
+        return TLSMaterial.from_org_dir(org_dir, profile.msp_id)
+
+    def exchange_peers(self) -> dict[str, ExchangePeer]:
+        """Every organization with an exchange endpoint: its address and TLS CA, by MSP ID."""
+        peers = {}
+        for profile in self.orgs:
+            if profile.exchange:
+                tls = self.tls_material(profile.name)
+                peers[profile.msp_id] = ExchangePeer(profile.msp_id, profile.exchange,
+                                                     tls.read(tls.ca_cert), tls.server_name)
+        return peers
+
+    def set_exchange_endpoint(self, name_or_msp: str, address: str | None) -> OrgProfile:
+        """Move (or, with None, remove) an organization's exchange endpoint in consortium.json."""
+        profile = self.org(name_or_msp)
+        host, _, port = (address or "").rpartition(":")
+        if address is not None and not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise InvalidInputError(f"exchange endpoint {address!r} must be host:port, e.g. 127.0.0.1:7351")
+        updated = replace(profile, exchange=address)
+        self.orgs = [updated if o.msp_id == profile.msp_id else o for o in self.orgs]
+        self._write_config()
+        return updated
+
     def contract(self, name_or_msp: str) -> Contract:
         chaincode = DEFAULT_CHAINCODE if self.fabric is None else self.fabric.chaincode
         return self.gateway(name_or_msp).network(self.channel).contract(chaincode)
@@ -267,6 +297,19 @@ class Consortium:
             data["backend"] = self.fabric.to_dict()
             data.pop("ledger")
         (self.workdir / CONFIG_FILE).write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _with_exchange_endpoints(profiles: list[OrgProfile]) -> list[OrgProfile]:
+    """Give every member a loopback exchange endpoint on a port that is free now
+    (the kernel picks it), so several consortia on one machine do not collide."""
+    result = []
+    for profile in profiles:
+        if profile.is_member and profile.exchange is None:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind(("127.0.0.1", 0))
+                profile = replace(profile, exchange=f"127.0.0.1:{probe.getsockname()[1]}")
+        result.append(profile)
+    return result
 
 
 def _new_org(

@@ -45,6 +45,11 @@ class LedgerError(BlockFedMLError):
     """The ledger could not be reached or did not answer in time."""
 
 
+class ExchangeError(BlockFedMLError):
+    """Another organization's exchange endpoint could not be reached, refused the
+    TLS handshake, or did not answer before the deadline (after any retries)."""
+
+
 class ChaincodeError(BlockFedMLError):
     """The contract refused a transaction for a reason without a precise class."""
 

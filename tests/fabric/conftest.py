@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason=f"Fabric test skipped: {problem}")
     for item in items:
-        if "fabric" in item.keywords:
+        if item.get_closest_marker("fabric") is not None:
             item.add_marker(skip)
 
 

@@ -134,9 +134,9 @@ def test_every_transaction_and_its_refusals_through_the_gateway(fabric_network):
     proposed = members[aggregator].submit_json("ProposeAggregate", number, DIGEST, list(ORGS))
     assert proposed["phase"] == "feedback"
     with pytest.raises(InvalidInputError):
-        org2.submit_json("Endorse", number, "cd" * 32, 900000)
+        org2.submit_json("Endorse", number, "cd" * 32, 900000, 900000)
     for contract in members.values():
-        contract.submit_json("Endorse", number, DIGEST, 990000)
+        contract.submit_json("Endorse", number, DIGEST, 990000, 900000)
     decided = org2.submit_json("Decide", number)  # a participant may decide
     assert decided["decision"]["status"] == "accepted"
     with pytest.raises(ConflictError):

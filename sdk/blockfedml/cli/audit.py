@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
+from blockfedml.audit.findings import AuditReport
 from blockfedml.audit.history import checkpoint_lineage
+from blockfedml.audit.verify import audit_consortium
 from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, handle_errors, records_table
 from blockfedml.consortium import Consortium
 from blockfedml.ledger.base import Contract
 
 app = typer.Typer(help="Auditors: rounds, checkpoints, reputation and ledger verification.", no_args_is_help=True)
+AS_HELP = "Organization whose identity queries the ledger (default: the auditor)."
 AsOption = typer.Option("Auditor", "--as", help="Organization whose identity queries the ledger.")
 
 
@@ -90,16 +94,39 @@ def reputation(msp_id: str = typer.Option(None, "--org", help="Only this organiz
 
 @app.command("verify")
 @handle_errors
-def verify(workdir: Path = WorkdirOption, as_json: bool = JsonOption) -> None:
-    """Re-check the block hash chain, every signature and the world state."""
+def verify(workdir: Path = WorkdirOption, org: str = typer.Option(None, "--as", help=AS_HELP),
+           as_json: bool = JsonOption) -> None:
+    """Replay and check the whole history; exit 1 if any check fails.
+
+    Block hash chain and signatures, the contract re-executing every transaction,
+    the checkpoint chain and stored models, phase sequences, aggregates recomputed
+    from the committed updates, reputation and rollback decisions recomputed.
+    """
     consortium = Consortium.open(workdir)
-    report = consortium.ledger.verify()
-    result = {"ok": report.ok, "blocks": consortium.ledger.height(), "problems": list(report.problems)}
+    report = audit_consortium(consortium, org)
     if as_json:
-        emit(result, True)
+        emit(report.to_dict(), True)
     else:
-        for problem in report.problems:
-            console.print(f"[red]FAIL[/] {problem}")
-        console.print(("[green]PASS[/]" if report.ok else "[red]FAIL[/]") + f" {result['blocks']} blocks checked")
+        print_report(report, f"Audit of {workdir}")
     if not report.ok:
         raise typer.Exit(code=1)
+
+
+def print_report(report: AuditReport, heading: str) -> None:
+    """One line per check (PASS/FAIL/SKIP), each finding and skip reason beneath it."""
+    blocks = f", {report.height} blocks" if report.height is not None else ""
+    console.print(f"[bold]{escape(heading)}[/] ({report.backend} ledger{blocks})")
+    colour = {"pass": "green", "fail": "red", "skip": "yellow"}
+    for check in report.checks:
+        console.print(f"[{colour[check.status]}]{check.status.upper():4}[/]  {check.name:<12} "
+                      f"{escape(check.title)} [dim]({escape(check.detail)})[/]", highlight=False, soft_wrap=True)
+        for finding in check.findings:
+            console.print(f"      [red]FAIL[/] {escape(str(finding))}", highlight=False, soft_wrap=True)
+        if check.status != "skip":
+            for reason in check.skipped:
+                console.print(f"      [yellow]skip[/] {escape(reason)}", highlight=False, soft_wrap=True)
+    for note in report.notes:
+        console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    counts = {s: sum(c.status == s for c in report.checks) for s in ("fail", "pass", "skip")}
+    summary = f"{counts['fail']} failed, {counts['pass']} passed, {counts['skip']} skipped"
+    console.print(f"[{'green' if report.ok else 'red'}]{'OK' if report.ok else 'FAILED'}[/]: {summary}")

@@ -9,7 +9,8 @@ import typer
 
 from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, handle_errors, records_table
 from blockfedml.consortium import Consortium
-from blockfedml.errors import InvalidInputError, LedgerError
+from blockfedml.errors import InvalidInputError, LedgerError, NotFoundError
+from blockfedml.exchange import open_transport
 from blockfedml.fl.member import Member
 from blockfedml.fl.task import member_data, task_model
 
@@ -45,14 +46,20 @@ def join(org: str = OrgOption, workdir: Path = WorkdirOption, as_json: bool = Js
 def take_part(
     org: str = OrgOption,
     number: int = typer.Option(0, "--round", "-r", help="Round number (default: the latest)."),
+    rounds: int = typer.Option(1, "--rounds", min=1, help="Take part in this many consecutive rounds."),
+    exchange: str = typer.Option(
+        "auto", "--exchange", help="How updates reach the aggregator: grpc (mutual TLS, this org's endpoint "
+        "in consortium.json), store (the shared model store), or auto (grpc when the org has an endpoint)."),
     timeout: float = typer.Option(300.0, help="Give up after this many seconds without the round closing."),
     workdir: Path = WorkdirOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Take part in a round from start to end, acting in each phase as it opens.
+    """Take part in rounds from start to end, acting in each phase as it opens.
 
     Run one of these per member, each in its own process; the admin advances
-    the phases (``blockfedml admin round advance``).
+    the phases (``blockfedml admin round advance``). With the gRPC exchange the
+    process runs its organization's exchange server for as long as it takes
+    part, and sends its sealed update only to the round's aggregator.
     """
     consortium = Consortium.open(workdir)
     member = _member(consortium, org)
@@ -60,25 +67,45 @@ def take_part(
         number = member.contract.evaluate_json("GetHead")["last_round"]
         if number == 0:
             raise InvalidInputError("no round has been opened yet; the admin opens one with `admin round open`")
+    member.transport = open_transport(consortium, org, exchange, contract=member.contract)
+    try:
+        results = [_take_part(consortium, member, n, timeout, as_json) for n in range(number, number + rounds)]
+    finally:
+        member.transport.close()
+    emit(results[0] if rounds == 1 else results, as_json,
+         lambda r: records_table("Rounds", [{"round": x["round"], **(x["decision"] or {})} for x in results],
+                                 ["round", "status", "metric", "endorsements"]))
+
+
+def _take_part(consortium: Consortium, member: Member, number: int, timeout: float, quiet: bool) -> dict:
+    """Act in every phase of round ``number`` (waiting for it to open) until it closes."""
+    ledger = consortium.ledger
     deadline = time.monotonic() + timeout
     actions: list[dict] = []
     while True:
-        round_ = member.contract.evaluate_json("GetRound", number)
-        done = member.act(round_)
-        if done:
-            actions.append({"round": number, "phase": round_["phase"], "action": done})
-            if not as_json:
-                console.print(f"round {number}: {round_['phase']}: {done}")
-        if round_["phase"] == "update" and round_.get("aggregator") == member.msp_id:
-            committed = member.contract.evaluate_json("GetUpdates", number)
-            if len(committed) == len(round_["participants"]):
-                member.aggregate(round_)
-                actions.append({"round": number, "phase": "update", "action": "aggregate"})
-                continue
-        if round_["phase"] == "closed":
-            break
+        height = ledger.height()  # read first: a block that lands meanwhile ends the wait below at once
+        try:
+            round_ = member.contract.evaluate_json("GetRound", number)
+        except NotFoundError:
+            round_ = None  # not opened yet
+        if round_ is not None:
+            done = member.act(round_)
+            if done:
+                actions.append({"round": number, "phase": round_["phase"], "action": done})
+                if not quiet:
+                    console.print(f"round {number}: {round_['phase']}: {done}")
+            if round_["phase"] == "update" and round_.get("aggregator") == member.msp_id:
+                committed = member.contract.evaluate_json("GetUpdates", number)
+                if len(committed) == len(round_["participants"]):
+                    member.aggregate(round_)
+                    actions.append({"round": number, "phase": "update", "action": "aggregate"})
+                    continue
+            if round_["phase"] == "closed":
+                return {"round": number, "actions": actions, "decision": round_.get("decision")}
         if time.monotonic() > deadline:
-            raise LedgerError(f"round {number} did not close within {timeout:.0f} s (phase {round_['phase']})")
-        consortium.ledger.wait_for_height(consortium.ledger.height() + 1, timeout=1.0)
-    emit({"round": number, "actions": actions, "decision": round_.get("decision")}, as_json,
-         lambda r: records_table(f"Round {number}", [r["decision"] or {}], ["status", "metric", "endorsements"]))
+            phase = round_["phase"] if round_ else "not opened"
+            raise LedgerError(f"round {number} did not close within {timeout:.0f} s (phase {phase})")
+        try:
+            ledger.wait_for_height(height + 1, timeout=1.0)  # woken by the next block, from any process
+        except LedgerError:
+            pass  # no block for a second: look again, up to the deadline

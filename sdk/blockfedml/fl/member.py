@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from blockfedml.errors import IntegrityError, PhaseError
+from blockfedml.errors import PhaseError
+from blockfedml.exchange.transport import StoreTransport, Transport
 from blockfedml.fl.aggregation import make_aggregation
 from blockfedml.fl.checkpoints import load_checkpoint
 from blockfedml.ml.serialization import put_model
@@ -46,6 +47,11 @@ class Member:
     model: Model
     task: TaskSpec
     done: set[tuple[int, str]] = field(default_factory=set)
+    transport: Transport | None = None  # how sealed updates reach the aggregator; None: the store
+
+    def __post_init__(self) -> None:
+        if self.transport is None:
+            self.transport = StoreTransport(self.store)
 
     # -- phase actions ------------------------------------------------------------
     def join(self) -> dict[str, Any]:
@@ -80,21 +86,15 @@ class Member:
         )
         update = ClientUpdate(org=self.msp_id, params=self.model.get_params(), num_samples=len(self.data.y_train))
         sealed = make_aggregation(round_["mode"]).seal(update)
-        digest = self.store.put(sealed)
+        digest = self.transport.send(round_, sealed)  # delivered first: a failed send commits nothing
         return self.contract.submit_json("CommitUpdate", round_["round"], digest, len(sealed), update.num_samples)
 
     def aggregate(self, round_: dict[str, Any]) -> dict[str, Any]:
         """Update (aggregator only): check every blob against its commitment, combine, propose."""
         commitments = self.contract.evaluate_json("GetUpdates", round_["round"])
-        sealed: dict[str, bytes] = {}
-        for commitment in commitments:
-            blob = self.store.get(commitment["digest"])  # re-hashed: a swapped blob fails here
-            if len(blob) != commitment["size"]:
-                raise IntegrityError(
-                    f"round {round_['round']}: the update of {commitment['org']} has "
-                    f"{len(blob)} bytes, its commitment says {commitment['size']}"
-                )
-            sealed[commitment["msp_id"]] = blob
+        # Every blob is checked against its commitment (digest and size) before it is
+        # used; a mismatch is an IntegrityError and the blob is discarded.
+        sealed = self.transport.collect(round_["round"], commitments)
         params = make_aggregation(round_["mode"]).combine(sealed)
         self.model.set_params(params)
         digest = put_model(self.store, self.model)

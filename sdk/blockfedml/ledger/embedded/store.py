@@ -26,19 +26,38 @@ Several processes may share one file: every commit is ``BEGIN IMMEDIATE``
 (take the write lock before reading the chain tip, so two processes can never
 append the same block number) with a busy timeout so that writers queue
 instead of failing.
+
+Storage format (schema version 2). A transaction block's ``data`` column does
+not hold the envelope itself but its compact form (``codec.py``): a layout
+byte and a raw DEFLATE stream of the envelope without its creator and
+proposal hash. The creator (MSP ID and certificate) is stored once in
+``certificates`` and the block's ``creator`` column refers to it; the
+compression dictionaries trained at blocks 64, 128, 256, ... are in
+``dictionaries``; the preset dictionary of block n also holds the ``tx_id``
+of the 16 blocks before it and its own. ``BlockRow.data`` as this class
+returns it is always the envelope exactly as signed, rebuilt from those
+parts, and the data hash (``blocks.transaction_data_hash``) is over that
+envelope, so block hashes are the same as if the envelope were stored whole.
+Tools that edit the file (tamper tests) read ``block(n).data`` and write with
+``pack``. ``proposal_signature`` is stored as is (DER); the genesis block's
+``data`` is the channel configuration's JSON, as is. A row that cannot be
+rebuilt is returned with ``data = b""`` and the reason in ``defect``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from blockfedml.errors import LedgerError
+from blockfedml.errors import BlockFedMLError, IntegrityError, LedgerError
+from blockfedml.ledger.embedded import codec
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 DEFAULT_SYNCHRONOUS = "FULL"
 DEFAULT_BUSY_TIMEOUT_S = 60.0
@@ -56,6 +75,15 @@ CREATE TABLE state (
     txnum     INTEGER NOT NULL,
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
+CREATE TABLE certificates (
+    id      INTEGER PRIMARY KEY,
+    digest  BLOB    NOT NULL UNIQUE,       -- SHA-256 of creator
+    creator BLOB    NOT NULL               -- msp.SerializedIdentity: MSP ID and PEM certificate
+);
+CREATE TABLE dictionaries (
+    block   INTEGER PRIMARY KEY,           -- first block compressed with it: 64, 128, 256, ...
+    data    BLOB    NOT NULL               -- the preset dictionary, zlib-compressed
+);
 CREATE TABLE blocks (
     number             INTEGER PRIMARY KEY,
     previous_hash      BLOB    NOT NULL,
@@ -67,15 +95,17 @@ CREATE TABLE blocks (
     chaincode          TEXT,
     function           TEXT,
     validation_code    INTEGER NOT NULL,   -- peer.TxValidationCode
-    data               BLOB    NOT NULL,   -- config JSON, or the signed common.Envelope
-    proposal_signature BLOB                -- the creator's signature on the proposal
+    data               BLOB    NOT NULL,   -- config JSON, or the compact envelope (codec.py)
+    proposal_signature BLOB,               -- the creator's signature on the proposal (DER)
+    creator            INTEGER             -- certificates.id left out of data (NULL: none)
 );
 """
 
 
 @dataclass(frozen=True)
 class BlockRow:
-    """One stored block, as in the ``blocks`` table."""
+    """One block: its columns, with ``data`` the config JSON or the envelope as
+    signed (rebuilt from its stored form; see the module docstring)."""
 
     number: int
     previous_hash: bytes
@@ -89,10 +119,25 @@ class BlockRow:
     validation_code: int
     data: bytes
     proposal_signature: bytes | None
+    stored_bytes: int = 0          # len(stored data) + len(proposal_signature)
+    defect: str | None = None      # why ``data`` could not be rebuilt (then it is b"")
+
+
+@dataclass(frozen=True)
+class StoredBytes:
+    """What the ledger's records occupy, before SQLite's own overhead."""
+
+    blocks: int           # stored data and proposal signatures of every block
+    certificates: int     # each distinct creator, once
+    dictionaries: int     # compression dictionaries, compressed
+
+    @property
+    def total(self) -> int:
+        return self.blocks + self.certificates + self.dictionaries
 
 
 _BLOCK_COLUMNS = ("number, previous_hash, data_hash, hash, kind, tx_id, creator_msp, chaincode, "
-                  "function, validation_code, data, proposal_signature")
+                  "function, validation_code, data, proposal_signature, creator")
 
 
 class LedgerStore:
@@ -115,6 +160,7 @@ class LedgerStore:
         except sqlite3.Error as exc:
             raise LedgerError(f"{self.path}: cannot open ledger database: {exc}") from exc
         self.synchronous = mode
+        self._dictionaries: dict[int, bytes] = {}  # immutable rows, cached (verify clears)
 
     # -- set-up ---------------------------------------------------------------
 
@@ -129,10 +175,16 @@ class LedgerStore:
             self.insert_block(genesis)
 
     def meta(self) -> dict[str, str]:
+        """The ``meta`` table; ``LedgerError`` unless this is a ledger in this code's format."""
         try:
-            return dict(self._db.execute("SELECT name, value FROM meta").fetchall())
+            meta = dict(self._db.execute("SELECT name, value FROM meta").fetchall())
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{self.path} is not a BlockFedML ledger: {exc}") from exc
+        version = meta.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise LedgerError(f"{self.path} is a ledger in storage format {version}; this version of "
+                              f"BlockFedML reads format {SCHEMA_VERSION} only: create a new ledger")
+        return meta
 
     def close(self) -> None:
         self._db.close()
@@ -214,20 +266,104 @@ class LedgerStore:
         return 0 if row[0] is None else row[0] + 1
 
     def insert_block(self, block: BlockRow) -> None:
+        """Append ``block``; a transaction's envelope is stored in compact form."""
+        data, creator = block.data, None
+        if block.kind == "transaction":
+            data, creator = self.pack(block.number, block.tx_id or "", block.data)
         self._db.execute(
-            f"INSERT INTO blocks ({_BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO blocks ({_BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (block.number, block.previous_hash, block.data_hash, block.hash, block.kind, block.tx_id,
-             block.creator_msp, block.chaincode, block.function, block.validation_code, block.data,
-             block.proposal_signature))
+             block.creator_msp, block.chaincode, block.function, block.validation_code, data,
+             block.proposal_signature, creator))
+
+    def pack(self, number: int, tx_id: str, envelope: bytes) -> tuple[bytes, int | None]:
+        """The stored form of block ``number``'s envelope and its certificate's id,
+        adding the certificate (and, at a dictionary block, the dictionary) if new.
+        Call inside ``write()``."""
+        stored, creator = codec.pack(envelope, self._preset(number, tx_id, train=True))
+        if creator is None:
+            return stored, None
+        digest = hashlib.sha256(creator).digest()
+        row = self._db.execute("SELECT id FROM certificates WHERE digest = ?", (digest,)).fetchone()
+        if row is not None:
+            return stored, row[0]
+        cursor = self._db.execute("INSERT INTO certificates (digest, creator) VALUES (?, ?)",
+                                  (digest, creator))
+        return stored, cursor.lastrowid
+
+    def _preset(self, number: int, tx_id: str, *, train: bool = False) -> bytes:
+        """Block ``number``'s preset dictionary (``codec.preset``)."""
+        recent = [r[0] for r in self._db.execute(
+            "SELECT tx_id FROM blocks WHERE number < ? AND tx_id IS NOT NULL ORDER BY number DESC "
+            "LIMIT ?", (number, codec.RECENT_TX_IDS))]
+        return codec.preset(self._dictionary(number, train=train), recent[::-1], tx_id)
+
+    def _dictionary(self, number: int, *, train: bool = False) -> bytes:
+        block = codec.dictionary_block(number)
+        if block is None:
+            return b""
+        if block in self._dictionaries:
+            return self._dictionaries[block]
+        row = self._db.execute("SELECT data FROM dictionaries WHERE block = ?", (block,)).fetchone()
+        if row is None:
+            if not (train and number == block):
+                raise IntegrityError(f"dictionary {block}, needed by block {number}, is missing")
+            dictionary = codec.train_dictionary(self._recent_skeletons(block))
+            self._db.execute("INSERT INTO dictionaries (block, data) VALUES (?, ?)",
+                             (block, zlib.compress(dictionary, 9)))
+            return dictionary  # cached once committed and read back
+        try:
+            dictionary = zlib.decompress(row[0])
+        except zlib.error as exc:
+            raise IntegrityError(f"dictionary {block} does not decompress: {exc}") from exc
+        self._dictionaries[block] = dictionary
+        return dictionary
+
+    def _recent_skeletons(self, before: int) -> Iterator[bytes]:
+        """Skeletons of the transactions before block ``before``, newest first."""
+        for number, tx_id, stored in self._db.execute(
+                "SELECT number, tx_id, data FROM blocks WHERE number < ? AND kind = 'transaction' "
+                "ORDER BY number DESC", (before,)).fetchall()[:before]:
+            yield codec.inflate(stored, self._preset(number, tx_id))[1]
+
+    def forget_cache(self) -> None:
+        """Drop cached dictionaries, so the next reads trust only the file (``verify``)."""
+        self._dictionaries.clear()
+
+    def _row(self, row: tuple) -> BlockRow:
+        """A ``blocks`` row with its envelope rebuilt."""
+        *columns, stored, signature, creator_id = row
+        stored_bytes = len(stored) + len(signature or b"")
+        if columns[4] != "transaction":
+            return BlockRow(*columns, stored, signature, stored_bytes)
+        try:
+            creator = None
+            if creator_id is not None:
+                found = self._db.execute("SELECT creator FROM certificates WHERE id = ?",
+                                         (creator_id,)).fetchone()
+                if found is None:
+                    raise IntegrityError(f"certificate {creator_id} is missing")
+                creator = found[0]
+            envelope = codec.unpack(stored, self._preset(columns[0], columns[5] or ""), creator)
+        except BlockFedMLError as exc:
+            return BlockRow(*columns, b"", signature, stored_bytes,
+                            f"the stored transaction cannot be rebuilt: {exc}")
+        return BlockRow(*columns, envelope, signature, stored_bytes)
 
     def block(self, number: int) -> BlockRow | None:
         row = self._db.execute(f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE number = ?",
                                (number,)).fetchone()
-        return None if row is None else BlockRow(*row)
+        return None if row is None else self._row(row)
 
     def block_by_tx_id(self, tx_id: str) -> BlockRow | None:
         row = self._db.execute(f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE tx_id = ?", (tx_id,)).fetchone()
-        return None if row is None else BlockRow(*row)
+        return None if row is None else self._row(row)
+
+    def locate(self, tx_id: str) -> tuple[int, int] | None:
+        """(block number, validation code) of a transaction, without rebuilding it."""
+        row = self._db.execute("SELECT number, validation_code FROM blocks WHERE tx_id = ?",
+                               (tx_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
 
     def iter_blocks(self, start: int = 0) -> Iterator[BlockRow]:
         """Blocks in order, read in pages so a long chain is never all in memory."""
@@ -239,8 +375,20 @@ class LedgerStore:
             if not rows:
                 return
             for row in rows:
-                yield BlockRow(*row)
+                yield self._row(row)
             number = rows[-1][0] + 1
+
+    def iter_certificates(self) -> Iterator[tuple[int, bytes, bytes]]:
+        """(id, digest, creator) of every stored certificate."""
+        yield from self._db.execute("SELECT id, digest, creator FROM certificates ORDER BY id")
+
+    def stored_bytes(self) -> StoredBytes:
+        """Bytes of the stored records (see ``StoredBytes``)."""
+        one = lambda sql: self._db.execute(sql).fetchone()[0] or 0  # noqa: E731
+        return StoredBytes(
+            blocks=one("SELECT SUM(LENGTH(data) + IFNULL(LENGTH(proposal_signature), 0)) FROM blocks"),
+            certificates=one("SELECT SUM(LENGTH(creator)) FROM certificates"),
+            dictionaries=one("SELECT SUM(LENGTH(data)) FROM dictionaries"))
 
     def data_version(self) -> int:
         """Changes whenever another connection commits (cheap change detection)."""

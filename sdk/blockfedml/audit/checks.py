@@ -1,0 +1,455 @@
+"""The auditor's recomputations over the federation's records.
+
+Each check reads the world state (``WorldState``, through the contract's
+queries, so it runs on Fabric too), the model store where it is at hand, and
+the blocks where they are local (``BlockHistory``: transaction index and the
+settings in force at each block). Decisions are recomputed with the
+contract's own pure functions (``blockfedml_chaincode.rules``): the audit
+never re-implements a rule, so it cannot drift from what the contract does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from blockfedml_chaincode import rules
+from blockfedml_chaincode.errors import ContractError
+
+from blockfedml.audit.evidence import Record, WorldState, phase_tx
+from blockfedml.audit.findings import Check, CheckResult
+from blockfedml.audit.replay import BlockHistory, TxRecord
+from blockfedml.errors import BlockFedMLError, CryptoError, IntegrityError, NotAuthorizedError, NotFoundError
+from blockfedml.fl.aggregation import make_aggregation
+from blockfedml.ml.serialization import params_from_bytes, params_to_bytes
+from blockfedml.store import ModelStore
+from blockfedml.store.model_store import sha256_hex
+
+PHASE_FUNCTIONS = {"selection": "OpenRound", "configuration": "CloseSelection", "allocation": "Allocate",
+                   "update": "Allocate", "feedback": "ProposeAggregate", "closed": "Decide"}
+
+
+@dataclass
+class AuditContext:
+    """What the checks read: world state, and the store and blocks when they are available."""
+
+    state: WorldState
+    store: ModelStore | None = None
+    blocks: BlockHistory | None = None
+
+    def settings_at(self, tx_id: str | None) -> dict[str, Any]:
+        """Settings in force at a transaction; without blocks (Fabric) the current ones."""
+        found = self.blocks.settings_at(tx_id) if self.blocks is not None else None
+        return found if found is not None else self.state.settings
+
+    def tx(self, tx_id: str | None) -> TxRecord | None:
+        return None if self.blocks is None else self.blocks.txs.get(tx_id or "")
+
+    def writer(self, function: str, round_number: int, creator: str) -> str | None:
+        """The valid transaction of ``function`` by ``creator`` in a round (blocks only)."""
+        return self._writers.get((function, round_number, creator))
+
+    @cached_property
+    def _writers(self) -> dict[tuple[str, int | None, str], str]:
+        txs = self.blocks.txs.values() if self.blocks is not None else ()
+        return {(t.function, t.round, t.creator): t.tx_id for t in txs if t.valid}
+
+
+def short(digest: str | None) -> str:
+    return (digest or "-")[:16]
+
+
+# --------------------------------------------------------------------------
+# The checkpoint chain
+# --------------------------------------------------------------------------
+
+def check_checkpoints(ctx: AuditContext) -> CheckResult:
+    """Genesis, then every round's checkpoint: parent = the head the round was opened on,
+    digest/contributors/status/metric = the round's proposal and decision; head = the last
+    accepted one; every accepted model in the store hashes to its digest."""
+    check = Check("checkpoints", "checkpoint chain from genesis, models re-hashed")
+    s = ctx.state
+    genesis = s.checkpoint(0)
+    if genesis is None:
+        check.fail("there is no genesis checkpoint", round=0, object="ckpt~00000000")
+        return check.result()
+    if (genesis.get("status"), genesis.get("parent")) != (rules.ACCEPTED, ""):
+        check.fail(f"genesis has status {genesis.get('status')!r} and parent {genesis.get('parent')!r}, "
+                   "expected accepted with no parent", round=0, tx=genesis.get("tx"), object="ckpt~00000000")
+    if genesis.get("digest") != s.consortium.get("genesis"):
+        check.fail(f"genesis digest {short(genesis.get('digest'))} is not the consortium's genesis "
+                   f"{short(s.consortium.get('genesis'))}", round=0, tx=genesis.get("tx"), object="ckpt~00000000")
+    head = {"checkpoint": genesis.get("digest"), "metric": genesis.get("metric"), "round": 0}
+    for record in s.rounds:
+        head = _check_round_checkpoint(check, ctx, record, head)
+    for ckpt in s.checkpoints:
+        if ckpt["round"] and s.round(ckpt["round"]) is None:
+            check.fail("a checkpoint exists for a round that was never opened", round=ckpt["round"],
+                       tx=ckpt.get("tx"), object=f"ckpt~{ckpt['round']:08d}")
+    last_round = s.rounds[-1]["round"] if s.rounds else 0
+    for key, value in (*head.items(), ("last_round", last_round)):
+        if s.head.get(key) != value:
+            check.fail(f"head {key} is {s.head.get(key)!r}, the chain gives {value!r}", object="head")
+    rehashed = _rehash_models(check, ctx)
+    return check.result(f"{len(s.checkpoints)} checkpoints linked to genesis, {rehashed} stored models re-hashed")
+
+
+def _check_round_checkpoint(check: Check, ctx: AuditContext, record: Record, head: dict) -> dict:
+    number = record["round"]
+    if (record.get("base_checkpoint"), record.get("base_metric")) != (head["checkpoint"], head["metric"]):
+        check.fail(f"opened on checkpoint {short(record.get('base_checkpoint'))} (metric "
+                   f"{record.get('base_metric')}), but the last accepted checkpoint was "
+                   f"{short(head['checkpoint'])} of round {head['round']} (metric {head['metric']})",
+                   round=number, tx=phase_tx(record, "selection"), object=f"round~{number:08d}")
+    ckpt, proposal, decision = ctx.state.checkpoint(number), record.get("proposal"), record.get("decision")
+    if proposal is None:
+        if ckpt is not None:
+            check.fail("a checkpoint exists but the round has no proposal", round=number,
+                       tx=ckpt.get("tx"), object=f"ckpt~{number:08d}")
+        return head
+    if ckpt is None:
+        check.fail(f"the round proposed {short(proposal['digest'])} but has no checkpoint record",
+                   round=number, tx=phase_tx(record, "feedback"), object=f"ckpt~{number:08d}")
+        return head
+    expected = {"round": number, "digest": proposal["digest"], "parent": record.get("base_checkpoint"),
+                "contributors": proposal.get("contributors"), "tx": phase_tx(record, "feedback"),
+                "status": decision["status"] if decision else rules.PROPOSED,
+                "metric": decision.get("metric") if decision else None}
+    for key, value in expected.items():
+        if ckpt.get(key) != value:
+            check.fail(f"checkpoint {key} is {ckpt.get(key)!r}, but its round says {value!r}",
+                       round=number, tx=ckpt.get("tx"), object=f"ckpt~{number:08d}")
+    if decision and decision.get("status") == rules.ACCEPTED:
+        return {"checkpoint": proposal["digest"], "metric": decision.get("metric"), "round": number}
+    return head
+
+
+def _rehash_models(check: Check, ctx: AuditContext) -> int:
+    """Re-hash every accepted model (and any other checkpoint the store keeps)."""
+    if ctx.store is None:
+        check.skip("there is no model store here: stored models were not re-hashed")
+        return 0
+    rehashed = 0
+    for ckpt in ctx.state.checkpoints:
+        digest, number = ckpt.get("digest"), ckpt["round"]
+        accepted = ckpt.get("status") == rules.ACCEPTED
+        try:
+            if not accepted and not ctx.store.has(digest):
+                continue  # a rejected proposal's model need not be kept
+            ctx.store.get(digest)
+            rehashed += 1
+            check.checked += 1
+        except NotFoundError:
+            check.fail(f"the accepted model {digest} is missing from the store {ctx.store.root}",
+                       round=number, tx=ckpt.get("tx"), object=f"model {digest}")
+        except BlockFedMLError as exc:
+            check.fail(str(exc), round=number, tx=ckpt.get("tx"), object=f"model {digest}")
+    return rehashed
+
+
+# --------------------------------------------------------------------------
+# Rounds: phase sequence and allocation
+# --------------------------------------------------------------------------
+
+def check_rounds(ctx: AuditContext) -> CheckResult:
+    """Each round went through the phases in the allowed order, each phase by the right
+    transaction, and its selection, participants, aggregator and groups follow the rules."""
+    check = Check("rounds", "phase sequence and allocation")
+    s = ctx.state
+    numbers = [r["round"] for r in s.rounds]
+    if numbers != list(range(1, len(numbers) + 1)):
+        check.fail(f"rounds are numbered {numbers}, not 1..{len(numbers)}", object="round~*")
+    seen_tx: dict[str, int] = {}
+    for record in s.rounds:
+        _check_phases(check, ctx, record, is_last=record is s.rounds[-1], seen_tx=seen_tx)
+        _check_allocation(check, ctx, record)
+        check.checked += 1
+    return check.result(f"{len(s.rounds)} rounds")
+
+
+def _check_phases(check: Check, ctx: AuditContext, record: Record, is_last: bool,
+                  seen_tx: dict[str, int]) -> None:
+    number, key = record["round"], f"round~{record['round']:08d}"
+    history = record.get("history") or []
+    phases = [h.get("phase") for h in history]
+    if phases != list(rules.PHASES[:len(phases)]) or not phases:
+        check.fail(f"phases {phases} are not in the allowed order {list(rules.PHASES)}", round=number, object=key)
+        return
+    if record.get("phase") != phases[-1]:
+        check.fail(f"phase is {record.get('phase')!r} but its history ends in {phases[-1]!r}",
+                   round=number, tx=history[-1].get("tx"), object=key)
+    if not is_last and phases[-1] != "closed":
+        check.fail(f"round is still in phase {phases[-1]} but a later round was opened", round=number, object=key)
+    if (record.get("proposal") is not None) != ("feedback" in phases):
+        check.fail("a proposal exists exactly when the round reached feedback, not here", round=number, object=key)
+    if (record.get("decision") is not None) != ("closed" in phases):
+        check.fail("a decision exists exactly when the round is closed, not here", round=number, object=key)
+    times = [h.get("time", 0) for h in history]
+    if times != sorted(times):
+        check.fail(f"phase times {times} go backwards", round=number, object=key)
+    by_phase = {h["phase"]: h for h in history}
+    if "update" in by_phase and by_phase["update"].get("tx") != by_phase["allocation"].get("tx"):
+        check.fail("allocation and update were not recorded by the same Allocate transaction",
+                   round=number, tx=by_phase["update"].get("tx"), object=key)
+    for entry in history:
+        tx_id, phase = entry.get("tx"), entry["phase"]
+        if seen_tx.setdefault(tx_id, number) != number:
+            check.fail(f"phase {phase} names a transaction that round {seen_tx[tx_id]} names too",
+                       round=number, tx=tx_id, object=key)
+        if ctx.blocks is None:
+            continue
+        tx = ctx.tx(tx_id)
+        expected = PHASE_FUNCTIONS[phase]
+        if tx is None or not tx.valid:
+            check.fail(f"phase {phase} names a transaction that is not a valid transaction on the ledger",
+                       round=number, tx=tx_id, object=key)
+        elif (tx.function, tx.round, tx.time) != (expected, number, entry.get("time")):
+            check.fail(f"phase {phase} names {tx.function} of round {tx.round} at time {tx.time} "
+                       f"(block {tx.block}), expected {expected} of round {number} at {entry.get('time')}",
+                       round=number, tx=tx_id, object=key)
+
+
+def _check_allocation(check: Check, ctx: AuditContext, record: Record) -> None:
+    number, key = record["round"], f"round~{record['round']:08d}"
+    favorable = {s["msp_id"] for s in ctx.state.screenings.get(number, []) if s.get("verdict") == 1}
+    selected, participants = record.get("selected") or [], record.get("participants") or []
+    if set(selected) - favorable:
+        check.fail(f"selected {sorted(set(selected) - favorable)} without a favorable screening",
+                   round=number, tx=phase_tx(record, "configuration"), object=key)
+    for kind, rows in (("update", ctx.state.updates), ("endorse", ctx.state.endorsements)):
+        for row in rows.get(number, []):
+            if row["msp_id"] not in participants:
+                check.fail(f"{row['msp_id']} wrote an {kind} record without being a participant", round=number,
+                           tx=ctx.writer("CommitUpdate" if kind == "update" else "Endorse", number, row["msp_id"]),
+                           object=f"{kind}~{number:08d}~{row['msp_id']}")
+    if not participants:
+        return
+    allocate_tx = phase_tx(record, "allocation")
+    if set(participants) - set(selected):
+        check.fail(f"participants {sorted(set(participants) - set(selected))} were not selected",
+                   round=number, tx=allocate_tx, object=key)
+    settings = ctx.settings_at(allocate_tx)
+    try:
+        expected = {"aggregator": rules.choose_aggregator(participants, number),
+                    "groups": rules.make_groups(participants, number, settings["min_group_size"])}
+    except ContractError as exc:
+        check.fail(f"the participants cannot be allocated: {exc}", round=number, tx=allocate_tx, object=key)
+        return
+    for field_name, value in expected.items():
+        if record.get(field_name) != value:
+            check.fail(f"{field_name} is {record.get(field_name)!r}, the rules give {value!r}",
+                       round=number, tx=allocate_tx, object=key)
+
+
+# --------------------------------------------------------------------------
+# Aggregates: recomputed from the committed updates
+# --------------------------------------------------------------------------
+
+def check_aggregates(ctx: AuditContext) -> CheckResult:
+    """Every proposed aggregate is what the round's aggregation mode makes of exactly the
+    contributors' committed updates: blobs re-hashed against their commitments, combined with
+    ``make_aggregation(mode).combine``, and the result's digest compared with the proposal."""
+    check = Check("aggregates", "aggregates recomputed from the committed updates")
+    proposed = [r for r in ctx.state.rounds if r.get("proposal")]
+    for record in proposed:
+        _check_aggregate(check, ctx, record)
+    return check.result(f"{check.checked} of {len(proposed)} aggregates recomputed")
+
+
+def _check_aggregate(check: Check, ctx: AuditContext, record: Record) -> None:
+    number, proposal = record["round"], record["proposal"]
+    propose_tx = phase_tx(record, "feedback")
+    commitments = {u["msp_id"]: u for u in ctx.state.updates.get(number, [])}
+    contributors = proposal.get("contributors") or []
+    failures = len(check.findings)
+    for msp in contributors:
+        if msp not in commitments:
+            check.fail(f"contributor {msp} committed no update", round=number, tx=propose_tx,
+                       object=f"update~{number:08d}~{msp}")
+    if ctx.store is None:
+        check.skip(f"round {number}: there is no model store here, the aggregate cannot be recomputed")
+        return
+    blobs: dict[str, bytes] = {}
+    not_kept = []
+    for msp in contributors:
+        commitment = commitments.get(msp)
+        if commitment is None:
+            continue
+        digest = commitment["digest"]
+        where = dict(round=number, tx=ctx.writer("CommitUpdate", number, msp), object=f"update blob {digest} of {msp}")
+        try:
+            if not ctx.store.has(digest):
+                not_kept.append(msp)
+                continue
+            blob = ctx.store.get(digest)
+        except BlockFedMLError as exc:
+            check.fail(f"does not match its commitment: {exc}", **where)
+            continue
+        if len(blob) != commitment.get("size"):
+            check.fail(f"has {len(blob)} bytes, its commitment says {commitment.get('size')}", **where)
+        blobs[msp] = blob
+    if len(check.findings) > failures:
+        return
+    if not_kept:
+        check.skip(f"round {number}: the update blobs of {', '.join(not_kept)} are not kept in the store, "
+                   "so the aggregate cannot be recomputed")
+        return
+    mode_name = record.get("mode")
+    try:
+        mode = make_aggregation(mode_name)
+        params = mode.combine(blobs)
+    except (CryptoError, NotAuthorizedError) as exc:
+        check.skip(f"round {number}: an auditor cannot recompute a {mode_name} aggregate: {exc}")
+        return
+    except (IntegrityError, ValueError) as exc:  # InvalidInputError is a ValueError
+        if "unknown aggregation mode" in str(exc):
+            check.skip(f"round {number}: this SDK cannot recompute mode {mode_name!r}: {exc}")
+        else:
+            check.fail(f"the committed updates cannot be combined: {exc}", round=number, tx=propose_tx,
+                       object=f"aggregate of round {number}")
+        return
+    except Exception as exc:  # a secure mode that needs what an auditor does not hold
+        check.skip(f"round {number}: the {mode_name} aggregate cannot be recomputed here: "
+                   f"{type(exc).__name__}: {exc}")
+        return
+    if not isinstance(params, np.ndarray):
+        check.skip(f"round {number}: the {mode_name} mode does not combine into parameters an auditor can hash")
+        return
+    meta = _model_meta(ctx.store, proposal["digest"], record.get("base_checkpoint"))
+    if meta is None:
+        check.skip(f"round {number}: neither the proposed nor the base model is kept, so the model's "
+                   "description needed to hash the aggregate is unknown")
+        return
+    digest = sha256_hex(params_to_bytes(params, meta))
+    check.checked += 1
+    if digest != proposal["digest"]:
+        check.fail(f"the {mode_name} aggregate of the committed updates of {', '.join(sorted(blobs))} hashes "
+                   f"to {digest}, but the aggregator proposed {proposal['digest']}",
+                   round=number, tx=propose_tx, object=f"ckpt~{number:08d}")
+
+
+def _model_meta(store: ModelStore, *digests: str | None) -> dict[str, Any] | None:
+    """The model description (kind, sizes) from the first of ``digests`` the store keeps intact."""
+    for digest in digests:
+        try:
+            if digest and store.has(digest):
+                return params_from_bytes(store.get(digest))[1]
+        except BlockFedMLError:
+            continue
+    return None
+
+
+# --------------------------------------------------------------------------
+# Decisions and reputation
+# --------------------------------------------------------------------------
+
+def check_decisions(ctx: AuditContext) -> CheckResult:
+    """Accept or roll back, recomputed from the endorsements with the settings in force at Decide."""
+    check = Check("decisions", "rollbacks recomputed from the endorsements")
+    decided = [r for r in ctx.state.rounds if r.get("decision") and r.get("proposal")]
+    for record in decided:
+        number, decision, proposed = record["round"], record["decision"], record["proposal"]["digest"]
+        decide_tx, key = phase_tx(record, "closed"), f"round~{number:08d}"
+        settings = ctx.settings_at(decide_tx)
+        endorsements = ctx.state.endorsements.get(number, [])
+        for e in endorsements:
+            if e.get("digest") != proposed:
+                check.fail(f"{e['msp_id']} endorsed {short(e.get('digest'))}, not the proposal {short(proposed)}",
+                           round=number, tx=ctx.writer("Endorse", number, e["msp_id"]),
+                           object=f"endorse~{number:08d}~{e['msp_id']}")
+        valid = [e for e in endorsements if e.get("digest") == proposed]
+        needed = rules.quorum_size(settings["quorum_percent"], len(record.get("participants") or []))
+        check.checked += 1
+        if len(valid) < needed:
+            check.fail(f"decided with {len(valid)} endorsements, the quorum is {needed}",
+                       round=number, tx=decide_tx, object=key)
+        if not valid:
+            continue
+        improvement = rules.lower_median([e["metric"] - e["base_metric"] for e in valid])
+        rolled_back = rules.should_roll_back(improvement, settings["rollback_tolerance"],
+                                             settings["higher_is_better"])
+        expected = {"status": rules.ROLLED_BACK if rolled_back else rules.ACCEPTED,
+                    "metric": rules.lower_median([e["metric"] for e in valid]),
+                    "improvement": improvement, "endorsements": len(valid)}
+        for name, value in expected.items():
+            if decision.get(name) != value:
+                check.fail(f"decision {name} is {decision.get(name)!r}, the rules give {value!r} (median "
+                           f"improvement {improvement} over {len(valid)} endorsements, rollback_tolerance "
+                           f"{settings['rollback_tolerance']})", round=number, tx=decide_tx, object=key)
+    return check.result(f"{len(decided)} decisions")
+
+
+def check_reputation(ctx: AuditContext) -> CheckResult:
+    """Every balance and history entry recomputed from the join and the decisions the
+    organization contributed to (rules.reputation_change, settings in force at the time);
+    bans recomputed too."""
+    check = Check("reputation", "balances recomputed from rewards and penalties")
+    s = ctx.state
+    decided = [r for r in s.rounds if r.get("decision") and r.get("proposal")]
+    banned: set[tuple[str, int]] = set()
+    entries = 0
+    for org in s.orgs:
+        msp = org["msp_id"]
+        recorded = s.reputation_history.get(msp, [])
+        entries += len(recorded)
+        expected, balance = _expected_history(ctx, msp, recorded, decided, banned)
+        if expected is None:
+            if recorded:
+                check.fail(f"the first history entry {recorded[0]} is not the join",
+                           tx=recorded[0].get("tx"), object=f"rephist~{msp}~00000000")
+            elif s.reputation.get(msp) is not None or any(msp in r["proposal"]["contributors"] for r in decided):
+                check.fail("has a balance or contributions but no reputation history",
+                           object=f"rephist~{msp}~00000000")
+            continue
+        check.checked += 1
+        for index, (have, want) in enumerate(zip(recorded, expected)):
+            if have != want:
+                check.fail(f"history entry {have} differs from the recomputed {want}", round=want["round"],
+                           tx=want["tx"], object=f"rephist~{msp}~{index:08d}")
+                break
+        if len(recorded) != len(expected):
+            check.fail(f"{len(recorded)} history entries, the decisions give {len(expected)}",
+                       object=f"rephist~{msp}~*")
+        if s.reputation.get(msp) != balance:
+            check.fail(f"balance record {s.reputation.get(msp)} differs from the recomputed {balance}",
+                       object=f"rep~{msp}")
+        if ctx.blocks is not None:
+            join = ctx.tx(recorded[0].get("tx"))
+            if join is None or (join.function, join.creator, join.valid) != ("Join", msp, True):
+                check.fail("the join entry does not name a valid Join transaction of this organization",
+                           tx=recorded[0].get("tx"), object=f"rephist~{msp}~00000000")
+    for record in decided:
+        want = sorted(m for m, n in banned if n == record["round"])
+        if sorted(record["decision"].get("banned") or []) != want:
+            check.fail(f"decision bans {record['decision'].get('banned')}, the balances give {want}",
+                       round=record["round"], tx=phase_tx(record, "closed"), object=f"round~{record['round']:08d}")
+    for org in s.orgs:
+        if (org.get("status") == rules.BANNED) != any(m == org["msp_id"] for m, _ in banned):
+            check.fail(f"status is {org.get('status')!r}, which no decision explains", object=f"org~{org['msp_id']}")
+    return check.result(f"{check.checked} organizations, {entries} history entries")
+
+
+def _expected_history(ctx: AuditContext, msp: str, recorded: list[Record], decided: list[Record],
+                      banned: set[tuple[str, int]]) -> tuple[list[Record] | None, Record | None]:
+    """The history the contract would have written for ``msp`` (None if it never joined)."""
+    if not recorded or recorded[0].get("reason") != "join":
+        return None, None
+    join = recorded[0]
+    settings = ctx.settings_at(join.get("tx"))
+    balance, entry, _ = rules.reputation_change(None, settings["initial_reputation"], join.get("round"),
+                                                "join", join.get("tx"))
+    expected = [entry]
+    for record in decided:
+        if msp not in record["proposal"]["contributors"]:
+            continue
+        decide_tx = phase_tx(record, "closed")
+        settings = ctx.settings_at(decide_tx)
+        rolled_back = record["decision"].get("status") == rules.ROLLED_BACK
+        delta, reason = (-settings["penalty"], "penalty") if rolled_back else (settings["reward"], "reward")
+        balance, entry, _ = rules.reputation_change(balance, delta, record["round"], reason, decide_tx)
+        expected.append(entry)
+        if rolled_back and rules.is_banned(balance["balance"], settings["ban_threshold"]):
+            banned.add((msp, record["round"]))
+    return expected, balance

@@ -1,0 +1,121 @@
+"""``blockfedml audit verify``: replay and check the whole history, trusting no single party.
+
+The checks, in order (each passes, fails naming the round, transaction and
+object at fault, or is skipped with its reason):
+
+``ledger``       block hash chain, both signatures and the certificate of every
+                 transaction, world state against a replay of the blocks
+                 (the embedded ledger's ``verify``; skipped on Fabric, whose
+                 peers keep the blocks);
+``replay``       every transaction re-executed by the contract (embedded);
+``checkpoints``  the checkpoint chain from genesis; accepted models re-hashed;
+``rounds``       every round's phase sequence and allocation;
+``aggregates``   every aggregate recomputed from exactly the committed updates;
+``reputation``   balances recomputed from the rewards and penalties;
+``decisions``    every accept/rollback recomputed from the endorsements.
+
+The last five read the world state through the contract's queries, so they run
+against Fabric as well as the embedded ledger.
+"""
+
+from __future__ import annotations
+
+import re
+
+from blockfedml.audit.checks import (
+    AuditContext,
+    check_aggregates,
+    check_checkpoints,
+    check_decisions,
+    check_reputation,
+    check_rounds,
+)
+from blockfedml.audit.evidence import WorldState
+from blockfedml.audit.findings import AuditReport, Check, CheckResult, Finding, skipped
+from blockfedml.audit.replay import BlockHistory, read_blocks
+from blockfedml.consortium import Consortium
+from blockfedml.errors import NotFoundError
+from blockfedml.store import ModelStore
+
+LEDGER_TITLE = "block hash chain, signatures, world state"
+REPLAY_TITLE = "transactions re-executed by the contract"
+ON_FABRIC = "skipped on Fabric: there is no local block file (the peers validate and keep the blocks)"
+
+_BLOCK_PROBLEM = re.compile(r"block (\d+)(?: \(tx ([0-9a-f]+)\))?: (.*)", re.S)
+_STATE_PROBLEM = re.compile(r"state [^/]*/'(.*?)': (.*?)(?:at block (\d+))?$", re.S)
+
+
+def audit(state: WorldState, store: ModelStore | None = None, blocks: BlockHistory | None = None,
+          backend: str = "embedded") -> AuditReport:
+    """Run every check on what was read; ``blocks`` None means no local blocks (Fabric)."""
+    ctx = AuditContext(state, store, blocks)
+    if blocks is None:
+        checks = [skipped("ledger", LEDGER_TITLE, ON_FABRIC), skipped("replay", REPLAY_TITLE, ON_FABRIC)]
+    else:
+        checks = [_ledger_check(blocks), _replay_check(blocks)]
+    checks += [check_checkpoints(ctx), check_rounds(ctx), check_aggregates(ctx), check_reputation(ctx),
+               check_decisions(ctx)]
+    notes = [] if blocks is not None else [
+        "settings history needs the blocks: settings-dependent checks used the current settings"]
+    return AuditReport(backend, checks, blocks.height if blocks is not None else None, notes)
+
+
+def audit_consortium(consortium: Consortium, as_org: str | None = None) -> AuditReport:
+    """Audit a consortium work directory: its ledger (embedded or Fabric) and its model store."""
+    contract = consortium.contract(as_org or default_auditor(consortium))
+    store = ModelStore(consortium.store_path) if consortium.store_path.is_dir() else None
+    if consortium.kind != "embedded":
+        return audit(WorldState.read(contract), store, None, consortium.kind)
+    before = consortium.ledger.height()
+    state = WorldState.read(contract)
+    blocks = read_blocks(consortium.ledger)
+    report = audit(state, store, blocks, "embedded")
+    if blocks.height != before:
+        report.notes.append(f"the ledger grew from {before} to {blocks.height} blocks during the audit; "
+                            "run it again on a quiet ledger for a consistent result")
+    return report
+
+
+def default_auditor(consortium: Consortium) -> str:
+    """The organization an audit queries as: the first auditor, else the admin."""
+    auditors = [o.name for o in consortium.orgs if "auditor" in o.roles]
+    if auditors:
+        return auditors[0]
+    if not consortium.orgs:
+        raise NotFoundError(f"the consortium in {consortium.workdir} has no organizations")
+    return consortium.admin.name
+
+
+def _ledger_check(blocks: BlockHistory) -> CheckResult:
+    report = blocks.ledger
+    check = Check("ledger", LEDGER_TITLE)
+    check.checked = report.blocks
+    for problem in report.problems:
+        check.findings.append(_finding(problem, blocks))
+    return check.result(f"{report.blocks} blocks, {report.valid_transactions} valid and "
+                        f"{report.invalid_transactions} invalid transactions, {report.state_keys} state keys")
+
+
+def _replay_check(blocks: BlockHistory) -> CheckResult:
+    check = Check("replay", REPLAY_TITLE)
+    check.checked = blocks.replayed
+    check.findings.extend(blocks.mismatches)
+    return check.result(f"{blocks.replayed} valid transactions re-executed")
+
+
+def _finding(problem: str, blocks: BlockHistory) -> Finding:
+    """Name the block, transaction and round of a ``verify_ledger`` problem line."""
+    match = _BLOCK_PROBLEM.fullmatch(problem)
+    if match:
+        number = int(match.group(1))
+        tx = blocks.txs.get(match.group(2) or "") or blocks.by_block.get(number)
+        return Finding(match.group(3), tx.round if tx else None, match.group(2) or (tx.tx_id if tx else None),
+                       f"block {number}")
+    match = _STATE_PROBLEM.fullmatch(problem)
+    if match:
+        key = match.group(1)
+        tx = blocks.by_block.get(int(match.group(3))) if match.group(3) else None
+        round_number = re.search(r"~(\d{8})(?:~|$)", key)
+        return Finding(problem.split(": ", 1)[-1], int(round_number.group(1)) if round_number else None,
+                       tx.tx_id if tx else None, f"state key {key}")
+    return Finding(problem)
