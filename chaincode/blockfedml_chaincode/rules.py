@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from .errors import INVALID, PHASE, UNAUTHORIZED, ContractError
+from .errors import EXISTS, INVALID, PHASE, UNAUTHORIZED, ContractError
 
 METRIC_SCALE = 1_000_000
 """Metrics are fixed-point integers: accuracy 0.9531 is 953100."""
@@ -29,14 +29,21 @@ DEFAULT_SETTINGS: dict[str, int] = {
     "ban_threshold": 40,
     "rollback_tolerance": 20000,
     "higher_is_better": 1,
+    # Attribution (docs/integrity.md): score each group's aggregate before it enters the model.
+    "attribution": 0,
+    "attribution_tolerance": 20000,
+    "attribution_trim_percent": 40,
+    # Masking (docs/secure-aggregation.md): shares needed to unmask, as a percentage of the selected members.
+    "mask_threshold_percent": 51,
 }
 
 ROLES = ("admin", "member", "keyholder", "auditor")
 MODES = ("plaintext", "paillier", "masking")
-PHASES = ("selection", "configuration", "allocation", "update", "feedback", "closed")
+PHASES = ("selection", "configuration", "allocation", "update", "attribution", "feedback", "closed")
 
 REGISTERED, ACTIVE, BANNED = "registered", "active", "banned"
 ACCEPTED, ROLLED_BACK, PROPOSED = "accepted", "rolled_back", "proposed"
+REJECTED, HARMFUL, MISSING = "rejected", "harmful", "missing"
 
 _INT_TEXT = re.compile(r"-?[0-9]{1,30}")
 _DIGEST_TEXT = re.compile(r"[0-9a-f]{64}")
@@ -150,7 +157,8 @@ def validate_settings(raw: Mapping[str, Any]) -> dict[str, int]:
     Refused with [INVALID] naming the key: unknown keys, non-integers
     (booleans and floats included), negative values, ``quorum_percent`` outside
     1..100, ``min_participants`` or ``min_group_size`` below 1,
-    ``higher_is_better`` other than 0/1, and two combinations that would make
+    ``higher_is_better`` or ``attribution`` other than 0/1,
+    ``attribution_trim_percent`` above 49, and two combinations that would make
     rounds impossible: ``min_group_size > min_participants`` (a round could
     then never form a group) and ``initial_reputation < ban_threshold`` (a new
     member could never be selected).
@@ -173,6 +181,14 @@ def validate_settings(raw: Mapping[str, Any]) -> dict[str, int]:
             raise ContractError(INVALID, f"setting {key} must be at least 1, got {settings[key]}")
     if settings["higher_is_better"] not in (0, 1):
         raise ContractError(INVALID, f"setting higher_is_better must be 0 or 1, got {settings['higher_is_better']}")
+    if settings["attribution"] not in (0, 1):
+        raise ContractError(INVALID, f"setting attribution must be 0 or 1, got {settings['attribution']}")
+    if not 1 <= settings["mask_threshold_percent"] <= 100:
+        raise ContractError(INVALID, "setting mask_threshold_percent must be 1..100, "
+                                     f"got {settings['mask_threshold_percent']}")
+    if settings["attribution_trim_percent"] > 49:
+        raise ContractError(INVALID, "setting attribution_trim_percent must be 0..49 (the share trimmed from "
+                                     f"each end), got {settings['attribution_trim_percent']}")
     if settings["min_group_size"] > settings["min_participants"]:
         raise ContractError(
             INVALID, f"setting min_group_size ({settings['min_group_size']}) must not exceed "
@@ -356,3 +372,266 @@ def reputation_change(rep: Optional[Mapping[str, int]], delta: int, round_number
     entry = {"round": round_number, "delta": new_balance - balance, "balance": new_balance,
              "reason": reason, "tx": tx}
     return {"balance": new_balance, "entries": index + 1}, entry, index
+
+
+# --------------------------------------------------------------------------
+# Attribution: scoring groups' aggregates, never one member's update
+# --------------------------------------------------------------------------
+# With attribution on, the aggregator proposes one aggregate per allocation
+# group (each at least min_group_size members, reshuffled every round), every
+# participant endorses each group's aggregate with the metric it measures on
+# its own validation data, and only groups that do not harm enter the round's
+# aggregate. Reputation then flows to members from their groups' verdicts over
+# rounds. See docs/integrity.md.
+
+def setting(settings: Mapping[str, int], key: str) -> int:
+    """A setting's value; settings stored before ``key`` existed fall back to its default."""
+    return settings.get(key, DEFAULT_SETTINGS[key])
+
+
+def parse_group_digests(name: str, text: str, group_count: int) -> list[Optional[str]]:
+    """One entry per allocation group: the digest of its aggregate, or null (group left out)."""
+    values = parse_json_list(name, text)
+    if len(values) != group_count:
+        raise ContractError(INVALID, f"{name} must have one entry per group ({group_count}), got {len(values)}")
+    for index, value in enumerate(values):
+        if value is not None:
+            parse_digest(f"{name} entry {index}", value)
+    if all(value is None for value in values):
+        raise ContractError(INVALID, f"{name} names no group aggregate; at least one group must have one")
+    return values
+
+
+def parse_group_metrics(name: str, text: str, digests: Sequence[Optional[str]]) -> list[Optional[int]]:
+    """One fixed-point metric (>= 0) per group that has an aggregate, null for the others."""
+    values = parse_json_list(name, text)
+    if len(values) != len(digests):
+        raise ContractError(INVALID, f"{name} must have one entry per group ({len(digests)}), got {len(values)}")
+    for index, (value, digest) in enumerate(zip(values, digests)):
+        if digest is None:
+            if value is not None:
+                raise ContractError(INVALID, f"{name} entry {index} must be null: group {index} has no aggregate")
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ContractError(INVALID, f"{name} entry {index} must be a non-negative integer metric, "
+                                         f"got {_show(value)}")
+    return values
+
+
+def trimmed_mean(values: Sequence[int], trim_percent: int) -> int:
+    """The mean after dropping ``floor(n * trim_percent / 100)`` values from each end (floored).
+
+    Liars push their values to an extreme, where they are dropped as long as
+    they are no more than the trimmed share; the honest values kept are
+    averaged, which is finer than one validation sample of one member. Near
+    50 it is the median.
+    """
+    if not values:
+        raise ContractError(PHASE, "no group endorsements to average")
+    ordered = sorted(values)
+    cut = len(ordered) * trim_percent // 100
+    kept = ordered[cut:len(ordered) - cut]
+    return sum(kept) // len(kept)
+
+
+def group_scores(endorsements: Sequence[Mapping[str, Any]], digests: Sequence[Optional[str]],
+                 trim_percent: int) -> list[Optional[int]]:
+    """Per group: the trimmed mean over endorsers of (group metric - base metric); None if absent.
+
+    Each member measures both metrics on its own validation data, so each
+    difference compares like with like (as the round's decision does).
+    """
+    return [
+        None if digest is None
+        else trimmed_mean([e["metrics"][index] - e["base_metric"] for e in endorsements], trim_percent)
+        for index, digest in enumerate(digests)
+    ]
+
+
+def group_verdict(score: Optional[int], tolerance: int, higher_is_better: int) -> str:
+    """``accepted``, ``harmful`` (a loss beyond ``tolerance``, as for rollback) or ``missing``."""
+    if score is None:
+        return MISSING
+    return HARMFUL if should_roll_back(score, tolerance, higher_is_better) else ACCEPTED
+
+
+def accepted_members(groups: Sequence[Sequence[str]], verdicts: Sequence[str]) -> list[str]:
+    """The members of the accepted groups, sorted: the only updates the round's aggregate may hold."""
+    return sorted(msp for members, verdict in zip(groups, verdicts) if verdict == ACCEPTED for msp in members)
+
+
+def new_attribution() -> dict[str, int]:
+    """A member's attribution record before its first scored group."""
+    return {"clean": 0, "harmful": 0, "blamed": 0}
+
+
+def is_trusted(record: Mapping[str, int]) -> bool:
+    """More rounds in accepted groups than in harmful ones."""
+    return record["clean"] > record["harmful"]
+
+
+def blamed_members(groups: Sequence[Sequence[str]], verdicts: Sequence[str],
+                   records: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """Members of harmful groups that the evidence singles out, sorted (group testing).
+
+    A harmful group's aggregate says only that someone in it harmed. A member
+    is blamed when every other member of its group is trusted (before this
+    round) and its own record, this round included, holds more harmful rounds
+    than accepted ones. An honest member that shares a group with an attacker
+    is not blamed: the attacker is not trusted. With groups of one (no privacy
+    asked) a harmful member is blamed at once.
+    """
+    blamed = []
+    for members, verdict in zip(groups, verdicts):
+        if verdict != HARMFUL:
+            continue
+        for msp in members:
+            own = records.get(msp) or new_attribution()
+            partners_trusted = all(is_trusted(records.get(o) or new_attribution()) for o in members if o != msp)
+            if partners_trusted and own["harmful"] + 1 > own["clean"]:
+                blamed.append(msp)
+    return sorted(blamed)
+
+
+def attribution_outcome(groups: Sequence[Sequence[str]], verdicts: Sequence[str],
+                        records: Mapping[str, Mapping[str, int]], model_accepted: bool,
+                        reward: int, penalty: int) -> tuple[dict[str, tuple[int, str]], dict[str, dict]]:
+    """What a decided attribution round does to each member.
+
+    Returns ``(changes, new_records)``: ``changes[msp] = (delta, reason)``
+    for members whose balance changes — ``group_reward`` for members of
+    accepted groups when the round's aggregate is accepted, ``group_penalty``
+    for blamed members — and the updated attribution record of every member
+    of a scored group. Nobody is penalized for a group it cannot be singled
+    out of, and nobody is rewarded for a model the endorsers rolled back.
+    """
+    blamed = set(blamed_members(groups, verdicts, records))
+    changes: dict[str, tuple[int, str]] = {}
+    new_records: dict[str, dict] = {}
+    for members, verdict in zip(groups, verdicts):
+        if verdict == MISSING:
+            continue
+        for msp in sorted(members):
+            record = dict(records.get(msp) or new_attribution())
+            if verdict == ACCEPTED:
+                record["clean"] += 1
+                if model_accepted:
+                    changes[msp] = (reward, "group_reward")
+            else:
+                record["harmful"] += 1
+                if msp in blamed:
+                    record["blamed"] += 1
+                    changes[msp] = (-penalty, "group_penalty")
+            new_records[msp] = record
+    return changes, new_records
+
+
+# --------------------------------------------------------------------------
+# Secure aggregation: keys, masks and authorized decryptions
+# --------------------------------------------------------------------------
+# The key holder decrypts, and the members unmask, only sums the ledger
+# authorizes: each over at least min_group_size contributors that committed
+# an update, and never two overlapping sums of one round (their difference
+# would reveal the members in one but not the other). docs/secure-aggregation.md.
+
+SECURE_MODES = ("paillier", "masking")
+PAILLIER_KEY_BITS = (2048, 3072)
+_KEY_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def parse_public_key_hex(name: str, text: str) -> str:
+    """An X25519 public key: 64 lower-case hex characters."""
+    if not isinstance(text, str) or not _KEY_HEX.fullmatch(text):
+        raise ContractError(INVALID, f"{name} must be a 32-byte public key in 64 lower-case hex "
+                                     f"characters, got {_show(text)}")
+    return text
+
+
+def parse_key_bits(name: str, text: str) -> int:
+    """A Paillier modulus size: 2048 or 3072 bits (smaller keys are refused)."""
+    bits = parse_int(name, text)
+    if bits not in PAILLIER_KEY_BITS:
+        raise ContractError(INVALID, f"{name} must be one of {list(PAILLIER_KEY_BITS)} (smaller keys are "
+                                     f"refused), got {bits}")
+    return bits
+
+
+def require_mode(round_record: Mapping[str, Any], modes: Sequence[str], action: str) -> None:
+    """[PHASE] unless the round runs in one of ``modes``."""
+    if round_record["mode"] not in modes:
+        raise ContractError(PHASE, f"round {round_record['round']} runs in mode {round_record['mode']}: "
+                                   f"{action} belongs to mode {' or '.join(modes)}")
+
+
+def mask_threshold(selected: int, percent: int, min_group_size: int) -> int:
+    """Shares needed to rebuild a member's mask secrets: ``ceil(percent * selected / 100)``,
+    at least 2 (the aggregator holds one share of everything) and ``min_group_size``,
+    at most ``selected``."""
+    return min(selected, max(2, min_group_size, (percent * selected + 99) // 100))
+
+
+def choose_paillier_keyholder(orgs: Iterable[Mapping[str, Any]], keys: Mapping[str, Mapping[str, Any]],
+                              participants: Sequence[str], round_number: int) -> tuple[str, dict]:
+    """The first (sorted) active key holder that published a key and is not a participant.
+
+    A participating key holder would know its own update, so the sum over
+    it and one other member would give that member's update away.
+    """
+    for org in sorted(orgs, key=lambda o: o["msp_id"]):
+        msp = org["msp_id"]
+        if org["status"] == ACTIVE and has_role(org, "keyholder") and msp not in participants and msp in keys:
+            key = keys[msp]
+            return msp, {"fingerprint": key["fingerprint"], "bits": key["bits"], "epoch": key["epoch"]}
+    raise ContractError(PHASE, f"round {round_number} runs in mode paillier but no active key holder outside "
+                               "its participants has published a key (PublishKey)")
+
+
+def check_decryption_request(round_record: Mapping[str, Any], contributors: Sequence[str],
+                             committed: Mapping[str, str], earlier: Sequence[Mapping[str, Any]],
+                             sum_digest: str, min_group_size: int) -> None:
+    """Refuse a sum that could reveal one member's update.
+
+    ``committed`` maps each member that committed an update to its digest;
+    ``earlier`` are the round's previous requests. A masking round opens one
+    sum (the survivors' masks cancel only together); a Paillier round may
+    open several, pairwise disjoint.
+    """
+    number = round_record["round"]
+    for msp in contributors:
+        if msp not in committed:
+            raise ContractError(INVALID, f"contributors_json: {msp} has not committed an update in round {number}")
+    if len(contributors) < min_group_size:
+        raise ContractError(INVALID, f"contributors_json names {len(contributors)} contributors; a decrypted sum "
+                                     f"needs at least min_group_size={min_group_size}")
+    if sum_digest in committed.values():
+        raise ContractError(INVALID, f"sum_digest {sum_digest} is a committed update, not a sum")
+    if round_record["mode"] == "masking" and earlier:
+        raise ContractError(EXISTS, f"round {number} already has its unmasking request")
+    if round_record["mode"] == "masking" and len(contributors) < round_record["mask_threshold"]:
+        raise ContractError(PHASE, f"round {number} has {len(contributors)} surviving contributors, fewer than "
+                                   f"the masking threshold {round_record['mask_threshold']}: too few survivors "
+                                   "to unmask")
+    for request in earlier:
+        overlap = sorted(set(contributors) & set(request["contributors"]))
+        if overlap:
+            raise ContractError(INVALID, f"contributors_json: {overlap} already belong to request "
+                                         f"{request['index']} of round {number}; overlapping sums would reveal "
+                                         "their difference")
+
+
+def union_of_sums(contributors: Sequence[str], requests: Sequence[Mapping[str, Any]], round_number: int) -> None:
+    """A secure round's aggregate must be made of whole decrypted sums, all of them opened."""
+    if not requests:
+        raise ContractError(PHASE, f"round {round_number} has no decrypted sum to propose an aggregate from")
+    pending = [r["index"] for r in requests if r["result"] is None]
+    if pending:
+        raise ContractError(PHASE, f"round {round_number}: requests {pending} are not decrypted yet")
+    covered: set[str] = set()
+    for request in requests:
+        members = set(request["contributors"])
+        if members & set(contributors) and not members <= set(contributors):
+            raise ContractError(INVALID, f"contributors_json must include all or none of the contributors of "
+                                         f"decrypted sum {request['index']}: {sorted(members)}")
+        covered |= members
+    missing = sorted(set(contributors) - covered)
+    if missing:
+        raise ContractError(INVALID, f"contributors_json: {missing} are in no decrypted sum of round {round_number}")

@@ -35,8 +35,10 @@ logging.getLogger("asyncio").setLevel(logging.WARNING)  # the package's LOGGER
 def new_chaincode() -> ContractChaincode:
     """Build the chaincode object that a peer or the embedded ledger invokes."""
     from .contract import FederationContract  # late: contract.py imports this module
+    from .data import DataContract
+    from .vertical import VerticalContract
 
-    return ContractChaincode.new_chaincode(FederationContract())
+    return ContractChaincode.new_chaincode(FederationContract(), DataContract(), VerticalContract())
 
 
 __all__ = ["Contract", "ContractChaincode", "Handler", "TransactionContextInterface", "new_chaincode"]

@@ -19,17 +19,20 @@ import shutil
 import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blockfedml.errors import ConflictError, InvalidInputError, NotFoundError
 from blockfedml.exchange.credentials import ExchangePeer, TLSMaterial
-from blockfedml.fl.task import TaskSpec, task_model
+from blockfedml.fl.task import OWN_DATA, TaskSpec, task_model
 from blockfedml.identity import create_organization, load_signing_identity
 from blockfedml.ledger.base import DEFAULT_CHAINCODE, DEFAULT_CHANNEL, Contract, Gateway
 from blockfedml.ledger.embedded import EmbeddedLedger
 from blockfedml.ledger.fabric import FabricGateway, FabricProfile
 from blockfedml.ml.serialization import model_to_bytes
 from blockfedml.store import ModelStore
+
+if TYPE_CHECKING:
+    from blockfedml.data.schema import DataSchema
 
 CONFIG_FILE = "consortium.json"
 ROLES = ("admin", "member", "keyholder", "auditor")
@@ -75,11 +78,14 @@ class Consortium:
         auditor: bool = True,
         keyholder: bool = False,
         overwrite: bool = False,
+        schema: DataSchema | None = None,
     ) -> "Consortium":
         """Create identities, the ledger and the genesis checkpoint for ``n_orgs`` members.
 
         Org1 is the admin (and a member). An ``Auditor`` organization is added
-        with the read-only auditor role unless ``auditor`` is false.
+        with the read-only auditor role unless ``auditor`` is false. With a data
+        ``schema`` the members bring their own files: the genesis model is sized
+        by the schema and the schema is pinned on the ledger (docs/own-data.md).
         """
         if not 1 <= n_orgs <= 64:
             raise InvalidInputError(f"n_orgs must be between 1 and 64, got {n_orgs}")
@@ -92,7 +98,8 @@ class Consortium:
                 )
             shutil.rmtree(workdir)
         # Validate the task (dataset, model) before anything is written.
-        genesis_model = task_model(task, n_orgs)
+        task = task if schema is None else replace(task, dataset=OWN_DATA)
+        genesis_model = task_model(task, n_orgs, schema)
         workdir.mkdir(parents=True, exist_ok=True)
 
         planned: list[tuple[str, tuple[str, ...], int | None]] = []
@@ -119,6 +126,10 @@ class Consortium:
         admin.submit_json("InitConsortium", settings or {}, genesis_digest, 0)
         for profile in profiles:
             admin.submit_json("RegisterOrg", profile.msp_id, list(profile.roles))
+        if schema is not None:
+            from blockfedml.data.federated import publish_schema
+
+            publish_schema(admin, consortium.store, schema)
         return consortium
 
     @classmethod
@@ -130,6 +141,7 @@ class Consortium:
         task: TaskSpec | None = None,
         settings: dict[str, int] | None = None,
         overwrite: bool = False,
+        schema: DataSchema | None = None,
     ) -> "Consortium":
         """Create the consortium on a running Fabric network with the chaincode deployed.
 
@@ -151,7 +163,8 @@ class Consortium:
                     f"a consortium already exists in {workdir}; choose another directory or overwrite it"
                 )
             shutil.rmtree(workdir)
-        genesis_model = task_model(task, n_orgs)
+        task = task if schema is None else replace(task, dataset=OWN_DATA)
+        genesis_model = task_model(task, n_orgs, schema)
         workdir.mkdir(parents=True, exist_ok=True)
         profiles = _with_exchange_endpoints([
             OrgProfile(name=org.name, msp_id=org.msp_id, msp_dir=str(org.admin_msp),
@@ -168,6 +181,10 @@ class Consortium:
         admin.submit_json("InitConsortium", settings or {}, genesis_digest, 0)
         for org in profiles:
             admin.submit_json("RegisterOrg", org.msp_id, list(org.roles))
+        if schema is not None:
+            from blockfedml.data.federated import publish_schema
+
+            publish_schema(admin, consortium.store, schema)
         return consortium
 
     @classmethod

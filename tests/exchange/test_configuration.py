@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from blockfedml.consortium import Consortium
-from blockfedml.errors import InvalidInputError
-from blockfedml.exchange import ExchangeOptions, TLSMaterial, open_transport
+from blockfedml.errors import ExchangeError, InvalidInputError
+from blockfedml.exchange import ExchangeOptions, ExchangeServer, TLSMaterial, open_transport
 
 
 def test_members_get_distinct_endpoints_and_their_tls_material(consortium):
@@ -39,3 +39,8 @@ def test_missing_tls_files_and_bad_options_are_named(consortium, tmp_path):
         ExchangeOptions(chunk_bytes=8 << 20, max_message_bytes=4 << 20)
     with pytest.raises(InvalidInputError, match="unknown transport 'carrier-pigeon'"):
         open_transport(consortium, "Org1", "carrier-pigeon")
+
+
+def test_a_second_server_on_an_endpoint_in_use_fails_to_start(orgs, server):
+    with pytest.raises(ExchangeError, match=f"Org1MSP cannot listen on {server.address}"):
+        ExchangeServer(orgs.tls["Org1"], orgs.trust, server.address)

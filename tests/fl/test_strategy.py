@@ -72,4 +72,4 @@ def test_registry():
     assert isinstance(strategy, Strategy) and isinstance(strategy, FedAvg)
     assert strategy.needs_individual_updates is False
     with pytest.raises(InvalidInputError, match="allowed values: fedavg"):
-        get_strategy("krum")
+        get_strategy("bulyan")

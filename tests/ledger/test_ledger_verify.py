@@ -1,5 +1,9 @@
 """verify() finds tampering: state rows, stored transactions, signatures,
-validation codes and chain links, even when the attacker re-hashes the chain."""
+validation codes and chain links, even when the attacker re-hashes the chain.
+
+Transactions are stored in compact form (``store.py``, ``codec.py``): an
+attacker who edits a transaction edits the envelope that ``LedgerStore.block``
+rebuilds and stores it back with ``LedgerStore.pack``, as these helpers do."""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ import sqlite3
 import pytest
 from ledger_test_contract import CHANNEL, chaincodes
 
+from blockfedml.errors import IntegrityError
 from blockfedml.ledger.embedded import EmbeddedLedger
 from blockfedml.ledger.embedded import blocks as blk
+from blockfedml.ledger.embedded.store import LedgerStore
 
 
 @pytest.fixture
@@ -36,14 +42,35 @@ def _sql(ledger: EmbeddedLedger, statement: str, *args: object) -> None:
     db.close()
 
 
+def _envelope(ledger: EmbeddedLedger, number: int) -> bytes:
+    """The envelope of block ``number`` as signed (rebuilt from its stored form)."""
+    store = LedgerStore(ledger.path)
+    try:
+        return store.block(number).data
+    finally:
+        store.close()
+
+
+def _store_envelope(ledger: EmbeddedLedger, number: int, envelope: bytes) -> None:
+    """Store an edited envelope in the ledger's own compact format."""
+    store = LedgerStore(ledger.path)
+    try:
+        with store.write():
+            data, creator = store.pack(number, store.block(number).tx_id, envelope)
+    finally:
+        store.close()
+    _sql(ledger, "UPDATE blocks SET data = ?, creator = ? WHERE number = ?", data, creator, number)
+
+
 def _rehash_from(ledger: EmbeddedLedger, start: int) -> None:
     """What a careful attacker does after an edit: recompute every hash from ``start`` on."""
+    store = LedgerStore(ledger.path)
+    rows = [(r.number, r.data, r.proposal_signature, r.validation_code) for r in store.iter_blocks(start)]
+    prev = store.block(start - 1).hash
+    store.close()
     db = sqlite3.connect(ledger.path)
-    prev = db.execute("SELECT hash FROM blocks WHERE number = ?", (start - 1,)).fetchone()[0]
-    for number, data, sig, code in db.execute(
-            "SELECT number, data, proposal_signature, validation_code FROM blocks WHERE number >= ? "
-            "ORDER BY number", (start,)).fetchall():
-        data_hash = blk.transaction_data_hash(data, sig, code)
+    for number, envelope, sig, code in rows:
+        data_hash = blk.transaction_data_hash(envelope, sig, code)
         block_hash = blk.block_header_hash(number, prev, data_hash)
         db.execute("UPDATE blocks SET previous_hash = ?, data_hash = ?, hash = ? WHERE number = ?",
                    (prev, data_hash, block_hash, number))
@@ -72,16 +99,24 @@ def test_deleted_and_invented_state_rows_are_found(filled) -> None:
 
 
 def test_edited_transaction_bytes_are_found(filled) -> None:
-    data = filled._store.block(2).data
-    _sql(filled, "UPDATE blocks SET data = ? WHERE number = 2", data.replace(b"Put", b"Pux", 1))
+    _store_envelope(filled, 2, _envelope(filled, 2).replace(b"Put", b"Pux", 1))
     problems = _problems(filled)
     assert "block 2" in problems and "data hash" in problems
 
 
+def test_corrupted_stored_bytes_are_found(filled) -> None:
+    stored = sqlite3.connect(filled.path).execute("SELECT data FROM blocks WHERE number = 2").fetchone()[0]
+    _sql(filled, "UPDATE blocks SET data = ? WHERE number = 2", stored[:-3] + b"xyz")
+    problems = _problems(filled)
+    assert "block 2" in problems and "cannot be rebuilt" in problems
+    with pytest.raises(IntegrityError, match="block 2"):
+        filled.block(2)
+
+
 def test_edited_transaction_bytes_are_found_even_when_rehashed(filled) -> None:
-    data = filled._store.block(2).data
+    data = _envelope(filled, 2)
     assert data.count(b"\x1a\x012") == 2  # the value written to b ("2") and the response
-    _sql(filled, "UPDATE blocks SET data = ? WHERE number = 2", data.replace(b"\x1a\x012", b"\x1a\x019"))
+    _store_envelope(filled, 2, data.replace(b"\x1a\x012", b"\x1a\x019"))
     _rehash_from(filled, 2)
     problems = _problems(filled)
     assert "block 2" in problems and "signature does not verify" in problems

@@ -8,10 +8,15 @@ the checks, the HTML report and the provenance export need, read once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blockfedml.errors import NotFoundError
 from blockfedml.ledger.base import Contract
+from blockfedml.store import ModelStore
+
+if TYPE_CHECKING:
+    from blockfedml.audit.replay import BlockHistory
+    from blockfedml.consortium import Consortium
 
 Record = dict[str, Any]
 
@@ -74,3 +79,45 @@ class WorldState:
 def phase_tx(round_record: Record, phase: str) -> str | None:
     """The transaction that moved a round into ``phase`` (from its history), or None."""
     return next((h["tx"] for h in round_record.get("history") or [] if h.get("phase") == phase), None)
+
+
+@dataclass
+class Evidence:
+    """Everything an audit reads from one consortium work directory."""
+
+    state: WorldState
+    store: ModelStore | None
+    blocks: "BlockHistory | None"  # None: no local blocks (Fabric)
+    backend: str
+    notes: list[str]
+
+
+def gather(consortium: "Consortium", as_org: str | None = None, verify: bool = True) -> Evidence:
+    """Read world state through the contract, and on the embedded ledger the blocks too
+    (verified and re-executed unless ``verify`` is false: then only indexed)."""
+    from blockfedml.audit.replay import read_blocks
+
+    contract, store = auditor_contract(consortium, as_org), local_store(consortium)
+    if consortium.kind != "embedded":
+        return Evidence(WorldState.read(contract), store, None, consortium.kind, [])
+    before = consortium.ledger.height()
+    state = WorldState.read(contract)
+    blocks = read_blocks(consortium.ledger, verify=verify)
+    notes = []
+    if blocks.height != before:
+        notes.append(f"the ledger grew from {before} to {blocks.height} blocks while it was read; "
+                     "run again on a quiet ledger for a consistent result")
+    return Evidence(state, store, blocks, "embedded", notes)
+
+
+def auditor_contract(consortium: "Consortium", as_org: str | None = None) -> Contract:
+    """The contract as ``as_org`` sees it; by default as the first auditor, else the admin."""
+    if as_org is None:
+        auditors = [o.name for o in consortium.orgs if "auditor" in o.roles]
+        as_org = auditors[0] if auditors else consortium.admin.name
+    return consortium.contract(as_org)
+
+
+def local_store(consortium: "Consortium") -> ModelStore | None:
+    """The consortium's model store if this machine has one (never creates it)."""
+    return ModelStore(consortium.store_path) if consortium.store_path.is_dir() else None

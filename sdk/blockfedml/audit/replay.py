@@ -67,6 +67,15 @@ class BlockHistory:
     settings: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     replayed: int = 0
     mismatches: list[Finding] = field(default_factory=list)
+    tip_hash: str = ""
+
+    def writer(self, function: str, round_number: int, creator: str) -> str | None:
+        """The valid ``function`` transaction of ``creator`` in a round (e.g. its CommitUpdate)."""
+        if self._writers is None:
+            self._writers = {(t.function, t.round, t.creator): t.tx_id for t in self.txs.values() if t.valid}
+        return self._writers.get((function, round_number, creator))
+
+    _writers: dict[tuple[str, int | None, str], str] | None = field(default=None, repr=False)
 
     def settings_at(self, tx_id: str | None) -> dict[str, Any] | None:
         """The settings in force when ``tx_id`` was committed (None if it is not on the chain)."""
@@ -77,13 +86,18 @@ class BlockHistory:
         return self.settings[index][1] if index >= 0 else None
 
 
-def read_blocks(ledger: EmbeddedLedger, chaincode: str = "blockfedml") -> BlockHistory:
-    """Verify, index and re-execute the whole chain in one snapshot of the ledger file."""
+def read_blocks(ledger: EmbeddedLedger, chaincode: str = "blockfedml", verify: bool = True) -> BlockHistory:
+    """Verify, index and re-execute the whole chain in one snapshot of the ledger file.
+
+    With ``verify`` false only the index is built (for the provenance export).
+    """
     store = LedgerStore(ledger.path)
     try:
         with store.snapshot():
-            history = BlockHistory(height=store.height(), ledger=verify_ledger(ledger, store))
-            asyncio.run(_replay(ledger.chaincode(chaincode), store, history, chaincode))
+            history = BlockHistory(height=store.height(), tip_hash=store.tip()[1].hex(),
+                                   ledger=verify_ledger(ledger, store) if verify else VerifyReport())
+            contract = ledger.chaincode(chaincode) if verify else None
+            asyncio.run(_replay(contract, store, history, chaincode))
     finally:
         store.close()
     return history
@@ -118,6 +132,9 @@ async def _replay(contract: Any, store: LedgerStore, history: BlockHistory, name
         history.by_block[row.number] = tx
         if not valid or parsed.rwset.namespace != namespace:
             continue
+        if contract is None:
+            _apply(state, keys, parsed.rwset.writes, row.number, history)
+            continue
         stub = EmbeddedStub(proposal, get, scan)
         try:
             response = await contract.invoke(stub)
@@ -128,16 +145,24 @@ async def _replay(contract: Any, store: LedgerStore, history: BlockHistory, name
         if difference:
             history.mismatches.append(Finding(
                 f"{tx.function} by {creator}: {difference}", tx.round, tx.tx_id, f"block {row.number}"))
-        for key, value in parsed.rwset.writes.items():  # apply what the ledger applied
-            if value is None:
-                if state.pop(key, None) is not None:
-                    keys.remove(key)
-                continue
-            if key not in state:
-                bisect.insort(keys, key)
-            state[key] = (value, row.number)
-            if key == "settings":
-                history.settings.append((row.number, json.loads(value)))
+        _apply(state, keys, parsed.rwset.writes, row.number, history)  # what the ledger applied
+
+
+def _apply(state: dict[str, tuple[bytes, int]], keys: list[str], writes: dict[str, bytes | None],
+           block: int, history: BlockHistory) -> None:
+    for key, value in writes.items():
+        if value is None:
+            if state.pop(key, None) is not None:
+                keys.remove(key)
+            continue
+        if key not in state:
+            bisect.insort(keys, key)
+        state[key] = (value, block)
+        if key == "settings":
+            try:
+                history.settings.append((block, json.loads(value)))
+            except ValueError:
+                pass  # not JSON: the checks fall back to the current settings
 
 
 def _difference(rwset: RWSet, response: Any, parsed: blocks.ParsedTransaction) -> str | None:

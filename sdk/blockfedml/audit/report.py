@@ -14,14 +14,17 @@ import html
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 from blockfedml_chaincode import rules
 
-from blockfedml.audit.evidence import Record, WorldState, phase_tx
+from blockfedml.audit.evidence import Record, WorldState, gather, phase_tx
 from blockfedml.audit.findings import AuditReport
 from blockfedml.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from blockfedml.consortium import Consortium
 
 COLOURS = {"accepted": "#2e7d32", "rolled_back": "#c62828", "proposed": "#f9a825"}
 PARTICIPATION = ("absent", "screened", "selected", "contributed", "banned")
@@ -40,6 +43,20 @@ td.pass { color: #2e7d32; font-weight: bold; } td.fail { color: #c62828; font-we
 td.skip { color: #ef6c00; font-weight: bold; } td.rolled_back { color: #c62828; } code { font-size: 0.95em; }
 .plot { border: 1px solid #eee; margin: 0.8em 0; }
 """
+
+
+def consortium_report(consortium: "Consortium", path: Path | str, as_org: str | None = None,
+                      verify: bool = True) -> tuple[Path, AuditReport | None]:
+    """Write the report of a consortium work directory (with its audit unless ``verify`` is false)."""
+    from blockfedml.audit.verify import audit
+
+    evidence = gather(consortium, as_org, verify=verify)
+    result = None
+    if verify:
+        result = audit(evidence.state, evidence.store, evidence.blocks, evidence.backend)
+        result.notes.extend(evidence.notes)
+    title = f"BlockFedML audit report: {consortium.workdir.name}"
+    return write_report(path, evidence.state, result, title), result
 
 
 def write_report(path: Path | str, state: WorldState, audit: AuditReport | None, title: str) -> Path:

@@ -30,11 +30,10 @@ from blockfedml.audit.checks import (
     check_reputation,
     check_rounds,
 )
-from blockfedml.audit.evidence import WorldState
+from blockfedml.audit.evidence import WorldState, gather
 from blockfedml.audit.findings import AuditReport, Check, CheckResult, Finding, skipped
-from blockfedml.audit.replay import BlockHistory, read_blocks
+from blockfedml.audit.replay import BlockHistory
 from blockfedml.consortium import Consortium
-from blockfedml.errors import NotFoundError
 from blockfedml.store import ModelStore
 
 LEDGER_TITLE = "block hash chain, signatures, world state"
@@ -56,34 +55,18 @@ def audit(state: WorldState, store: ModelStore | None = None, blocks: BlockHisto
     checks += [check_checkpoints(ctx), check_rounds(ctx), check_aggregates(ctx), check_reputation(ctx),
                check_decisions(ctx)]
     notes = [] if blocks is not None else [
-        "settings history needs the blocks: settings-dependent checks used the current settings"]
+        "without blocks the settings in force at each round are unknown: rewards and penalties were "
+        "checked for consistency (each decision applies one amount to all its contributors), the other "
+        "rules against the current settings"]
     return AuditReport(backend, checks, blocks.height if blocks is not None else None, notes)
 
 
 def audit_consortium(consortium: Consortium, as_org: str | None = None) -> AuditReport:
     """Audit a consortium work directory: its ledger (embedded or Fabric) and its model store."""
-    contract = consortium.contract(as_org or default_auditor(consortium))
-    store = ModelStore(consortium.store_path) if consortium.store_path.is_dir() else None
-    if consortium.kind != "embedded":
-        return audit(WorldState.read(contract), store, None, consortium.kind)
-    before = consortium.ledger.height()
-    state = WorldState.read(contract)
-    blocks = read_blocks(consortium.ledger)
-    report = audit(state, store, blocks, "embedded")
-    if blocks.height != before:
-        report.notes.append(f"the ledger grew from {before} to {blocks.height} blocks during the audit; "
-                            "run it again on a quiet ledger for a consistent result")
+    evidence = gather(consortium, as_org)
+    report = audit(evidence.state, evidence.store, evidence.blocks, evidence.backend)
+    report.notes.extend(evidence.notes)
     return report
-
-
-def default_auditor(consortium: Consortium) -> str:
-    """The organization an audit queries as: the first auditor, else the admin."""
-    auditors = [o.name for o in consortium.orgs if "auditor" in o.roles]
-    if auditors:
-        return auditors[0]
-    if not consortium.orgs:
-        raise NotFoundError(f"the consortium in {consortium.workdir} has no organizations")
-    return consortium.admin.name
 
 
 def _ledger_check(blocks: BlockHistory) -> CheckResult:

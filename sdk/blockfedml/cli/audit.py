@@ -10,11 +10,21 @@ from rich.markup import escape
 from blockfedml.audit.findings import AuditReport
 from blockfedml.audit.history import checkpoint_lineage
 from blockfedml.audit.verify import audit_consortium
-from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, handle_errors, records_table
+from blockfedml.cli.common import (
+    JsonOption,
+    WorkdirOption,
+    console,
+    emit,
+    err_console,
+    handle_errors,
+    records_table,
+)
 from blockfedml.consortium import Consortium
 from blockfedml.ledger.base import Contract
 
-app = typer.Typer(help="Auditors: rounds, checkpoints, reputation and ledger verification.", no_args_is_help=True)
+app = typer.Typer(help="Auditors (read-only): history, verification, HTML report, provenance export.",
+                  no_args_is_help=True)
+MAX_SHOWN = 25  # findings printed per check; --json has them all
 AS_HELP = "Organization whose identity queries the ledger (default: the auditor)."
 AsOption = typer.Option("Auditor", "--as", help="Organization whose identity queries the ledger.")
 
@@ -120,8 +130,10 @@ def print_report(report: AuditReport, heading: str) -> None:
     for check in report.checks:
         console.print(f"[{colour[check.status]}]{check.status.upper():4}[/]  {check.name:<12} "
                       f"{escape(check.title)} [dim]({escape(check.detail)})[/]", highlight=False, soft_wrap=True)
-        for finding in check.findings:
+        for finding in check.findings[:MAX_SHOWN]:
             console.print(f"      [red]FAIL[/] {escape(str(finding))}", highlight=False, soft_wrap=True)
+        if len(check.findings) > MAX_SHOWN:
+            console.print(f"      ... and {len(check.findings) - MAX_SHOWN} more (all of them with --json)")
         if check.status != "skip":
             for reason in check.skipped:
                 console.print(f"      [yellow]skip[/] {escape(reason)}", highlight=False, soft_wrap=True)
@@ -130,3 +142,45 @@ def print_report(report: AuditReport, heading: str) -> None:
     counts = {s: sum(c.status == s for c in report.checks) for s in ("fail", "pass", "skip")}
     summary = f"{counts['fail']} failed, {counts['pass']} passed, {counts['skip']} skipped"
     console.print(f"[{'green' if report.ok else 'red'}]{'OK' if report.ok else 'FAILED'}[/]: {summary}")
+
+
+@app.command("report")
+@handle_errors
+def report(output: Path = typer.Option(Path("report.html"), "--output", "-o", help="HTML file to write."),
+           workdir: Path = WorkdirOption, org: str = typer.Option(None, "--as", help=AS_HELP),
+           no_verify: bool = typer.Option(False, "--no-verify", help="Leave the verification table out.")) -> None:
+    """Write a self-contained HTML report (plots, tables, verification).
+
+    Plots of the endorsed metric (rollbacks marked), reputation and participation
+    per round; tables of rounds, checkpoints and penalties; the verification's
+    result. Everything is inline: it opens offline and loads nothing from the network.
+    """
+    from blockfedml.audit.report import consortium_report  # plotly: only when a report is asked for
+
+    path, result = consortium_report(Consortium.open(workdir), output, org, verify=not no_verify)
+    verdict = "" if result is None else ("; every check passed" if result.ok else
+                                         "; [red]the verification found problems[/] (see the report)")
+    console.print(f"wrote {escape(str(path))} ({path.stat().st_size // 1024} KiB){verdict}", highlight=False)
+
+
+@app.command("export")
+@handle_errors
+def export(checkpoint_round: int = typer.Option(..., "--checkpoint", "-c", min=0,
+                                                help="Round of the checkpoint (0 is genesis)."),
+           output: Path = typer.Option(None, "--output", "-o", help="JSON file to write (default: stdout)."),
+           workdir: Path = WorkdirOption, org: str = typer.Option(None, "--as", help=AS_HELP)) -> None:
+    """The provenance of one checkpoint as JSON (stdout or --output).
+
+    Its lineage back to genesis and, for each round on it, the organizations,
+    commitments, endorsements, decision, phase transactions and reputation changes,
+    plus the rolled-back proposals built on those ancestors.
+    """
+    from blockfedml.audit.provenance import consortium_provenance, write_json
+
+    document = consortium_provenance(Consortium.open(workdir), checkpoint_round, org)
+    if output is None:
+        emit(document, True)
+    else:
+        write_json(output, document)
+        err_console.print(f"wrote the provenance of checkpoint {checkpoint_round} to {escape(str(output))}",
+                          highlight=False)

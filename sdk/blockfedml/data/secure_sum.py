@@ -8,17 +8,18 @@ before ``j`` and ``-m_ij`` otherwise, all modulo 2**64. Whoever adds the
 masked vectors of *all* parties gets the exact total; one masked vector alone
 is indistinguishable from random.
 
-``m_ij`` comes from an X25519 agreement between ``i`` and ``j`` (each party
-publishes only its public key), stretched by HKDF-SHA256 into a 256-bit
-AES key, whose CTR keystream is read as little-endian uint64: the full
-pairwise secret keys the mask. The ``context`` (channel, statistics epoch)
-goes into HKDF's info, so masks never repeat across uses.
+``m_ij`` comes from the project's masking primitives
+(``blockfedml.crypto.masking``, the secure-aggregation mode's own): an X25519
+agreement between ``i`` and ``j`` (each party publishes only its public key),
+HKDF-SHA256 bound to the context and the pair, and the AES-256-CTR keystream
+of that 256-bit seed read as uint64. Keys are fresh for every use.
 
-This implementation is deliberately small: it has no dropout recovery (a
-party that publishes a key and never sends leaves the sum unrecoverable; the
-statistics are then simply started again). The project's secure-aggregation
-package (``blockfedml.crypto``) is the place for recovery; a
-:class:`SecureSum` built on it slots in here unchanged.
+The statistics need no dropout recovery (they are computed once, before the
+first round; a party that publishes a key and never sends leaves the sum
+unrecoverable, and the statistics are simply started again), so this uses
+pairwise masks only, without the self-masks and Shamir shares of the
+training rounds. Another :class:`SecureSum` (Paillier, say) slots in here
+unchanged.
 """
 
 from __future__ import annotations
@@ -27,11 +28,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 import numpy as np
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from blockfedml.crypto import masking
 from blockfedml.errors import CryptoError, InvalidInputError
 
 DTYPE = np.dtype("<u8")
@@ -49,10 +48,11 @@ class SecureSum(ABC):
 
     @abstractmethod
     def mask(self, me: str, private_key: bytes, public_keys: Mapping[str, bytes],
-             vector: np.ndarray, context: bytes) -> np.ndarray:
+             vector: np.ndarray, context: int) -> np.ndarray:
         """``vector`` hidden so that only the sum over all of ``public_keys``'s parties is revealed.
 
-        ``public_keys`` holds every party's public key, the caller's included.
+        ``public_keys`` holds every party's public key, the caller's included;
+        ``context`` (the statistics epoch) binds the masks to one use.
         """
 
     def combine(self, masked: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -69,57 +69,50 @@ class SecureSum(ABC):
 
 
 class PairwiseMasking(SecureSum):
-    """Pairwise additive masks from X25519 + HKDF-SHA256 + AES-256-CTR."""
+    """Pairwise additive masks from the project's masking primitives (``blockfedml.crypto.masking``).
+
+    The seed of a pair is X25519 + HKDF-SHA256 bound to the epoch and the two
+    names (``pair_seed``); its AES-256-CTR keystream is the mask (``expand``);
+    the smaller name adds it, the larger subtracts it (``pair_sign``). There is
+    no self-mask: without dropout recovery nothing ever reveals a pair's seed.
+    """
 
     name = "masking"
 
     def keypair(self) -> tuple[bytes, bytes]:
-        private = X25519PrivateKey.generate()
-        raw = serialization.Encoding.Raw
-        return (
-            private.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()),
-            private.public_key().public_bytes(raw, serialization.PublicFormat.Raw),
-        )
+        key = X25519PrivateKey.generate()
+        return masking.private_bytes(key), masking.public_bytes(key)
 
     def mask(self, me: str, private_key: bytes, public_keys: Mapping[str, bytes],
-             vector: np.ndarray, context: bytes) -> np.ndarray:
+             vector: np.ndarray, context: int) -> np.ndarray:
         if me not in public_keys:
             raise InvalidInputError(f"{me} is not among the parties of this sum {sorted(public_keys)}")
         if len(public_keys) < 2:
             raise InvalidInputError("a secure sum needs at least two parties (one alone reveals its vector)")
-        out = np.array(vector, dtype=DTYPE, copy=True)
         try:
             private = X25519PrivateKey.from_private_bytes(private_key)
         except ValueError as exc:
             raise CryptoError(f"{me}'s private key is unusable: {exc}") from None
-        own_public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        if own_public != public_keys[me]:
+        if masking.public_bytes(private) != public_keys[me]:
             raise CryptoError(f"the public key published for {me} is not the key of this private key")
+        out = np.array(vector, dtype=DTYPE, copy=True)
         for other in sorted(public_keys):
             if other == me:
                 continue
             try:
-                shared = private.exchange(X25519PublicKey.from_public_bytes(public_keys[other]))
-            except ValueError as exc:
+                seed = masking.pair_seed(private, public_keys[other], context, me, other)
+            except ValueError as exc:  # a low-order point: the agreement would be all zeros
                 raise CryptoError(f"the public key of {other} is unusable: {exc}") from None
-            stream = _keystream(shared, context, *sorted((me, other)), n=len(out))
-            if me < other:
+            stream = masking.expand(seed, len(out))
+            if masking.pair_sign(me, other) > 0:
                 out += stream
             else:
                 out -= stream
         return out
 
 
-def _keystream(shared: bytes, context: bytes, first: str, second: str, n: int) -> np.ndarray:
-    """n uint64 words of AES-256-CTR keystream keyed by HKDF(shared, context, pair)."""
-    info = b"blockfedml/secure-sum/1|" + context + b"|" + first.encode() + b"|" + second.encode()
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
-    encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
-    return np.frombuffer(encryptor.update(bytes(8 * n)) + encryptor.finalize(), dtype=DTYPE)
-
-
 def secure_total(vectors: Mapping[str, np.ndarray], scheme: SecureSum | None = None,
-                 context: bytes = b"") -> np.ndarray:
+                 context: int = 0) -> np.ndarray:
     """The seam: each party's vector in, only their total (mod 2**64) out.
 
     In one process this plays every party: each generates a key pair, masks

@@ -105,7 +105,9 @@ class ExchangeServer:
                 "Ping": grpc.unary_unary_rpc_method_handler(self._ping),
                 "Send": grpc.stream_unary_rpc_method_handler(self._send),
             })],
-            options=self.options.channel_options(),
+            # No SO_REUSEPORT: a second server on the same port (a stale member process)
+            # must fail to start, not silently share the organization's incoming blobs.
+            options=[*self.options.channel_options(), ("grpc.so_reuseport", 0)],
         )
         host = address.rpartition(":")[0]
         try:

@@ -14,10 +14,12 @@ from typing import Any
 
 from blockfedml.errors import PhaseError
 from blockfedml.exchange.transport import StoreTransport, Transport
-from blockfedml.fl.aggregation import make_aggregation
+from blockfedml.fl.aggregation import AggregationMode, PlaintextAggregation, make_aggregation
+from blockfedml.fl.attacks import HONEST, Behaviour
 from blockfedml.fl.checkpoints import load_checkpoint
 from blockfedml.ml.serialization import put_model
-from blockfedml.fl.strategy import ClientUpdate
+from blockfedml.fl.screening import Screener
+from blockfedml.fl.strategy import ClientUpdate, Strategy
 from blockfedml.fl.task import TaskSpec
 from blockfedml.ledger.base import Contract
 from blockfedml.ml.datasets import OrgData
@@ -48,6 +50,10 @@ class Member:
     task: TaskSpec
     done: set[tuple[int, str]] = field(default_factory=set)
     transport: Transport | None = None  # how sealed updates reach the aggregator; None: the store
+    metric: str = "accuracy"  # what this member endorses with: the data schema's metric
+    behaviour: Behaviour = HONEST  # honest, or an attack (blockfedml.fl.attacks)
+    screener: Screener | None = None  # label-consistency screening at selection (blockfedml.fl.screening)
+    strategy: Strategy | None = None  # a plaintext rule other than FedAvg when this member aggregates
 
     def __post_init__(self) -> None:
         if self.transport is None:
@@ -59,14 +65,21 @@ class Member:
         return self.contract.submit_json("Join")
 
     def screen(self, round_: dict[str, Any]) -> dict[str, Any]:
-        """Selection: evaluate the base checkpoint on local validation data and report.
+        """Selection: screen this member's own contribution and report a verdict and a score.
 
-        The verdict here is 1 whenever the member has data; screening against
-        a reference model (label consistency, poisoned data) refines it.
+        With a screener, the verdict and score are the label consistency of the
+        training data with the reference SVM (blockfedml.fl.screening); without
+        one, the verdict is 1 whenever the member has data and the score is the
+        base checkpoint's metric on local validation data.
         """
-        metric = self._evaluate(round_["base_checkpoint"])
-        verdict = 1 if len(self.data.y_train) > 0 else 0
-        return self.contract.submit_json("ReportScreening", round_["round"], verdict, to_fixed(metric))
+        if self.screener is not None:  # label consistency with the reference SVM
+            report = self.screener.screen(self.data.X_train, self.data.y_train)
+            verdict, score = report.verdict, report.score
+        else:
+            verdict = 1 if len(self.data.y_train) > 0 else 0
+            score = to_fixed(self._evaluate(round_["base_checkpoint"]))
+        verdict, score = self.behaviour.screening(verdict, score)
+        return self.contract.submit_json("ReportScreening", round_["round"], verdict, score)
 
     def accept(self, round_: dict[str, Any]) -> dict[str, Any]:
         """Configuration: accept the round's terms (its base checkpoint)."""
@@ -75,6 +88,7 @@ class Member:
     def train_and_commit(self, round_: dict[str, Any]) -> dict[str, Any]:
         """Update: train locally from the base checkpoint, seal the update, commit its digest."""
         load_checkpoint(self.store, round_["base_checkpoint"], self.model)
+        base = self.model.get_params()
         self.model.fit(
             self.data.X_train,
             self.data.y_train,
@@ -84,18 +98,18 @@ class Member:
             seed=self.task.seed * 1_000_003 + round_["round"],
             l2=self.task.l2,
         )
-        update = ClientUpdate(org=self.msp_id, params=self.model.get_params(), num_samples=len(self.data.y_train))
+        params = self.behaviour.update(self.model.get_params(), base, round_)  # honest: unchanged
+        update = ClientUpdate(org=self.msp_id, params=params, num_samples=len(self.data.y_train))
         sealed = make_aggregation(round_["mode"]).seal(update)
         digest = self.transport.send(round_, sealed)  # delivered first: a failed send commits nothing
         return self.contract.submit_json("CommitUpdate", round_["round"], digest, len(sealed), update.num_samples)
 
     def aggregate(self, round_: dict[str, Any]) -> dict[str, Any]:
         """Update (aggregator only): check every blob against its commitment, combine, propose."""
-        commitments = self.contract.evaluate_json("GetUpdates", round_["round"])
-        # Every blob is checked against its commitment (digest and size) before it is
-        # used; a mismatch is an IntegrityError and the blob is discarded.
-        sealed = self.transport.collect(round_["round"], commitments)
-        params = make_aggregation(round_["mode"]).combine(sealed)
+        from blockfedml.fl.attribution import accepted_updates
+
+        sealed = accepted_updates(round_, self.collect(round_))  # with attribution: accepted groups only
+        params = self.combine(round_, sealed)
         self.model.set_params(params)
         digest = put_model(self.store, self.model)
         return self.contract.submit_json("ProposeAggregate", round_["round"], digest, sorted(sealed))
@@ -109,9 +123,40 @@ class Member:
         digest = round_["proposal"]["digest"]
         metric = self._evaluate(digest)
         base_metric = self._evaluate(round_["base_checkpoint"])
+        metric, base_metric = self.behaviour.endorsement(metric, base_metric, round_["proposal"]["contributors"])
         return self.contract.submit_json(
             "Endorse", round_["round"], digest, to_fixed(metric), to_fixed(base_metric)
         )
+
+    def propose_groups(self, round_: dict[str, Any]) -> dict[str, Any]:
+        """Update (aggregator, attribution on): propose one aggregate per group (blockfedml.fl.attribution)."""
+        from blockfedml.fl.attribution import propose_groups
+
+        return propose_groups(self, round_)
+
+    def endorse_groups(self, round_: dict[str, Any]) -> dict[str, Any]:
+        """Attribution: endorse each group's aggregate with its metric on local validation data."""
+        from blockfedml.fl.attribution import endorse_groups
+
+        return endorse_groups(self, round_)
+
+    def collect(self, round_: dict[str, Any]) -> dict[str, bytes]:
+        """The round's sealed updates by organization (aggregator only).
+
+        Every blob is checked against its commitment (digest and size) before it
+        is used; a mismatch is an IntegrityError and the blob is discarded.
+        """
+        return self.transport.collect(round_["round"], self.contract.evaluate_json("GetUpdates", round_["round"]))
+
+    def aggregation(self, round_: dict[str, Any]) -> AggregationMode:
+        """The round's aggregation mode; a plaintext round may use this member's own strategy."""
+        if self.strategy is not None and round_["mode"] == "plaintext":
+            return PlaintextAggregation(self.strategy)
+        return make_aggregation(round_["mode"])
+
+    def combine(self, round_: dict[str, Any], sealed: dict[str, bytes]) -> Any:
+        """Parameters aggregated from these sealed updates (a group's, or the round's) through the seam."""
+        return self.aggregation(round_).combine(sealed)
 
     # -- driving ------------------------------------------------------------------
     def act(self, round_: dict[str, Any]) -> str | None:
@@ -138,13 +183,18 @@ class Member:
             return None
         if phase == "update":
             return self.train_and_commit
+        if phase == "attribution":
+            return self.endorse_groups
         if phase == "feedback":
             return self.endorse
         return None
 
     def _evaluate(self, digest: str) -> float:
+        """The task's metric of a checkpoint on local validation data (>= 0, as the ledger needs)."""
+        from blockfedml.data.metrics import score_model
+
         load_checkpoint(self.store, digest, self.model)
         result = self.model.evaluate(self.data.X_val, self.data.y_val)
-        if "accuracy" not in result:
-            raise PhaseError("the model's evaluation returned no accuracy")
-        return float(result["accuracy"])
+        if self.metric not in result:  # e.g. AUC of a numpy model: score its predictions
+            result[self.metric] = score_model(self.model, self.data.X_val, self.data.y_val, self.metric)
+        return max(0.0, float(result[self.metric]))

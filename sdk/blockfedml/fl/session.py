@@ -65,6 +65,7 @@ class RoundResult:
     reputation: dict[str, int]
     wall_seconds: float
     ledger_seconds: float
+    metric: str = "accuracy"  # what test_accuracy measures: the task's metric (rmse, r2, ... for own data)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -78,12 +79,20 @@ class Session:
     mode: str = "plaintext"
     progress: Callable[[int, str], None] | None = None
     clock: LedgerClock = field(default_factory=LedgerClock)
+    members: list[Member] | None = None  # members with their own data and model; None: the demo task's
+    test: tuple[Any, Any] | None = None  # held-out (X, y) the table reports on, for own-data members
 
     def __post_init__(self) -> None:
         make_aggregation(self.mode)  # an unknown mode fails here, before any round is opened
         c = self.consortium
         n = len(c.members)
         self.admin = TimedContract(c.contract(c.admin.name), self.clock)
+        if self.members is not None:  # own data (blockfedml.data): members built by the caller
+            for member in self.members:
+                member.contract = TimedContract(member.contract, self.clock)
+            self.X_test, self.y_test = self.test if self.test is not None else (None, None)
+            self._observer = self.members[0].model.clone()
+            return
         self.members = [
             Member(
                 msp_id=p.msp_id,
@@ -138,7 +147,14 @@ class Session:
     def _result(self, round_: dict[str, Any], started: float, ledger_before: float) -> RoundResult:
         digest = round_["proposal"]["digest"]
         load_checkpoint(self.consortium.store, digest, self._observer)
-        accuracy = float(self._observer.evaluate(self.X_test, self.y_test)["accuracy"])
+        metric = self.members[0].metric
+        accuracy = float("nan")  # own data without a held-out set
+        if self.X_test is not None:
+            from blockfedml.data.metrics import score_model
+
+            scores = self._observer.evaluate(self.X_test, self.y_test)
+            accuracy = float(scores[metric]) if metric in scores else \
+                score_model(self._observer, self.X_test, self.y_test, metric)
         reputation = {
             m.msp_id: self.admin.evaluate_json("GetReputation", m.msp_id)["balance"] for m in self.members
         }
@@ -154,4 +170,5 @@ class Session:
             reputation=reputation,
             wall_seconds=time.perf_counter() - started,
             ledger_seconds=self.clock.seconds - ledger_before,
+            metric=metric,
         )

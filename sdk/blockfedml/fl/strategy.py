@@ -5,10 +5,11 @@ next global parameter vector. It sees only numpy arrays and sample counts —
 no ledger, no crypto — so rules are easy to test and to swap: the round driver
 takes a strategy object, and :func:`get_strategy` maps a setting's name to one.
 
-Only FedAvg exists today. Robust rules (coordinate-wise median, trimmed mean,
-Krum) are planned as further subclasses; they will need the individual
-updates in the clear, which secure aggregation forbids, so they are meant for
-screening experiments and plaintext mode. ``Strategy.needs_individual_updates``
+FedAvg is a weighted sum, so secure aggregation can compute it. The robust
+rules (coordinate-wise median, trimmed mean, Krum and multi-Krum) need the
+individual updates in the clear, which secure aggregation forbids: they serve
+plaintext sessions, for comparison with the defenses that work under
+encryption (docs/integrity.md). ``Strategy.needs_individual_updates``
 tells the driver which kind a rule is.
 """
 
@@ -102,7 +103,92 @@ class FedAvg(Strategy):
         return weights @ stacked
 
 
-_STRATEGIES: dict[str, type[Strategy]] = {"fedavg": FedAvg}
+def _stack(updates: list[ClientUpdate]) -> np.ndarray:
+    """The checked updates as rows of one float64 matrix (sorted by organization)."""
+    return np.stack([np.asarray(u.params, dtype=np.float64) for u in Strategy.check_updates(updates)])
+
+
+class CoordinateMedian(Strategy):
+    """Coordinate-wise median (Yin et al., 2018): each parameter is the median of the members' values.
+
+    Fewer than half of the members cannot drag any coordinate outside the
+    range of the honest values, whatever they send. Sample counts are ignored:
+    a member cannot buy weight by claiming more samples.
+    """
+
+    name = "median"
+
+    def aggregate(self, updates: list[ClientUpdate]) -> np.ndarray:
+        return np.median(_stack(updates), axis=0)
+
+
+class TrimmedMean(Strategy):
+    """Coordinate-wise trimmed mean: drop the ``floor(beta * n)`` largest and smallest values, average the rest."""
+
+    name = "trimmed_mean"
+
+    def __init__(self, beta: float = 0.2) -> None:
+        if not (isinstance(beta, (int, float)) and 0.0 <= beta < 0.5):
+            raise InvalidInputError(f"trimmed mean: beta must be in [0, 0.5), got {beta!r}")
+        self.beta = float(beta)
+
+    def aggregate(self, updates: list[ClientUpdate]) -> np.ndarray:
+        stacked = np.sort(_stack(updates), axis=0)
+        cut = int(self.beta * len(stacked))
+        return stacked[cut:len(stacked) - cut].mean(axis=0)
+
+
+class Krum(Strategy):
+    """Krum and multi-Krum (Blanchard et al., 2017).
+
+    Each update is scored by the sum of squared distances to its
+    ``n - f - 2`` nearest neighbours; Krum keeps the best-scored one,
+    multi-Krum averages the ``m`` best. Outliers — scaled, flipped or noisy
+    updates — are far from the honest cluster and score badly. ``f`` (the
+    number of attackers tolerated) defaults to the largest Krum allows,
+    ``(n - 3) // 2``; ``m`` to 1 (Krum) or, for multi-Krum, ``n - f``.
+    """
+
+    name = "krum"
+
+    def __init__(self, f: int | None = None, m: int | None = 1) -> None:
+        for key, value in (("f", f), ("m", m)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise InvalidInputError(f"krum: {key} must be a non-negative integer or None, got {value!r}")
+        if m == 0:
+            raise InvalidInputError("krum: m must be at least 1 (or None for n - f)")
+        self.f, self.m = f, m
+
+    def select(self, updates: list[ClientUpdate]) -> list[int]:
+        """Indices (in organization order) of the updates Krum keeps, best first."""
+        stacked = _stack(updates)
+        n = len(stacked)
+        f = (n - 3) // 2 if self.f is None else self.f
+        if n < 3 or n < 2 * f + 3:
+            raise InvalidInputError(f"krum needs n >= 2f + 3 updates (and at least 3); got n={n}, f={f}")
+        squared = np.sum((stacked[:, None, :] - stacked[None, :, :]) ** 2, axis=2)
+        neighbours = n - f - 2
+        scores = [np.sort(np.delete(squared[i], i))[:neighbours].sum() for i in range(n)]
+        m = n - f if self.m is None else min(self.m, n)
+        return [int(i) for i in np.argsort(scores, kind="stable")[:m]]
+
+    def aggregate(self, updates: list[ClientUpdate]) -> np.ndarray:
+        return _stack(updates)[self.select(updates)].mean(axis=0)
+
+
+class MultiKrum(Krum):
+    """Multi-Krum: the average of the ``m`` best-scored updates (default ``n - f``)."""
+
+    name = "multi_krum"
+
+    def __init__(self, f: int | None = None, m: int | None = None) -> None:
+        super().__init__(f, m)
+
+
+_STRATEGIES: dict[str, type[Strategy]] = {
+    "fedavg": FedAvg, "median": CoordinateMedian, "trimmed_mean": TrimmedMean,
+    "krum": Krum, "multi_krum": MultiKrum,
+}
 STRATEGIES: tuple[str, ...] = tuple(_STRATEGIES)
 
 

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blockfedml.errors import InvalidInputError
 from blockfedml.ml.datasets import FederatedSplit, OrgData, make_federated_split
 from blockfedml.ml.models import Model, default_kind, make_model
+
+if TYPE_CHECKING:
+    from blockfedml.data.schema import DataSchema
+
+OWN_DATA = "own"
+"""``TaskSpec.dataset`` of a consortium whose members bring their own files (blockfedml.data)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class TaskSpec:
 
 @lru_cache(maxsize=8)
 def _split(task: TaskSpec, n_orgs: int) -> FederatedSplit:
+    if task.dataset == OWN_DATA:
+        raise InvalidInputError("the members of this consortium bring their own data: each runs "
+                                "`blockfedml member run --data FILE` (there is no demo split)")
     return make_federated_split(
         task.dataset, n_orgs=n_orgs, partition=task.partition, alpha=task.alpha, seed=task.seed
     )
@@ -62,8 +71,20 @@ def member_data(task: TaskSpec, n_orgs: int, index: int) -> OrgData:
     return split.orgs[index]
 
 
-def task_model(task: TaskSpec, n_orgs: int) -> Model:
-    """A fresh model of the agreed kind, initialised from the task's seed."""
+def task_model(task: TaskSpec, n_orgs: int, schema: DataSchema | None = None) -> Model:
+    """A fresh model of the agreed kind, initialised from the task's seed.
+
+    With members' own data the model is sized by the agreed ``schema``, and
+    ``task.model`` may also name a scikit-learn or PyTorch model
+    (:func:`blockfedml.ml.adapters.make_model_for`).
+    """
+    if schema is not None or task.dataset == OWN_DATA:
+        if schema is None:
+            raise InvalidInputError("a consortium with its members' own data needs the data schema "
+                                    "to build its model")
+        from blockfedml.ml.adapters import make_model_for
+
+        return make_model_for(task.model, schema, seed=task.seed)
     split = _split(task, n_orgs)
     kind = default_kind(split.n_classes) if task.model == "auto" else task.model
     return make_model(kind, split.n_features, split.n_classes, seed=task.seed)

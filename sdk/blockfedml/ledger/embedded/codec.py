@@ -16,12 +16,12 @@ instead of DER — compressed with raw DEFLATE against a preset dictionary:
 - The creator is stored once, in the ledger's ``certificates`` table, and the
   block row refers to it (``store.py``).
 - The dictionary is a sample of the ledger's own recent skeletons, taken when
-  the chain reaches block 64, 128, 256, ... (every doubling), and stored in the
-  ``dictionaries`` table under that block number; block ``n >= 64`` is
-  compressed against dictionary ``2 ** floor(log2(n))``, earlier blocks
-  against none. A ledger thus learns the shape of its own transactions,
-  whatever its chaincode, for a one-time cost that grows with the logarithm of
-  its length.
+  the chain reaches block 64, 256, 1024, ... (every time it has grown
+  fourfold), and stored (zlib-compressed, about 7 KB) in the ``dictionaries``
+  table under that block number; block ``n >= 64`` is compressed against the
+  latest dictionary taken at or before it, earlier blocks against none. A
+  ledger thus learns the shape of its own transactions, whatever its
+  chaincode, for a one-time cost that grows with the logarithm of its length.
 - The transaction IDs of the ``RECENT_TX_IDS`` blocks before it and its own
   (all kept in the block rows as the replay index) end the dictionary, so the
   references to them inside the envelope (round histories, ``"tx"`` fields)
@@ -57,10 +57,12 @@ _WBITS = -15   # raw DEFLATE: no zlib header or checksum (the data hash checks t
 
 
 def dictionary_block(number: int) -> int | None:
-    """The block whose dictionary compresses block ``number`` (None before the first)."""
+    """The block whose dictionary compresses block ``number``: the largest of 64,
+    256, 1024, ... (``64 * 4 ** k``) not after it; None before the first."""
     if number < FIRST_DICTIONARY_BLOCK:
         return None
-    return 1 << (number.bit_length() - 1)
+    k = (number.bit_length() - FIRST_DICTIONARY_BLOCK.bit_length()) // 2
+    return FIRST_DICTIONARY_BLOCK << (2 * k)
 
 
 def train_dictionary(skeletons_newest_first: Iterable[bytes]) -> bytes:

@@ -53,7 +53,7 @@ from blockfedml.identity.signing import Identity, SigningIdentity, load_certific
 from blockfedml.ledger.base import DEFAULT_CHAINCODE
 from blockfedml.ledger.embedded import blocks
 from blockfedml.ledger.embedded.blocks import ParsedTransaction
-from blockfedml.ledger.embedded.store import DEFAULT_SYNCHRONOUS, BlockRow, LedgerStore
+from blockfedml.ledger.embedded.store import DEFAULT_SYNCHRONOUS, BlockRow, LedgerStore, StoredBytes
 from blockfedml.ledger.embedded.stub import EmbeddedStub, RWSet
 from blockfedml.ledger.proposal import Proposal
 
@@ -214,7 +214,8 @@ class EmbeddedLedger:
             return self._store.height()
 
     def block(self, number: int) -> dict[str, Any]:
-        """One block, decoded; ``NotFoundError`` beyond the tip."""
+        """One block, decoded; ``NotFoundError`` beyond the tip, ``IntegrityError``
+        if its stored transaction cannot be rebuilt."""
         with self._lock:
             row = self._store.block(number)
         if row is None:
@@ -236,10 +237,10 @@ class EmbeddedLedger:
     def transaction_status(self, tx_id: str) -> CommitStatus:
         """Commit status of a transaction; ``NotFoundError`` if it is not on the ledger."""
         with self._lock:
-            row = self._store.block_by_tx_id(tx_id)
-        if row is None:
+            found = self._store.locate(tx_id)
+        if found is None:
             raise NotFoundError(f"transaction {tx_id} is not on the ledger")
-        return CommitStatus(tx_id, row.number, row.validation_code)
+        return CommitStatus(tx_id, *found)
 
     def wait_for_height(self, height: int, timeout: float = 30.0) -> int:
         """Block until the ledger (written by any process) reaches ``height``.
@@ -260,7 +261,14 @@ class EmbeddedLedger:
             delay = min(delay * 2, 0.02)
 
     def size_bytes(self) -> int:
+        """Bytes of the ledger file and its write-ahead log on disk."""
         return self._store.size_bytes()
+
+    def stored_bytes(self) -> StoredBytes:
+        """Bytes of the stored blocks, certificates and dictionaries (the ledger's
+        logical size, without SQLite's pages, indexes and world state)."""
+        with self._lock:
+            return self._store.stored_bytes()
 
     def verify(self) -> "VerifyReport":
         """Re-check the whole ledger; see ``verify.py``."""
@@ -360,7 +368,8 @@ class EmbeddedLedger:
                 data_hash = blocks.transaction_data_hash(envelope, proposal_signature, code)
                 store.insert_block(BlockRow(
                     number, tip_hash, data_hash, blocks.block_header_hash(number, tip_hash, data_hash),
-                    "transaction", tx_id, _creator_msp(parsed), parsed.proposal.chaincode,
+                    "transaction", tx_id, self._identity(parsed.proposal.creator).msp_id,
+                    parsed.proposal.chaincode,
                     parsed.proposal.function, code, envelope, proposal_signature))
                 if code == blocks.VALID:
                     ns = parsed.rwset.namespace
@@ -388,7 +397,7 @@ class EmbeddedLedger:
         problem = self._creator_problem(proposal.creator)
         if problem is not None:
             return problem
-        cert = Identity.deserialize(proposal.creator).certificate
+        cert = self._identity(proposal.creator).certificate
         if not verify_signature(cert, proposal.proposal_bytes, proposal.signature):
             return IntegrityError(f"transaction {proposal.tx_id}: the proposal signature does not verify")
         if not verify_signature(cert, parsed.payload, parsed.envelope_signature):
@@ -420,6 +429,11 @@ class EmbeddedLedger:
             self._members[creator] = identity
         return None
 
+    def _identity(self, creator: bytes) -> Identity:
+        """The creator's identity, from the cache of checked creators when it is there."""
+        found = self._members.get(creator)
+        return found if found is not None else Identity.deserialize(creator)
+
     def _check_open(self) -> None:
         if self._closed:
             raise LedgerError(f"ledger {self._store.path} is closed")
@@ -440,8 +454,6 @@ def mvcc_check(rwset: RWSet, version_of: Any, scan: Any) -> tuple[int, str | Non
     return blocks.VALID, None
 
 
-def _creator_msp(parsed: ParsedTransaction) -> str:
-    return Identity.deserialize(parsed.proposal.creator).msp_id
 
 
 def _block_dict(row: BlockRow) -> dict[str, Any]:
@@ -454,6 +466,9 @@ def _block_dict(row: BlockRow) -> dict[str, Any]:
         channel, orgs = blocks.decode_config(row.data)
         out.update(channel=channel, organizations={m: p.decode() for m, p in orgs.items()})
         return out
+    if row.defect is not None:
+        raise IntegrityError(f"block {row.number}: {row.defect}")
     out["transaction"] = blocks.transaction_dict(blocks.parse_envelope(row.data, row.proposal_signature or b""))
-    out["size_bytes"] = len(row.data) + len(row.proposal_signature or b"")
+    out["size_bytes"] = row.stored_bytes  # as stored: compact envelope and proposal signature
+    out["envelope_bytes"] = len(row.data)  # the envelope as signed
     return out

@@ -32,7 +32,7 @@ not hold the envelope itself but its compact form (``codec.py``): a layout
 byte and a raw DEFLATE stream of the envelope without its creator and
 proposal hash. The creator (MSP ID and certificate) is stored once in
 ``certificates`` and the block's ``creator`` column refers to it; the
-compression dictionaries trained at blocks 64, 128, 256, ... are in
+compression dictionaries trained at blocks 64, 256, 1024, ... are in
 ``dictionaries``; the preset dictionary of block n also holds the ``tx_id``
 of the 16 blocks before it and its own. ``BlockRow.data`` as this class
 returns it is always the envelope exactly as signed, rebuilt from those
@@ -81,7 +81,7 @@ CREATE TABLE certificates (
     creator BLOB    NOT NULL               -- msp.SerializedIdentity: MSP ID and PEM certificate
 );
 CREATE TABLE dictionaries (
-    block   INTEGER PRIMARY KEY,           -- first block compressed with it: 64, 128, 256, ...
+    block   INTEGER PRIMARY KEY,           -- first block compressed with it: 64, 256, 1024, ...
     data    BLOB    NOT NULL               -- the preset dictionary, zlib-compressed
 );
 CREATE TABLE blocks (
@@ -161,6 +161,7 @@ class LedgerStore:
             raise LedgerError(f"{self.path}: cannot open ledger database: {exc}") from exc
         self.synchronous = mode
         self._dictionaries: dict[int, bytes] = {}  # immutable rows, cached (verify clears)
+        self._tail: tuple[int, bytes, tuple[str, ...]] | None = None  # last block this process wrote
 
     # -- set-up ---------------------------------------------------------------
 
@@ -269,18 +270,31 @@ class LedgerStore:
         """Append ``block``; a transaction's envelope is stored in compact form."""
         data, creator = block.data, None
         if block.kind == "transaction":
-            data, creator = self.pack(block.number, block.tx_id or "", block.data)
+            # The chain tip's hash identifies the blocks before it: this process's
+            # list of recent tx IDs is reused only on top of the very block it saw.
+            tail = self._tail
+            if tail is not None and tail[:2] == (block.number - 1, block.previous_hash):
+                recent = tail[2]
+            else:
+                recent = self._recent_tx_ids(block.number)
+            data, creator = self.pack(block.number, block.tx_id or "", block.data, recent)
+            self._tail = (block.number, block.hash, (*recent, block.tx_id)[-codec.RECENT_TX_IDS:])
         self._db.execute(
             f"INSERT INTO blocks ({_BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (block.number, block.previous_hash, block.data_hash, block.hash, block.kind, block.tx_id,
              block.creator_msp, block.chaincode, block.function, block.validation_code, data,
              block.proposal_signature, creator))
 
-    def pack(self, number: int, tx_id: str, envelope: bytes) -> tuple[bytes, int | None]:
+    def pack(self, number: int, tx_id: str, envelope: bytes,
+             recent: tuple[str, ...] | None = None) -> tuple[bytes, int | None]:
         """The stored form of block ``number``'s envelope and its certificate's id,
         adding the certificate (and, at a dictionary block, the dictionary) if new.
+        ``recent``: the tx IDs of the blocks before it, if the caller knows them.
         Call inside ``write()``."""
-        stored, creator = codec.pack(envelope, self._preset(number, tx_id, train=True))
+        if recent is None:
+            recent = self._recent_tx_ids(number)
+        zdict = codec.preset(self._dictionary(number, train=True), recent, tx_id)
+        stored, creator = codec.pack(envelope, zdict)
         if creator is None:
             return stored, None
         digest = hashlib.sha256(creator).digest()
@@ -291,12 +305,16 @@ class LedgerStore:
                                   (digest, creator))
         return stored, cursor.lastrowid
 
-    def _preset(self, number: int, tx_id: str, *, train: bool = False) -> bytes:
-        """Block ``number``'s preset dictionary (``codec.preset``)."""
-        recent = [r[0] for r in self._db.execute(
+    def _recent_tx_ids(self, number: int) -> tuple[str, ...]:
+        """The tx IDs of the ``codec.RECENT_TX_IDS`` blocks before ``number``, oldest first."""
+        rows = self._db.execute(
             "SELECT tx_id FROM blocks WHERE number < ? AND tx_id IS NOT NULL ORDER BY number DESC "
-            "LIMIT ?", (number, codec.RECENT_TX_IDS))]
-        return codec.preset(self._dictionary(number, train=train), recent[::-1], tx_id)
+            "LIMIT ?", (number, codec.RECENT_TX_IDS)).fetchall()
+        return tuple(r[0] for r in reversed(rows))
+
+    def _preset(self, number: int, tx_id: str) -> bytes:
+        """Block ``number``'s preset dictionary (``codec.preset``)."""
+        return codec.preset(self._dictionary(number), self._recent_tx_ids(number), tx_id)
 
     def _dictionary(self, number: int, *, train: bool = False) -> bytes:
         block = codec.dictionary_block(number)
@@ -321,10 +339,15 @@ class LedgerStore:
 
     def _recent_skeletons(self, before: int) -> Iterator[bytes]:
         """Skeletons of the transactions before block ``before``, newest first."""
-        for number, tx_id, stored in self._db.execute(
+        while True:
+            rows = self._db.execute(
                 "SELECT number, tx_id, data FROM blocks WHERE number < ? AND kind = 'transaction' "
-                "ORDER BY number DESC", (before,)).fetchall()[:before]:
-            yield codec.inflate(stored, self._preset(number, tx_id))[1]
+                "ORDER BY number DESC LIMIT 32", (before,)).fetchall()
+            if not rows:
+                return
+            for number, tx_id, stored in rows:
+                yield codec.inflate(stored, self._preset(number, tx_id))[1]
+            before = rows[-1][0]
 
     def forget_cache(self) -> None:
         """Drop cached dictionaries, so the next reads trust only the file (``verify``)."""

@@ -1,16 +1,19 @@
 """Full re-verification of an embedded ledger, for auditors.
 
-Trusts nothing stored but the genesis block's content: recomputes every data
-and block hash and the chain links, re-verifies both signatures and the
+Trusts nothing stored but the genesis block's content: rebuilds every
+envelope from its stored form (no cached dictionary is used), recomputes every
+data and block hash and the chain links, re-verifies both signatures and the
 certificate issuance of every transaction, re-runs MVCC validation by replaying
-the chain from genesis (so a validation code flipped in place is found), and
-compares the replayed world state with the ``state`` table. Every problem is
+the chain from genesis (so a validation code flipped in place is found),
+compares the replayed world state with the ``state`` table and checks that
+every stored certificate is filed under its own digest. Every problem is
 reported with the block and transaction it concerns; verification goes on
 after a problem so one report lists them all.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -57,6 +60,7 @@ class VerifyReport:
 def verify_ledger(ledger: "EmbeddedLedger", store: LedgerStore) -> VerifyReport:
     """Verify inside the caller's read snapshot (see the module docstring)."""
     report = VerifyReport()
+    store.forget_cache()
     # (namespace, key) -> (value, (block, txnum)), rebuilt from valid transactions only
     replay: dict[tuple[str, str], tuple[bytes, tuple[int, int]]] = {}
     seen_tx: set[str] = set()
@@ -88,6 +92,9 @@ def verify_ledger(ledger: "EmbeddedLedger", store: LedgerStore) -> VerifyReport:
                         report.add(f"{where}: channel configuration changed since the ledger was opened")
                 except BlockFedMLError as exc:
                     report.add(f"{where}: {exc}")
+        elif row.defect is not None:
+            report.add(f"{where} (tx {row.tx_id}): {row.defect}")
+            data_hash = row.data_hash  # nothing to hash; the defect is reported
         else:
             data_hash = blocks.transaction_data_hash(row.data, row.proposal_signature or b"",
                                                      row.validation_code)
@@ -100,6 +107,9 @@ def verify_ledger(ledger: "EmbeddedLedger", store: LedgerStore) -> VerifyReport:
         expected_number, previous_hash = row.number + 1, row.hash
     if report.blocks == 0:
         report.add("the ledger has no genesis block")
+    for cert_id, digest, creator in store.iter_certificates():
+        if hashlib.sha256(creator).digest() != digest:
+            report.add(f"certificate {cert_id}: its digest does not match its content")
 
     stored = {(ns, key): (value, (block, txnum)) for ns, key, value, block, txnum in store.iter_state()}
     report.state_keys = len(stored)
