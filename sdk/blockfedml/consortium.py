@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blockfedml.errors import ConflictError, InvalidInputError, NotFoundError
+from blockfedml.errors import ConflictError, InvalidInputError, LedgerError, NotFoundError
 from blockfedml.exchange.credentials import ExchangePeer, TLSMaterial
 from blockfedml.fl.task import OWN_DATA, TaskSpec, task_model
 from blockfedml.identity import create_organization, load_signing_identity
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from blockfedml.data.schema import DataSchema
 
 CONFIG_FILE = "consortium.json"
+FABRIC_POLL_SECONDS = 0.1  # how often a member looks at a Fabric ledger for the next phase
 ROLES = ("admin", "member", "keyholder", "auditor")
 
 
@@ -205,6 +207,26 @@ class Consortium:
             task=TaskSpec.from_dict(data["task"]),
             fabric=FabricProfile.from_dict(data["backend"]) if data.get("backend") else None,
         )
+
+    # -- waiting for other organizations ------------------------------------------
+    def ledger_height(self) -> int | None:
+        """The embedded ledger's height; None on Fabric, where callers poll instead."""
+        return self.ledger.height() if self.kind == "embedded" else None
+
+    def wait_for_block(self, after: int | None, timeout: float = 1.0) -> None:
+        """Return once a block after height ``after`` lands, or ``timeout`` passes.
+
+        The embedded ledger wakes on the next commit by any process. On Fabric
+        the Python shim drops chaincode events, so this waits a short poll
+        interval instead (block events over the Deliver service would remove it).
+        """
+        if after is None:
+            time.sleep(min(timeout, FABRIC_POLL_SECONDS))
+            return
+        try:
+            self.ledger.wait_for_height(after + 1, timeout=timeout)
+        except LedgerError:
+            pass  # nothing new within the timeout; the caller looks again
 
     # -- access -------------------------------------------------------------------
     @property

@@ -79,11 +79,10 @@ def take_part(
 
 def _take_part(consortium: Consortium, member: Member, number: int, timeout: float, quiet: bool) -> dict:
     """Act in every phase of round ``number`` (waiting for it to open) until it closes."""
-    ledger = consortium.ledger
     deadline = time.monotonic() + timeout
     actions: list[dict] = []
     while True:
-        height = ledger.height()  # read first: a block that lands meanwhile ends the wait below at once
+        height = consortium.ledger_height()  # read first: a block landing meanwhile ends the wait at once
         try:
             round_ = member.contract.evaluate_json("GetRound", number)
         except NotFoundError:
@@ -105,7 +104,4 @@ def _take_part(consortium: Consortium, member: Member, number: int, timeout: flo
         if time.monotonic() > deadline:
             phase = round_["phase"] if round_ else "not opened"
             raise LedgerError(f"round {number} did not close within {timeout:.0f} s (phase {phase})")
-        try:
-            ledger.wait_for_height(height + 1, timeout=1.0)  # woken by the next block, from any process
-        except LedgerError:
-            pass  # no block for a second: look again, up to the deadline
+        consortium.wait_for_block(height, timeout=1.0)  # woken by the next block, from any process
