@@ -456,7 +456,7 @@ class FederationContract(Contract):
         scores = rules.group_scores(endorsements, [g["digest"] for g in groups],
                                     rules.setting(settings, "attribution_trim_percent"))
         verdicts = [rules.group_verdict(score, rules.setting(settings, "attribution_tolerance"),
-                                        settings["higher_is_better"]) for score in scores]
+                                        rules.group_metric_higher_is_better(settings)) for score in scores]
         tx, _ = tx_of(ctx)
         record = {**record, "attribution": {
             "groups": [{**g, "score": score, "verdict": verdict} for g, score, verdict in zip(groups, scores, verdicts)],

@@ -31,8 +31,9 @@ DEFAULT_SETTINGS: dict[str, int] = {
     "higher_is_better": 1,
     # Attribution (docs/integrity.md): score each group's aggregate before it enters the model.
     "attribution": 0,
-    "attribution_tolerance": 20000,
+    "attribution_tolerance": 5000,
     "attribution_trim_percent": 40,
+    "attribution_metric": 1,
     # Masking (docs/secure-aggregation.md): shares needed to unmask, as a percentage of the selected members.
     "mask_threshold_percent": 51,
 }
@@ -157,7 +158,7 @@ def validate_settings(raw: Mapping[str, Any]) -> dict[str, int]:
     Refused with [INVALID] naming the key: unknown keys, non-integers
     (booleans and floats included), negative values, ``quorum_percent`` outside
     1..100, ``min_participants`` or ``min_group_size`` below 1,
-    ``higher_is_better`` or ``attribution`` other than 0/1,
+    ``higher_is_better``, ``attribution`` or ``attribution_metric`` other than 0/1,
     ``attribution_trim_percent`` above 49, and two combinations that would make
     rounds impossible: ``min_group_size > min_participants`` (a round could
     then never form a group) and ``initial_reputation < ban_threshold`` (a new
@@ -181,8 +182,9 @@ def validate_settings(raw: Mapping[str, Any]) -> dict[str, int]:
             raise ContractError(INVALID, f"setting {key} must be at least 1, got {settings[key]}")
     if settings["higher_is_better"] not in (0, 1):
         raise ContractError(INVALID, f"setting higher_is_better must be 0 or 1, got {settings['higher_is_better']}")
-    if settings["attribution"] not in (0, 1):
-        raise ContractError(INVALID, f"setting attribution must be 0 or 1, got {settings['attribution']}")
+    for key in ("attribution", "attribution_metric"):
+        if settings[key] not in (0, 1):
+            raise ContractError(INVALID, f"setting {key} must be 0 or 1, got {settings[key]}")
     if not 1 <= settings["mask_threshold_percent"] <= 100:
         raise ContractError(INVALID, "setting mask_threshold_percent must be 1..100, "
                                      f"got {settings['mask_threshold_percent']}")
@@ -445,6 +447,12 @@ def group_scores(endorsements: Sequence[Mapping[str, Any]], digests: Sequence[Op
         else trimmed_mean([e["metrics"][index] - e["base_metric"] for e in endorsements], trim_percent)
         for index, digest in enumerate(digests)
     ]
+
+
+def group_metric_higher_is_better(settings: Mapping[str, int]) -> int:
+    """Groups are endorsed with the likelihood of the true labels (``attribution_metric=1``,
+    higher is better) or with the task's own metric (0, as ``higher_is_better`` says)."""
+    return 1 if setting(settings, "attribution_metric") else settings["higher_is_better"]
 
 
 def group_verdict(score: Optional[int], tolerance: int, higher_is_better: int) -> str:

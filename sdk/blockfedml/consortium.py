@@ -81,11 +81,15 @@ class Consortium:
         keyholder: bool = False,
         overwrite: bool = False,
         schema: DataSchema | None = None,
+        collaborator: bool = False,
     ) -> "Consortium":
         """Create identities, the ledger and the genesis checkpoint for ``n_orgs`` members.
 
         Org1 is the admin (and a member). An ``Auditor`` organization is added
-        with the read-only auditor role unless ``auditor`` is false. With a data
+        with the read-only auditor role unless ``auditor`` is false, and a
+        ``Collaborator`` with only the keyholder role (collaborator C of the
+        Paillier mode: never a participant, so never the aggregator nor a member
+        whose own update would let it read a sum) when ``collaborator`` is true. With a data
         ``schema`` the members bring their own files: the genesis model is sized
         by the schema and the schema is pinned on the ledger (docs/own-data.md).
         """
@@ -112,6 +116,8 @@ class Consortium:
             planned.append((f"Org{i + 1}", roles, i))
         if auditor:
             planned.append(("Auditor", ("auditor",), None))
+        if collaborator:
+            planned.append(("Collaborator", ("keyholder",), None))
         created = [_new_org(workdir, name, roles, index) for name, roles, index in planned]
         profiles = _with_exchange_endpoints([profile for profile, _ in created])
 

@@ -118,15 +118,31 @@ def rewrite_block(workdir: Path, number: int, writes: dict[str, bytes], resign: 
             forged = common_pb2.Envelope.FromString(envelope)
             forged.signature = parsed.envelope_signature
             envelope = forged.SerializeToString()
-        with store.write():  # pack reads the certificate and dictionary tables
-            stored, certificate = store.pack(number, row.tx_id, envelope)
     finally:
         store.close()
-    sql(workdir, "UPDATE blocks SET data = ?, creator = ? WHERE number = ?", stored, certificate, number)
-    rehash_from(workdir, number)
+    store_envelopes(workdir, number, {number: envelope})
     if update_state:
         for key, value in writes.items():
             set_state(workdir, key, value)
+
+
+def store_envelopes(workdir: Path, start: int, changed: dict[int, bytes]) -> None:
+    """Put changed envelopes into the file as the ledger stores them and recompute the hashes.
+
+    A block's stored form is compressed against the block before it, so every block
+    from ``start`` on is re-packed in order, as a careful attacker would.
+    """
+    store = LedgerStore(ledger_path(workdir))
+    try:
+        rows = [(row.number, row.tx_id, changed.get(row.number, row.data)) for row in store.iter_blocks(start)]
+        for number, tx_id, envelope in rows:
+            store.forget_cache()
+            with store.write():  # pack reads the certificate, dictionary and previous block
+                stored, certificate = store.pack(number, tx_id, envelope)
+            sql(workdir, "UPDATE blocks SET data = ?, creator = ? WHERE number = ?", stored, certificate, number)
+    finally:
+        store.close()
+    rehash_from(workdir, start)
 
 
 def corrupt_file(path: Path) -> None:

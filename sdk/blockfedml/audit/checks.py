@@ -26,6 +26,14 @@ from blockfedml.ml.serialization import params_from_bytes, params_to_bytes
 from blockfedml.store import ModelStore
 from blockfedml.store.model_store import sha256_hex
 
+TITLES = {
+    "checkpoints": "checkpoint chain from genesis, models re-hashed",
+    "rounds": "phase sequence and allocation",
+    "aggregates": "aggregates recomputed from the committed updates",
+    "decisions": "rollbacks recomputed from the endorsements",
+    "reputation": "balances recomputed from rewards and penalties",
+}
+
 PHASE_FUNCTIONS = {"selection": "OpenRound", "configuration": "CloseSelection", "allocation": "Allocate",
                    "update": "Allocate", "feedback": "ProposeAggregate", "closed": "Decide"}
 
@@ -63,7 +71,7 @@ def check_checkpoints(ctx: AuditContext) -> CheckResult:
     """Genesis, then every round's checkpoint: parent = the head the round was opened on,
     digest/contributors/status/metric = the round's proposal and decision; head = the last
     accepted one; every accepted model in the store hashes to its digest."""
-    check = Check("checkpoints", "checkpoint chain from genesis, models re-hashed")
+    check = Check("checkpoints", TITLES["checkpoints"])
     s = ctx.state
     genesis = s.checkpoint(0)
     if genesis is None:
@@ -150,7 +158,7 @@ def _rehash_models(check: Check, ctx: AuditContext) -> int:
 def check_rounds(ctx: AuditContext) -> CheckResult:
     """Each round went through the phases in the allowed order, each phase by the right
     transaction, and its selection, participants, aggregator and groups follow the rules."""
-    check = Check("rounds", "phase sequence and allocation")
+    check = Check("rounds", TITLES["rounds"])
     s = ctx.state
     numbers = [r["round"] for r in s.rounds]
     if numbers != list(range(1, len(numbers) + 1)):
@@ -252,7 +260,7 @@ def check_aggregates(ctx: AuditContext) -> CheckResult:
     """Every proposed aggregate is what the round's aggregation mode makes of exactly the
     contributors' committed updates: blobs re-hashed against their commitments, combined with
     ``make_aggregation(mode).combine``, and the result's digest compared with the proposal."""
-    check = Check("aggregates", "aggregates recomputed from the committed updates")
+    check = Check("aggregates", TITLES["aggregates"])
     proposed = [r for r in ctx.state.rounds if r.get("proposal")]
     for record in proposed:
         _check_aggregate(check, ctx, record)
@@ -348,7 +356,7 @@ def _model_meta(store: ModelStore, *digests: str | None) -> dict[str, Any] | Non
 
 def check_decisions(ctx: AuditContext) -> CheckResult:
     """Accept or roll back, recomputed from the endorsements with the settings in force at Decide."""
-    check = Check("decisions", "rollbacks recomputed from the endorsements")
+    check = Check("decisions", TITLES["decisions"])
     decided = [r for r in ctx.state.rounds if r.get("decision") and r.get("proposal")]
     for record in decided:
         number, decision, proposed = record["round"], record["decision"], record["proposal"]["digest"]
@@ -389,7 +397,7 @@ def check_reputation(ctx: AuditContext) -> CheckResult:
     """Every balance and history entry recomputed from the join and the decisions the
     organization contributed to (rules.reputation_change, settings in force at the time);
     bans recomputed too."""
-    check = Check("reputation", "balances recomputed from rewards and penalties")
+    check = Check("reputation", TITLES["reputation"])
     s = ctx.state
     decided = [r for r in s.rounds if r.get("decision") and r.get("proposal")]
     banned: set[tuple[str, int]] = set()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from blockfedml.errors import NotFoundError
+from blockfedml.errors import BlockFedMLError, IntegrityError, LedgerError, NotFoundError
 from blockfedml.ledger.base import Contract
 from blockfedml.store import ModelStore
 
@@ -85,11 +85,19 @@ def phase_tx(round_record: Record, phase: str) -> str | None:
 class Evidence:
     """Everything an audit reads from one consortium work directory."""
 
-    state: WorldState
+    state: WorldState | None       # None: the contract could not read it (see state_error)
     store: ModelStore | None
     blocks: "BlockHistory | None"  # None: no local blocks (Fabric)
     backend: str
     notes: list[str]
+    state_error: str | None = None
+
+    def require_state(self) -> WorldState:
+        """The world state, or ``IntegrityError`` saying why the contract cannot read it."""
+        if self.state is None:
+            raise IntegrityError(f"the world state cannot be read through the contract ({self.state_error}); "
+                                 "run `blockfedml audit verify` to find what was damaged")
+        return self.state
 
 
 def gather(consortium: "Consortium", as_org: str | None = None, verify: bool = True) -> Evidence:
@@ -98,16 +106,29 @@ def gather(consortium: "Consortium", as_org: str | None = None, verify: bool = T
     from blockfedml.audit.replay import read_blocks
 
     contract, store = auditor_contract(consortium, as_org), local_store(consortium)
-    if consortium.kind != "embedded":
-        return Evidence(WorldState.read(contract), store, None, consortium.kind, [])
-    before = consortium.ledger.height()
-    state = WorldState.read(contract)
+    before = consortium.ledger.height() if consortium.kind == "embedded" else None
+    state, error = _read_state(contract)
+    if before is None:
+        return Evidence(state, store, None, consortium.kind, [], error)
     blocks = read_blocks(consortium.ledger, verify=verify)
     notes = []
     if blocks.height != before:
         notes.append(f"the ledger grew from {before} to {blocks.height} blocks while it was read; "
                      "run again on a quiet ledger for a consistent result")
-    return Evidence(state, store, blocks, "embedded", notes)
+    return Evidence(state, store, blocks, "embedded", notes, error)
+
+
+def _read_state(contract: Contract) -> tuple[WorldState | None, str | None]:
+    """The world state, or why the contract's queries fail on it (a damaged record is a
+    finding of the audit, not a reason to stop it). An unreachable ledger still raises."""
+    try:
+        return WorldState.read(contract), None
+    except LedgerError:
+        raise
+    except BlockFedMLError as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    except (KeyError, TypeError, ValueError) as exc:  # records of an unexpected shape
+        return None, f"malformed record: {type(exc).__name__}: {exc}"
 
 
 def auditor_contract(consortium: "Consortium", as_org: str | None = None) -> Contract:

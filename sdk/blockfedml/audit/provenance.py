@@ -64,7 +64,7 @@ def consortium_provenance(consortium: "Consortium", round_number: int, as_org: s
     ledger: dict[str, Any] = {"backend": evidence.backend, "channel": consortium.channel}
     if evidence.blocks is not None:
         ledger.update(height=evidence.blocks.height, tip_hash=evidence.blocks.tip_hash)
-    return provenance(evidence.state, round_number, evidence.blocks, evidence.store, ledger)
+    return provenance(evidence.require_state(), round_number, evidence.blocks, evidence.store, ledger)
 
 
 def _step(state: WorldState, ckpt: Record, blocks: BlockHistory | None) -> dict[str, Any]:

@@ -173,13 +173,32 @@ def _difference(rwset: RWSet, response: Any, parsed: blocks.ParsedTransaction) -
                      if rwset.writes.get(k, b"-") != parsed.rwset.writes.get(k, b"-"))
     if changed:
         return (f"the recorded writes differ from what the contract computes for "
-                f"{', '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}")
+                f"{', '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}"
+                f" ({_describe(parsed.rwset.writes.get(changed[0]), rwset.writes.get(changed[0]))})")
     if rwset.reads != parsed.rwset.reads or [(r.start, r.end, r.reads) for r in rwset.ranges] != \
             [(r.start, r.end, r.reads) for r in parsed.rwset.ranges]:
         return "the recorded reads differ from what the contract reads"
     if bytes(response.payload) != parsed.result:
         return "the recorded result differs from what the contract returns"
     return None
+
+
+def _describe(recorded: bytes | None, computed: bytes | None) -> str:
+    """How a recorded JSON value differs from the computed one, field by field (a hint:
+    new fields only on the contract's side suggest a newer contract, not a forgery)."""
+    try:
+        have, want = json.loads(recorded or b"null"), json.loads(computed or b"null")
+    except ValueError:
+        return "recorded value is not JSON"
+    if not (isinstance(have, dict) and isinstance(want, dict)):
+        return f"recorded {have!r:.60}, computed {want!r:.60}"
+    parts = [f"{k}: recorded {have[k]!r:.40}, computed {want[k]!r:.40}"
+             for k in sorted(set(have) & set(want)) if have[k] != want[k]]
+    if set(want) - set(have):
+        parts.append(f"only the contract writes {', '.join(sorted(set(want) - set(have)))}")
+    if set(have) - set(want):
+        parts.append(f"only the record has {', '.join(sorted(set(have) - set(want)))}")
+    return "; ".join(parts[:3])
 
 
 def _round_of(function: str, params: list[str], result: bytes) -> int | None:

@@ -51,12 +51,13 @@ def consortium_report(consortium: "Consortium", path: Path | str, as_org: str | 
     from blockfedml.audit.verify import audit
 
     evidence = gather(consortium, as_org, verify=verify)
+    state = evidence.require_state()
     result = None
     if verify:
-        result = audit(evidence.state, evidence.store, evidence.blocks, evidence.backend)
+        result = audit(state, evidence.store, evidence.blocks, evidence.backend)
         result.notes.extend(evidence.notes)
     title = f"BlockFedML audit report: {consortium.workdir.name}"
-    return write_report(path, evidence.state, result, title), result
+    return write_report(path, state, result, title), result
 
 
 def write_report(path: Path | str, state: WorldState, audit: AuditReport | None, title: str) -> Path:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 
 from blockfedml.audit.checks import (
+    TITLES,
     AuditContext,
     check_aggregates,
     check_checkpoints,
@@ -44,16 +45,20 @@ _BLOCK_PROBLEM = re.compile(r"block (\d+)(?: \(tx ([0-9a-f]+)\))?: (.*)", re.S)
 _STATE_PROBLEM = re.compile(r"state [^/]*/'(.*?)': (.*?)(?:at block (\d+))?$", re.S)
 
 
-def audit(state: WorldState, store: ModelStore | None = None, blocks: BlockHistory | None = None,
-          backend: str = "embedded") -> AuditReport:
-    """Run every check on what was read; ``blocks`` None means no local blocks (Fabric)."""
-    ctx = AuditContext(state, store, blocks)
+RECOMPUTATIONS = (check_checkpoints, check_rounds, check_aggregates, check_reputation, check_decisions)
+
+
+def audit(state: WorldState | None, store: ModelStore | None = None, blocks: BlockHistory | None = None,
+          backend: str = "embedded", state_error: str | None = None) -> AuditReport:
+    """Run every check on what was read; ``blocks`` None means no local blocks (Fabric),
+    ``state`` None that the contract could not read the world state (``state_error``)."""
     if blocks is None:
         checks = [skipped("ledger", LEDGER_TITLE, ON_FABRIC), skipped("replay", REPLAY_TITLE, ON_FABRIC)]
     else:
         checks = [_ledger_check(blocks), _replay_check(blocks)]
-    checks += [check_checkpoints(ctx), check_rounds(ctx), check_aggregates(ctx), check_reputation(ctx),
-               check_decisions(ctx)]
+    ctx = AuditContext(state, store, blocks) if state is not None else None
+    for recompute in RECOMPUTATIONS:
+        checks.append(_run(recompute, ctx, state_error))
     notes = [] if blocks is not None else [
         "without blocks the settings in force at each round are unknown: rewards and penalties were "
         "checked for consistency (each decision applies one amount to all its contributors), the other "
@@ -64,9 +69,24 @@ def audit(state: WorldState, store: ModelStore | None = None, blocks: BlockHisto
 def audit_consortium(consortium: Consortium, as_org: str | None = None) -> AuditReport:
     """Audit a consortium work directory: its ledger (embedded or Fabric) and its model store."""
     evidence = gather(consortium, as_org)
-    report = audit(evidence.state, evidence.store, evidence.blocks, evidence.backend)
+    report = audit(evidence.state, evidence.store, evidence.blocks, evidence.backend, evidence.state_error)
     report.notes.extend(evidence.notes)
     return report
+
+
+def _run(recompute, ctx: AuditContext | None, state_error: str | None) -> CheckResult:
+    """One recomputation; records it cannot even read are its finding, not a crash of the audit."""
+    name = recompute.__name__.removeprefix("check_")
+    if ctx is None:
+        check = Check(name, TITLES[name])
+        check.fail(f"the world state cannot be read through the contract: {state_error}", object="world state")
+        return check.result("not recomputed")
+    try:
+        return recompute(ctx)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        check = Check(name, TITLES[name])
+        check.fail(f"a record has an unexpected shape: {type(exc).__name__}: {exc}", object="world state")
+        return check.result("stopped")
 
 
 def _ledger_check(blocks: BlockHistory) -> CheckResult:

@@ -9,7 +9,7 @@ import typer
 from blockfedml.cli import fabric_admin
 from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, handle_errors, parse_settings, records_table
 from blockfedml.consortium import ROLES, Consortium
-from blockfedml.errors import PhaseError
+from blockfedml.errors import InvalidInputError, PhaseError
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import TaskSpec
 
@@ -18,7 +18,9 @@ consortium_app = typer.Typer(help="Create or inspect the consortium on the embed
 org_app = typer.Typer(help="Organizations and their roles.", no_args_is_help=True)
 settings_app = typer.Typer(help="Federation settings (quorum, rewards, penalties, thresholds).", no_args_is_help=True)
 round_app = typer.Typer(help="Open and advance rounds.", no_args_is_help=True)
+schema_app = typer.Typer(help="The data schema members' own files must fit (docs/own-data.md).", no_args_is_help=True)
 app.add_typer(consortium_app, name="consortium")
+app.add_typer(schema_app, name="schema")
 app.add_typer(org_app, name="org")
 app.add_typer(settings_app, name="settings")
 app.add_typer(round_app, name="round")
@@ -33,19 +35,29 @@ def create(
     orgs: int = typer.Option(3, "--orgs", min=1, help="Number of member organizations (Org1 is also admin)."),
     dataset: str = typer.Option("breast_cancer", help="breast_cancer or digits."),
     partition: str = typer.Option("iid", help="iid or non-iid."),
-    model: str = typer.Option("auto", help="auto, logreg, softmax or mlp."),
+    model: str = typer.Option("auto", help="auto, logreg, softmax, mlp, sklearn:<Estimator>[{json options}] "
+                                           "or torch:<file.py>:<Class> (the last two with --schema)."),
     seed: int = typer.Option(0, help="Seed of the split and of training."),
     setting: list[str] = typer.Option([], "--setting", "-s", help="Federation setting key=value (repeatable)."),
     auditor: bool = typer.Option(True, help="Add a read-only Auditor organization."),
     keyholder: bool = typer.Option(False, help="Give the last organization the keyholder role."),
+    collaborator: bool = typer.Option(False, help="Add a Collaborator organization holding only the keyholder "
+                                                  "role: the key holder of --secure paillier rounds."),
     force: bool = typer.Option(False, "--force", help="Replace an existing consortium in WORKDIR."),
+    schema: Path = typer.Option(None, "--schema", help="A data schema (JSON): members bring their own files "
+                                                        "instead of --dataset (docs/own-data.md)."),
+    epochs: int = typer.Option(2, min=1, help="Local epochs per round."),
+    lr: float = typer.Option(0.1, help="Local learning rate (numpy and torch models)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Issue identities, write the genesis block and register every organization."""
-    task = TaskSpec(dataset=dataset, partition=partition, model=model, seed=seed)
+    from blockfedml.data import load_schema
+
+    task = TaskSpec(dataset=dataset, partition=partition, model=model, seed=seed, epochs=epochs, lr=lr)
     consortium = Consortium.create(
         workdir, n_orgs=orgs, task=task, settings=parse_settings(setting),
         auditor=auditor, keyholder=keyholder, overwrite=force,
+        schema=load_schema(schema) if schema is not None else None, collaborator=collaborator,
     )
     info = _describe(consortium)
     consortium.close()
@@ -157,10 +169,19 @@ def round_advance(
     workdir: Path = WorkdirOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Close the round's current phase (selection, configuration or feedback)."""
+    """Close the round's current phase (selection, configuration, attribution or feedback)."""
     consortium = Consortium.open(workdir)
     contract = consortium.contract(consortium.admin.name)
-    phase = contract.evaluate_json("GetRound", number)["phase"]
+    current = contract.evaluate_json("GetRound", number)
+    phase = current["phase"]
+    if phase == "attribution":  # score the groups; if none is accepted, close the round (docs/integrity.md)
+        accepted = current["attribution"]["accepted"]
+        if accepted:
+            raise PhaseError(f"round {number}: its aggregator proposes the aggregate of the accepted groups "
+                             f"{accepted}")
+        record = contract.submit_json("ScoreGroups" if accepted is None else "Decide", number)
+        emit(record, as_json, lambda r: records_table(f"Round {number}", [r], ["round", "phase", "attribution"]))
+        return
     if phase not in ADMIN_STEPS:
         raise PhaseError(
             f"round {number} is in phase {phase}: "
@@ -175,16 +196,109 @@ def round_advance(
 @handle_errors
 def round_run(
     rounds: int = typer.Option(1, "--rounds", min=1, help="How many rounds to drive."),
-    mode: str = typer.Option("plaintext", help="Aggregation mode."),
+    mode: str = typer.Option("plaintext", help="Aggregation mode (plaintext, paillier, masking)."),
+    secure: str = typer.Option(None, "--secure", help="paillier, masking or none: the same as --mode with "
+                                                       "plaintext for none (docs/secure-aggregation.md)."),
+    timeout: float = typer.Option(300.0, help="Own data: give up when members keep a step waiting this long (s)."),
     workdir: Path = WorkdirOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Drive whole rounds with every member of this machine taking part in-process."""
-    from blockfedml.cli.demo import rounds_table
+    """Drive whole rounds with every member of this machine taking part in-process.
 
+    When the members bring their own data (a consortium with a data schema),
+    they run ``blockfedml member run --data FILE`` in their own processes and
+    this command coordinates them instead: it fixes the federated statistics,
+    then opens each round and closes each phase once every member has acted.
+    """
+    from blockfedml.cli.demo import rounds_table, secure_mode
+    from blockfedml.fl.task import OWN_DATA
+
+    mode = secure_mode(secure) if secure is not None else mode
     consortium = Consortium.open(workdir)
+    if mode == "paillier" and not any("keyholder" in o.roles and not o.is_member for o in consortium.orgs):
+        raise InvalidInputError(f"--secure paillier needs a key holder that is not a member; the consortium in "
+                                f"{workdir} has none (create it with --collaborator)")
+    if consortium.task.dataset == OWN_DATA:
+        _coordinate(consortium, rounds, mode, timeout, as_json)
+        return
     results = Session(consortium, mode=mode).run(rounds)
     if as_json:
         emit([r.to_dict() for r in results], True)
     else:
         console.print(rounds_table(results))
+
+
+def _coordinate(consortium: Consortium, rounds: int, mode: str, timeout: float, as_json: bool) -> None:
+    """``round run`` for members with their own data, each in its own process."""
+    from blockfedml.data.run import coordinate
+
+    say = (lambda _: None) if as_json else (lambda line: console.print(line, highlight=False))
+    results = coordinate(consortium, rounds, mode=mode, timeout=timeout, progress=say)
+    if as_json:
+        emit(results, True)
+        return
+    orgs = list(results[0]["reputation"]) if results else []
+    metric = results[0]["metric_name"] if results else "metric"
+    rows = [{"round": r["round"], "orgs": len(r["participants"]), metric: f"{r['metric'] / 1e6:.4f}",
+             "checkpoint": r["digest"][:10], "decision": r["status"],
+             **{o.removesuffix("MSP"): r["reputation"][o] for o in orgs}} for r in results]
+    console.print(records_table(f"Federated session on the members' own data ({metric}: median of the "
+                                "members' validation)", rows,
+                                ["round", "orgs", metric, "checkpoint", "decision"] + [o.removesuffix("MSP") for o in orgs]))
+
+
+@schema_app.command("set")
+@handle_errors
+def schema_set(
+    path: Path = typer.Argument(..., help="The schema file (JSON): features, label, classes or range, "
+                                          "missing-value policy, metric."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Pin a data schema on the ledger (before the first round); it starts new federated statistics.
+
+    The file is checked first; the genesis model must fit it (same number of
+    parameters), otherwise create the consortium again with --schema.
+    """
+    from blockfedml.data import load_schema
+    from blockfedml.data.federated import publish_schema
+    from blockfedml.errors import InvalidInputError
+    from blockfedml.fl.task import task_model
+    from blockfedml.ml.serialization import load_params
+
+    schema = load_schema(path)
+    consortium = Consortium.open(workdir)
+    contract = consortium.contract(consortium.admin.name)
+    genesis, _ = load_params(consortium.store, contract.evaluate_json("GetConsortium")["genesis"])
+    needed = task_model(consortium.task, len(consortium.members), schema).n_params
+    if len(genesis) != needed:
+        raise InvalidInputError(f"the genesis model has {len(genesis)} parameters, a {consortium.task.model} model "
+                                f"for this schema has {needed}: create the consortium again with --schema {path}")
+    record = publish_schema(contract, consortium.store, schema)
+    emit({**record, "schema": schema.to_dict()}, as_json, lambda _: _schema_table(schema, record))
+
+
+@schema_app.command("show")
+@handle_errors
+def schema_show(workdir: Path = WorkdirOption, as_json: bool = JsonOption) -> None:
+    """The agreed schema, its digest and metric, and the federated scaler once it exists."""
+    from blockfedml.data.federated import require_schema, stats_status
+
+    consortium = Consortium.open(workdir)
+    contract = consortium.contract(consortium.admin.name)
+    schema, record = require_schema(contract, consortium.store)
+    status = stats_status(contract)
+    emit({**record, "schema": schema.to_dict(), "statistics": status}, as_json,
+         lambda _: _schema_table(schema, record, status.get("scaler")))
+
+
+def _schema_table(schema, record: dict, scaler: dict | None = None):
+    rows = [{"column": f.name, "role": "feature", "type": f.type} for f in schema.features]
+    if scaler is not None:
+        for row, mean, scale in zip(rows, scaler["scaler"]["mean"], scaler["scaler"]["scale"]):
+            row.update(mean=f"{mean / 1e6:.6f}", scale=f"{scale / 1e6:.6f}")
+    target = ", ".join(map(str, schema.classes)) if schema.is_classification else f"range {list(schema.target_range)}"
+    rows.append({"column": schema.label, "role": "label", "type": target})
+    title = (f"Schema {record['digest'][:12]} (epoch {record['epoch']}): {schema.task}, metric {schema.metric}, "
+             f"missing: {schema.missing}" + (f", scaler {scaler['digest'][:12]}" if scaler else ""))
+    return records_table(title, rows, ["column", "role", "type"] + (["mean", "scale"] if scaler else []))

@@ -11,10 +11,24 @@ from rich.table import Table
 
 from blockfedml.cli.common import JsonOption, console, emit, handle_errors, parse_settings
 from blockfedml.consortium import Consortium
+from blockfedml.fl.attacks import ATTACKS, AttackPlan
 from blockfedml.fl.session import RoundResult, Session
+from blockfedml.fl.strategy import STRATEGIES, get_strategy
 from blockfedml.fl.task import TaskSpec
 
 PHASES = ("selection", "configuration", "update", "feedback")
+SECURE = {"none": "plaintext", "paillier": "paillier", "masking": "masking"}
+SecureOption = typer.Option(
+    "none", "--secure", help="Secure aggregation: paillier (packed Paillier; a Collaborator organization holds "
+    "the key and decrypts sums only), masking (pairwise masks with dropout recovery) or none (plaintext). "
+    "See docs/secure-aggregation.md.")
+
+
+def secure_mode(secure: str) -> str:
+    """The ledger's aggregation mode for a ``--secure`` choice."""
+    if secure not in SECURE:
+        raise typer.BadParameter(f"--secure must be one of {', '.join(SECURE)}, got {secure!r}")
+    return SECURE[secure]
 
 
 @handle_errors
@@ -32,20 +46,37 @@ def demo(
     setting: list[str] = typer.Option([], "--setting", "-s", help="Federation setting key=value (repeatable)."),
     ledger: str = typer.Option("embedded", "--ledger", help="embedded, or fabric: a running network with the chaincode deployed."),
     profile: Path = typer.Option(Path("runs/fabric/network.json"), "--profile", help="Fabric connection profile (with --ledger fabric)."),
+    attack: str = typer.Option("", "--attack", help=f"Run with attackers: {', '.join(ATTACKS)} (docs/integrity.md)."),
+    attackers: float = typer.Option(0.3, "--attackers", help="Share of the organizations that attack (the last ones)."),
+    lie: bool = typer.Option(False, "--lie", help="Attackers also lie in screening reports and endorsements."),
+    strength: float = typer.Option(0.0, "--attack-strength", help="The attack's strength (0: its default)."),
+    screening: bool = typer.Option(False, "--screening", help="Members screen their data with the reference SVM."),
+    attribution: bool = typer.Option(False, "--attribution", help="Score groups' aggregates (setting attribution=1)."),
+    strategy: str = typer.Option("fedavg", "--strategy", help=f"Plaintext aggregation rule: {', '.join(STRATEGIES)}."),
+    secure: str = SecureOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Create a consortium, run a federated session and print the per-round table."""
     task = TaskSpec(dataset=dataset, partition=partition, alpha=alpha, model=model, seed=seed, epochs=epochs, lr=lr)
+    plan = AttackPlan(attack, attackers, lie=lie, strength=strength or None, seed=seed) if attack else None
+    rule = get_strategy(strategy) if strategy != "fedavg" else None
+    mode = secure_mode(secure)
+    if attribution:
+        setting = [*setting, "attribution=1"]
     started = time.perf_counter()
     if ledger not in ("embedded", "fabric"):
         raise typer.BadParameter(f"--ledger must be embedded or fabric, got {ledger!r}")
+    if ledger == "fabric" and mode == "paillier":
+        raise typer.BadParameter("--secure paillier needs a Collaborator key holder, which only the embedded "
+                                 "ledger demo creates; use --secure masking on Fabric")
     if ledger == "fabric":
         consortium = Consortium.attach_fabric(workdir, profile, n_orgs=orgs, task=task,
                                               settings=parse_settings(setting), overwrite=True)
     else:
-        consortium = Consortium.create(workdir, n_orgs=orgs, task=task, settings=parse_settings(setting), overwrite=True)
+        consortium = Consortium.create(workdir, n_orgs=orgs, task=task, settings=parse_settings(setting), overwrite=True,
+                                       collaborator=mode == "paillier")
     try:
-        results = _run(consortium, rounds, quiet=as_json)
+        results = _run(consortium, rounds, quiet=as_json, attack=plan, screening=screening, strategy=rule, mode=mode)
         elapsed = time.perf_counter() - started
         summary = {
             "workdir": str(workdir.resolve()),
@@ -53,7 +84,9 @@ def demo(
             "store": str(consortium.store_path.resolve()),
             "blocks": consortium.ledger.height() if ledger == "embedded" else None,
             "seconds": round(elapsed, 3),
+            "mode": mode,
             "rounds": [r.to_dict() for r in results],
+            "attackers": plan.attackers([p.msp_id for p in consortium.members]) if plan else [],
         }
     finally:
         consortium.close()
@@ -61,6 +94,10 @@ def demo(
         emit(summary, True)
         return
     console.print(rounds_table(results, ledger))
+    if mode != "plaintext":
+        console.print(f"Aggregation: [bold]{mode}[/] (secure: only sums were opened, docs/secure-aggregation.md)")
+    if plan:
+        console.print(f"Attack: [bold]{plan.name}[/] by {', '.join(summary['attackers'])}")
     console.print(
         f"Ledger: [bold]{summary['ledger']}[/] ({summary['blocks'] or '?'} blocks)\n"
         f"Model store: [bold]{summary['store']}[/]\n"
@@ -68,7 +105,7 @@ def demo(
     )
 
 
-def _run(consortium: Consortium, rounds: int, quiet: bool) -> list[RoundResult]:
+def _run(consortium: Consortium, rounds: int, quiet: bool, **options: object) -> list[RoundResult]:
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -79,7 +116,8 @@ def _run(consortium: Consortium, rounds: int, quiet: bool) -> list[RoundResult]:
         transient=True,
     ) as progress:
         bar = progress.add_task("starting", total=rounds)
-        session = Session(consortium, progress=lambda r, phase: progress.update(bar, description=f"round {r}: {phase}"))
+        session = Session(consortium, progress=lambda r, phase: progress.update(bar, description=f"round {r}: {phase}"),
+                          **options)
         session.join_all()
         results = []
         for _ in range(rounds):
@@ -100,7 +138,7 @@ def rounds_table(results: list[RoundResult], ledger: str = "embedded") -> Table:
     for org in orgs:
         table.add_column(org.removesuffix("MSP"), justify="right")
     for r in results:
-        status = "[green]accepted[/]" if r.status == "accepted" else "[red]rolled back[/]"
+        status = {"accepted": "[green]accepted[/]", "rejected": "[yellow]rejected[/]"}.get(r.status, "[red]rolled back[/]")
         table.add_row(
             str(r.round),
             str(len(r.participants)),

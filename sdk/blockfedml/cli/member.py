@@ -105,3 +105,96 @@ def _take_part(consortium: Consortium, member: Member, number: int, timeout: flo
             phase = round_["phase"] if round_ else "not opened"
             raise LedgerError(f"round {number} did not close within {timeout:.0f} s (phase {phase})")
         consortium.wait_for_block(height, timeout=1.0)  # woken by the next block, from any process
+
+
+# -- members with their own data (docs/own-data.md) ---------------------------------------
+
+DataOption = typer.Option(..., "--data", "-d", help="Your table: a CSV or Parquet file that fits the agreed schema.")
+LabelOption = typer.Option(None, "--label", help="Your label column; must be the schema's (a guard against "
+                                                 "pointing at the wrong consortium).")
+
+
+@app.command("check")
+@handle_errors
+def check(org: str = OrgOption, data: Path = DataOption, label: str = LabelOption, workdir: Path = WorkdirOption,
+          as_json: bool = JsonOption) -> None:
+    """Check your file against the agreed schema; sends nothing, writes nothing."""
+    from blockfedml.data import load_table
+    from blockfedml.data.federated import require_schema
+
+    consortium = Consortium.open(workdir)
+    schema, record = require_schema(consortium.contract(consortium.org(org).name), consortium.store)
+    table = load_table(data, schema, label)
+    info = {"file": str(data), "schema": record["digest"], "rows": table.rows_read, "usable_rows": table.n_rows,
+            "dropped_rows": table.rows_dropped, "missing_cells": table.n_missing, "features": schema.n_features,
+            "label": schema.label}
+    emit(info, as_json, lambda i: records_table(f"{data} fits schema {record['digest'][:12]}", [i],
+                                                ["rows", "usable_rows", "dropped_rows", "missing_cells", "features"]))
+
+
+@app.command("run")
+@handle_errors
+def run(
+    org: str = OrgOption,
+    data: Path = DataOption,
+    label: str = LabelOption,
+    rounds: int = typer.Option(1, "--rounds", min=1, help="Take part in this many rounds, then stop."),
+    val_fraction: float = typer.Option(0.2, help="Share of your rows kept aside to judge proposals on."),
+    timeout: float = typer.Option(300.0, help="Give up when a step waits this long for the others (s)."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Train on your own file: check it, join, compute the federated scaler, take part in rounds.
+
+    Nothing is sent before the file has passed the schema check. Run one per
+    member, each in its own process; the admin runs ``blockfedml admin round
+    run`` to coordinate. Your rows never leave this process: only masked
+    statistics and model updates do.
+    """
+    from blockfedml.data.run import run_member
+
+    say = (lambda _: None) if as_json else (lambda line: console.print(line, highlight=False))
+    consortium = Consortium.open(workdir)
+    results = run_member(consortium, org, data, label=label, rounds=rounds, val_fraction=val_fraction,
+                         timeout=timeout, progress=say)
+    rows = [{"round": r["round"], "aggregator": r["aggregator"], **(r["decision"] or {})} for r in results]
+    for row in rows:
+        row["metric"] = f"{row['metric'] / 1e6:.4f}" if row.get("metric") is not None else None
+    emit(results, as_json, lambda _: records_table(f"{consortium.org(org).name}: rounds", rows,
+                                                    ["round", "aggregator", "status", "metric", "endorsements"]))
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate(
+    org: str = OrgOption,
+    data: Path = DataOption,
+    label: str = LabelOption,
+    number: int = typer.Option(None, "--round", "-r", help="Checkpoint of this round (default: the head)."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Score the consortium's model on a file of yours (held-out data): every metric of the task."""
+    from blockfedml.data import load_table
+    from blockfedml.data.federated import require_schema, stats_status, verified_scaler
+    from blockfedml.fl.checkpoints import load_checkpoint
+    from blockfedml.fl.task import task_model
+
+    consortium = Consortium.open(workdir)
+    contract = consortium.contract(consortium.org(org).name)
+    schema, _ = require_schema(contract, consortium.store)
+    table = load_table(data, schema, label)
+    scaler = verified_scaler(consortium.store, schema, stats_status(contract))
+    checkpoint = (contract.evaluate_json("GetHead") if number is None
+                  else contract.evaluate_json("GetCheckpoint", number))
+    digest = checkpoint.get("checkpoint") or checkpoint["digest"]
+    model = load_checkpoint(consortium.store, digest, task_model(consortium.task, len(consortium.members), schema))
+    scores = model.evaluate(scaler.transform(table.X), table.y)
+    if schema.metric not in scores:
+        from blockfedml.data.metrics import score_model
+
+        scores[schema.metric] = score_model(model, scaler.transform(table.X), table.y, schema.metric)
+    info = {"file": str(data), "checkpoint": digest, "round": checkpoint["round"], "rows": table.n_rows,
+            **{k: round(v, 6) for k, v in scores.items()}}
+    emit(info, as_json, lambda i: records_table(f"Checkpoint of round {i['round']} ({digest[:10]}) on {data}", [i],
+                                                ["rows", *scores]))

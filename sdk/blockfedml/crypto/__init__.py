@@ -19,6 +19,7 @@ from blockfedml.crypto.paillier import (
     PaillierPrivateKey,
     PaillierPublicKey,
     generate_keypair,
+    load_or_create_private_key,
     load_private_key,
     save_private_key,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "SlotLayout",
     "encoded_sum",
     "generate_keypair",
+    "load_or_create_private_key",
     "load_private_key",
     "save_private_key",
     "make_randomness",

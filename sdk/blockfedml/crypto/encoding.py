@@ -84,7 +84,7 @@ class FixedPoint:
             raise InvalidInputError(f"can only encode a flat vector, got shape {x.shape}")
         if not np.all(np.isfinite(x)):
             bad = int(np.flatnonzero(~np.isfinite(x))[0])
-            raise InvalidInputError(f"value {bad} is {x[bad]}: NaN and infinity cannot be encoded")
+            raise InvalidInputError(f"value {bad} is {float(x[bad])}: NaN and infinity cannot be encoded")
         weight = check_weight(weight)
         q = np.rint(x * self.scale)  # exact: scaling by a power of two, rounding half to even
         over = np.abs(q) > self.limit
@@ -92,7 +92,7 @@ class FixedPoint:
             if not clip:
                 index = int(np.flatnonzero(over)[0])
                 raise EncodingOverflowError(
-                    f"value {index} is {x[index]!r}, outside the fixed-point range |x| < {self.bound:g} "
+                    f"value {index} is {float(x[index])!r}, outside the fixed-point range |x| < {self.bound:g} "
                     f"(int_bits={self.int_bits}); {int(over.sum())} value(s) overflow. Clip the update "
                     "explicitly or agree on a larger int_bits")
             q = np.clip(q, -self.limit, self.limit)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -93,7 +94,13 @@ def self_mask_seed(self_seed: bytes, round_number: int, msp_id: str) -> bytes:
 def expand(seed: bytes, length: int) -> np.ndarray:
     """``length`` pseudo-random uint64 values: the AES-256-CTR keystream of ``seed``."""
     encryptor = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
-    return np.frombuffer(encryptor.update(bytes(8 * length)), dtype="<u8")
+    return np.frombuffer(encryptor.update(_zeros(8 * length)), dtype="<u8")
+
+
+@lru_cache(maxsize=2)
+def _zeros(size: int) -> bytes:
+    """A reused block of zero bytes: the keystream is the AES-CTR encryption of zeros."""
+    return bytes(size)
 
 
 def pair_sign(me: str, peer: str) -> int:

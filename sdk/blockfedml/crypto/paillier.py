@@ -240,3 +240,13 @@ def load_private_key(path: Path | str) -> PaillierPrivateKey:
         return PaillierPrivateKey.from_bytes(path.read_bytes())
     except FileNotFoundError:
         raise NotFoundError(f"no Paillier private key at {path}") from None
+
+
+def load_or_create_private_key(path: Path | str, bits: int = DEFAULT_KEY_BITS) -> PaillierPrivateKey:
+    """The key holder's key in ``path``; a new one (mode 0600) if there is none yet."""
+    path = Path(path)
+    if path.exists():
+        return load_private_key(path)
+    key = generate_keypair(bits)
+    save_private_key(path, key)
+    return key

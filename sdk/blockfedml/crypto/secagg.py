@@ -122,12 +122,12 @@ def sum_paillier(blobs: Mapping[str, bytes], *, round_number: int, public_key: P
 
 
 def decrypt_paillier(sum_blob: bytes, private_key: PaillierPrivateKey, *, round_number: int,
-                     contributors: Sequence[str], weight: int) -> bytes:
-    """Decrypt an authorized sum: the caller passes what the ledger authorized, the blob must agree."""
+                     contributors: Sequence[str], weight: int, layout: SlotLayout) -> bytes:
+    """Decrypt an authorized sum: the caller passes what the ledger authorized (and the layout the
+    round's public facts give), the blob must agree."""
     header, payload = unpack(sum_blob, "paillier-sum")
     expect(header, round=round_number, contributors=sorted(contributors), weight=weight,
-           key=private_key.public_key.fingerprint)
-    layout = SlotLayout.from_dict(header["layout"])
+           key=private_key.public_key.fingerprint, layout=layout.to_dict())
     plaintexts = private_key.decrypt(_ciphertexts(header, payload, private_key.public_key))
     total = layout.unpack(plaintexts, int(header["length"]), weight)
     return result_to_bytes(total, round_number, contributors)
@@ -151,8 +151,8 @@ def share_bundle(secrets_: MaskSecrets, *, round_number: int, org: str, share_ke
         for r, k, s in zip(recipients, key_shares, seed_shares)
     ]
     header = {"round": round_number, "org": org, "threshold": threshold, "recipients": recipients,
-              "mask_key": secrets_.mask_public.hex(), "self_seed_sha256": hashlib.sha256(secrets_.self_seed).hexdigest(),
-              "sizes": [len(s) for s in sealed]}
+              "mask_key": secrets_.mask_public.hex(), "sizes": [len(s) for s in sealed],
+              "self_seed_sha256": hashlib.sha256(secrets_.self_seed).hexdigest()}
     return pack("share-bundle", header, b"".join(sealed))
 
 
@@ -231,6 +231,8 @@ def unmask(masked_sum: bytes, reveals: Mapping[str, bytes], *, round_number: int
     expect(header, round=round_number, contributors=sorted(contributors), weight=weight)
     contributing = set(contributors)
     dropped = sorted(set(mask_keys) - contributing)
+    for org in sorted(mask_keys):
+        expect(unpack(bundles[org], "share-bundle")[0], round=round_number, org=org, threshold=threshold)
     seed_shares: dict[str, list] = {org: [] for org in contributing}
     key_shares: dict[str, list] = {org: [] for org in dropped}
     for revealer in sorted(reveals):
@@ -250,7 +252,6 @@ def unmask(masked_sum: bytes, reveals: Mapping[str, bytes], *, round_number: int
     masks = np.zeros(length, dtype=np.uint64)
     for org in sorted(contributing):
         bundle_header, _ = unpack(bundles[org], "share-bundle")
-        expect(bundle_header, round=round_number, org=org, threshold=threshold)
         seed = _rebuild(seed_shares[org], threshold, f"the self-mask seed of {org}")
         if hashlib.sha256(seed).hexdigest() != bundle_header["self_seed_sha256"]:
             raise IntegrityError(f"the rebuilt self-mask seed of {org} does not match its commitment: "

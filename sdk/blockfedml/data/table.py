@@ -145,6 +145,9 @@ def _read(path: Path):
                 raise DataFileError(path, "the file is empty (no header, no rows)")
             sep = "\t" if name.endswith(".tsv") else ","
             frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False)
+            # pandas renames a repeated column ("a", "a.1"); the file's own header is what counts
+            header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+            frame.columns = [str(c) for c in header.iloc[0]]
             return frame, True
     except DataFileError:
         raise

@@ -151,11 +151,11 @@ class PaillierAggregation(SecureAggregation):
                                    public_key=_need(context.public_key, "the key holder's public key"),
                                    weights=context.weights)
 
-    def decrypt(self, sum_blob: bytes, private_key: PaillierPrivateKey, round_number: int,
+    def decrypt(self, sum_blob: bytes, private_key: PaillierPrivateKey, context: RoundContext,
                 contributors: Sequence[str], weight: int) -> bytes:
         """The key holder's step: decrypt an authorized sum (its facts come from the ledger)."""
-        return secagg.decrypt_paillier(sum_blob, private_key, round_number=round_number,
-                                       contributors=contributors, weight=weight)
+        return secagg.decrypt_paillier(sum_blob, private_key, round_number=context.round,
+                                       contributors=contributors, weight=weight, layout=self.layout(context))
 
 
 class MaskingAggregation(SecureAggregation):

@@ -28,16 +28,24 @@ honest member beside an attacker is not blamed. docs/integrity.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from blockfedml.errors import IntegrityError
-from blockfedml.fl.member import Member, to_fixed
+from blockfedml.errors import IntegrityError, PhaseError
+from blockfedml.fl.aggregation import MaskingAggregation, SecureAggregation
+from blockfedml.fl.checkpoints import load_checkpoint
+from blockfedml.fl.member import Member, fetch, to_fixed
 from blockfedml.ml.serialization import put_model
 
 Combine = Callable[[Mapping[str, bytes]], np.ndarray]
+
+
+def attribution_on(contract: Any) -> bool:
+    """Whether the consortium scores groups before aggregating (federation setting ``attribution``)."""
+    return bool(contract.evaluate_json("GetSettings").get("attribution"))
 
 
 def group_aggregates(combine: Combine, sealed: Mapping[str, bytes],
@@ -52,11 +60,23 @@ def group_aggregates(combine: Combine, sealed: Mapping[str, bytes],
             for members in groups]
 
 
-def propose_groups(member: "Member", round_: Mapping[str, Any]) -> dict[str, Any]:
-    """The aggregator's step: store every group's aggregate and propose their digests."""
-    sealed = member.collect(round_)
+def propose_groups(member: "Member", round_: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The aggregator's step: store every group's aggregate and propose their digests.
+
+    Under secure aggregation a group's aggregate is an opened sum: the first
+    call asks the ledger to open one sum per complete group and returns None;
+    once the key holder has recorded them all, a second call proposes.
+    """
+    mode = member.aggregation(round_)
+    if isinstance(mode, SecureAggregation):
+        groups = _opened_groups(member, round_, mode)
+        if groups is None:
+            return None
+    else:
+        groups = group_aggregates(lambda subset: member.combine(round_, subset), member.collect(round_),
+                                  round_["groups"])
     digests = []
-    for params in group_aggregates(lambda subset: member.combine(round_, subset), sealed, round_["groups"]):
+    for params in groups:
         if params is None:
             digests.append(None)
             continue
@@ -65,14 +85,81 @@ def propose_groups(member: "Member", round_: Mapping[str, Any]) -> dict[str, Any
     return member.contract.submit_json("ProposeGroups", round_["round"], digests)
 
 
+def _opened_groups(member: "Member", round_: Mapping[str, Any],
+                   mode: SecureAggregation) -> list[np.ndarray | None] | None:
+    """Each group's parameters from its opened sum; None while the openings are asked for or pending.
+
+    The groups are disjoint and each has at least ``min_group_size`` members,
+    which is exactly what the contract lets a Paillier round open.
+    """
+    if isinstance(mode, MaskingAggregation):
+        raise PhaseError("attribution needs one opened sum per group; a masking round opens a single sum: "
+                         "use the plaintext or paillier mode")
+    number = round_["round"]
+    requests = member.contract.evaluate_json("GetDecryptions", number)
+    if not requests:
+        commitments = member.contract.evaluate_json("GetUpdates", number)
+        sealed = member.transport.collect(number, commitments)
+        context = member.round_context(dict(round_), weights={c["msp_id"]: c["num_samples"] for c in commitments})
+        for members in round_["groups"]:
+            if all(msp in sealed for msp in members):
+                digest = member.store.put(mode.sum({msp: sealed[msp] for msp in members}, context))
+                member.contract.submit_json("RequestDecryption", number, digest, sorted(members))
+        return None
+    if any(r["result"] is None for r in requests):
+        return None
+    opened = {tuple(r["contributors"]): _finish(member, mode, number, r) for r in requests}
+    return [opened.get(tuple(sorted(members))) for members in round_["groups"]]
+
+
+def accepted_secure_aggregate(member: "Member", round_: Mapping[str, Any], mode: SecureAggregation) -> np.ndarray:
+    """The accepted groups' aggregate from their opened sums, weighted by each sum's recorded weight.
+
+    Nothing new is decrypted: the result is the FedAvg of the union of the
+    accepted groups, which the contract accepts as a union of whole opened sums.
+    """
+    accepted = set(round_["attribution"]["accepted"])
+    chosen = [r for r in member.contract.evaluate_json("GetDecryptions", round_["round"])
+              if set(r["contributors"]) <= accepted]
+    if {msp for r in chosen for msp in r["contributors"]} != accepted:
+        raise IntegrityError(f"round {round_['round']}: the opened sums do not cover the accepted groups "
+                             f"{sorted(accepted)}")
+    total = sum(r["weight"] for r in chosen)
+    return sum(r["weight"] * _finish(member, mode, round_["round"], r) for r in chosen) / total
+
+
+def _finish(member: "Member", mode: SecureAggregation, number: int, request: Mapping[str, Any]) -> np.ndarray:
+    return mode.finish(fetch(member.store, request["result"]), number, request["contributors"], request["weight"])
+
+
 def endorse_groups(member: "Member", round_: Mapping[str, Any]) -> dict[str, Any]:
-    """A participant's step: its metric of each group aggregate and of the base, on its own data."""
+    """A participant's step: its metric of each group aggregate and of the base, on its own data.
+
+    The metric is the likelihood of the true labels (setting ``attribution_metric=1``,
+    the default) or the task's metric (0); see ``likelihood``.
+    """
+    score = likelihood if member.contract.evaluate_json("GetSettings").get("attribution_metric", 1) \
+        else Member._evaluate
     groups = round_["attribution"]["groups"]
-    metrics = [None if g["digest"] is None else member._evaluate(g["digest"]) for g in groups]
-    base = member._evaluate(round_["base_checkpoint"])
+    metrics = [None if g["digest"] is None else score(member, g["digest"]) for g in groups]
+    base = score(member, round_["base_checkpoint"])
     metrics = member.behaviour.group_endorsement(metrics, [g["members"] for g in groups])
     return member.contract.submit_json(
         "EndorseGroups", round_["round"], [None if m is None else to_fixed(m) for m in metrics], to_fixed(base))
+
+
+def likelihood(member: "Member", digest: str) -> float:
+    """The geometric mean probability a checkpoint gives the true labels of the member's validation data.
+
+    That is ``exp(-cross-entropy)``, in (0, 1], higher is better. A member
+    validates on a few dozen samples, where accuracy moves in steps of one
+    sample and stays flat while a group's update drags the model the wrong
+    way; the likelihood sees that drag at once. Models without a loss (own
+    regression tasks) fall back to the task's metric.
+    """
+    load_checkpoint(member.store, digest, member.model)
+    result = member.model.evaluate(member.data.X_val, member.data.y_val)
+    return math.exp(-float(result["loss"])) if "loss" in result else member._evaluate(digest)
 
 
 def accepted_updates(round_: Mapping[str, Any], sealed: Mapping[str, bytes]) -> dict[str, bytes]:

@@ -5,6 +5,14 @@ shared model store. Each method is one phase's action and one ledger
 transaction; ``act`` picks the action the round's current phase calls for, so
 the same code serves the in-process session driver and a member running as its
 own process.
+
+In the secure modes a member does a little more (docs/secure-aggregation.md):
+with masking it advertises fresh X25519 keys at selection, shares its secrets
+(Shamir, sealed to each selected member) at configuration, and reveals the
+shares the recorded contributor set calls for once the aggregator has asked;
+with Paillier it encrypts under the key pinned by the round. A ``KeyHolder``
+(collaborator C) publishes its Paillier key and decrypts only the sums the
+ledger authorizes.
 """
 
 from __future__ import annotations
@@ -12,9 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from blockfedml.errors import PhaseError
+from blockfedml.crypto.masking import MaskSecrets
+from blockfedml.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
+from blockfedml.crypto.randomness import DEFAULT_SOURCE, RandomSource, make_randomness
+from blockfedml.errors import ConflictError, IntegrityError, NotAuthorizedError, NotFoundError, PhaseError
 from blockfedml.exchange.transport import StoreTransport, Transport
-from blockfedml.fl.aggregation import AggregationMode, PlaintextAggregation, make_aggregation
+from blockfedml.fl.aggregation import (AggregationMode, MaskingAggregation, PaillierAggregation,
+                                       PlaintextAggregation, RoundContext, SecureAggregation, make_aggregation)
 from blockfedml.fl.attacks import HONEST, Behaviour
 from blockfedml.fl.checkpoints import load_checkpoint
 from blockfedml.ml.serialization import put_model
@@ -54,6 +66,9 @@ class Member:
     behaviour: Behaviour = HONEST  # honest, or an attack (blockfedml.fl.attacks)
     screener: Screener | None = None  # label-consistency screening at selection (blockfedml.fl.screening)
     strategy: Strategy | None = None  # a plaintext rule other than FedAvg when this member aggregates
+    randomness_source: str = DEFAULT_SOURCE  # Paillier: where r^n comes from (blockfedml.crypto.randomness)
+    secrets: dict[int, MaskSecrets] = field(default_factory=dict, repr=False)  # masking, per round; memory only
+    _randomness: dict[str, RandomSource] = field(default_factory=dict, repr=False)  # by key fingerprint
 
     def __post_init__(self) -> None:
         if self.transport is None:
@@ -89,6 +104,10 @@ class Member:
         """Update: train locally from the base checkpoint, seal the update, commit its digest."""
         load_checkpoint(self.store, round_["base_checkpoint"], self.model)
         base = self.model.get_params()
+        context = self.round_context(round_)
+        if context.randomness is not None:  # Paillier: r^n in the background while we train
+            layout = PaillierAggregation().layout(context)
+            context.randomness.prepare(layout.count(base.size))
         self.model.fit(
             self.data.X_train,
             self.data.y_train,
@@ -100,13 +119,35 @@ class Member:
         )
         params = self.behaviour.update(self.model.get_params(), base, round_)  # honest: unchanged
         update = ClientUpdate(org=self.msp_id, params=params, num_samples=len(self.data.y_train))
-        sealed = make_aggregation(round_["mode"]).seal(update)
+        sealed = make_aggregation(round_["mode"]).seal(update, context)
         digest = self.transport.send(round_, sealed)  # delivered first: a failed send commits nothing
         return self.contract.submit_json("CommitUpdate", round_["round"], digest, len(sealed), update.num_samples)
 
     def aggregate(self, round_: dict[str, Any]) -> dict[str, Any]:
-        """Update (aggregator only): check every blob against its commitment, combine, propose."""
-        from blockfedml.fl.attribution import accepted_updates
+        """Update (aggregator only): check every blob against its commitment, combine, propose.
+
+        In a secure mode this is called until it proposes (it returns None
+        while waiting): first it sums the blobs and asks the ledger to have
+        that sum opened, then, once the opened sum is recorded, it proposes.
+
+        With attribution on (setting ``attribution=1``) the aggregator first
+        proposes one aggregate per group (in phase update), then, once the
+        contract has scored them, the aggregate of the accepted groups only.
+        """
+        from blockfedml.fl.attribution import accepted_updates, attribution_on
+
+        if round_["phase"] == "update" and attribution_on(self.contract):
+            return self.propose_groups(round_)  # docs/integrity.md
+        mode = make_aggregation(round_["mode"])
+        if isinstance(mode, SecureAggregation) and round_.get("attribution") is not None:
+            from blockfedml.fl.attribution import accepted_secure_aggregate  # the groups' sums are open
+
+            self.model.set_params(accepted_secure_aggregate(self, round_, mode))
+            digest = put_model(self.store, self.model)
+            return self.contract.submit_json("ProposeAggregate", round_["round"], digest,
+                                             round_["attribution"]["accepted"])
+        if isinstance(mode, SecureAggregation):
+            return self._aggregate_secure(round_, mode)
 
         sealed = accepted_updates(round_, self.collect(round_))  # with attribution: accepted groups only
         params = self.combine(round_, sealed)
@@ -158,18 +199,146 @@ class Member:
         """Parameters aggregated from these sealed updates (a group's, or the round's) through the seam."""
         return self.aggregation(round_).combine(sealed)
 
+    # -- secure aggregation ------------------------------------------------------
+    def advertise_mask_key(self, round_: dict[str, Any]) -> dict[str, Any]:
+        """Selection (masking): fresh X25519 keys for this round; only their public halves leave."""
+        for old in [r for r in self.secrets if r < round_["round"]]:  # earlier rounds are closed
+            del self.secrets[old]
+        secrets = self.secrets.setdefault(round_["round"], MaskSecrets.generate())
+        return self.contract.submit_json("AdvertiseMaskKey", round_["round"], secrets.mask_public.hex(),
+                                         secrets.share_public.hex())
+
+    def share_mask_keys(self, round_: dict[str, Any]) -> dict[str, Any]:
+        """Configuration (masking): Shamir shares of this round's secrets, sealed to each selected member."""
+        number = round_["round"]
+        context = self.round_context(round_, members=round_["selected"])
+        bundle = MaskingAggregation().share_bundle(self.msp_id, context)
+        digest = self.store.put(bundle)
+        return self.contract.submit_json("ShareMaskKeys", number, digest, len(bundle))
+
+    def reveal_mask_shares(self, round_: dict[str, Any]) -> dict[str, Any]:
+        """Update (masking): release the shares the recorded contributor set calls for — self-mask
+        seeds of contributors, mask keys of the others, never both — sealed to the aggregator."""
+        number = round_["round"]
+        request = self.contract.evaluate_json("GetDecryptions", number)[0]
+        reveal = MaskingAggregation().reveal(self.msp_id, self._bundles(round_), request["contributors"],
+                                             round_["aggregator"], self.round_context(round_))
+        digest = self.store.put(reveal)
+        return self.contract.submit_json("RevealMaskShares", number, digest, len(reveal))
+
+    def round_context(self, round_: dict[str, Any], weights: dict[str, int] | None = None,
+                      members: list[str] | None = None) -> RoundContext:
+        """What the round's mode needs, read from the ledger (keys) and this member's own secrets."""
+        number, mode = round_["round"], round_["mode"]
+        participants = tuple(members if members is not None else round_.get("participants", []))
+        if mode == "paillier":
+            public_key = self._public_key(round_["key"])
+            if public_key.fingerprint not in self._randomness:
+                self._randomness[public_key.fingerprint] = make_randomness(self.randomness_source, public_key)
+            return RoundContext(number, participants, weights or {}, public_key=public_key,
+                                randomness=self._randomness[public_key.fingerprint])
+        if mode == "masking":
+            keys = {k["msp_id"]: k for k in self.contract.evaluate_json("GetMaskKeys", number)
+                    if k["msp_id"] in participants}
+            if len(keys) != len(participants):
+                raise PhaseError(f"round {number}: {sorted(set(participants) - set(keys))} advertised no mask keys")
+            return RoundContext(number, participants, weights or {},
+                                mask_keys={m: bytes.fromhex(k["mask_key"]) for m, k in keys.items()},
+                                share_keys={m: bytes.fromhex(k["share_key"]) for m, k in keys.items()},
+                                threshold=round_["mask_threshold"], secrets=self.secrets.get(number))
+        return RoundContext(number, participants, weights or {})
+
+    def _aggregate_secure(self, round_: dict[str, Any], mode: SecureAggregation) -> dict[str, Any] | None:
+        number = round_["round"]
+        requests = self.contract.evaluate_json("GetDecryptions", number)
+        if not requests:
+            return self._request_opening(round_, mode)
+        request = requests[0]
+        if request["result"] is None:
+            if not isinstance(mode, MaskingAggregation):
+                return None  # the key holder has not decrypted it yet
+            request = self._unmask(round_, mode, request)
+            if request is None:
+                return None  # fewer revealed shares than the threshold so far
+        result = fetch(self.store, request["result"])
+        self.model.set_params(mode.finish(result, number, request["contributors"], request["weight"]))
+        digest = put_model(self.store, self.model)
+        return self.contract.submit_json("ProposeAggregate", number, digest, request["contributors"])
+
+    def _request_opening(self, round_: dict[str, Any], mode: SecureAggregation) -> dict[str, Any]:
+        """Sum the verified blobs and ask the ledger to have that sum opened; check first, write after."""
+        number = round_["round"]
+        commitments = self.contract.evaluate_json("GetUpdates", number)
+        sealed = self.transport.collect(number, commitments)
+        contributors = sorted(sealed)
+        needed = self.contract.evaluate_json("GetSettings")["min_group_size"]
+        if round_["mode"] == "masking":
+            needed = max(needed, round_["mask_threshold"])
+        if len(contributors) < needed:
+            raise PhaseError(f"round {number} has {len(contributors)} contributors {contributors}; opening a "
+                             f"sum needs {needed}: too few survivors, nothing was written")
+        context = self.round_context(round_, weights={c["msp_id"]: c["num_samples"] for c in commitments})
+        summed = mode.sum(sealed, context)
+        digest = self.store.put(summed)
+        return self.contract.submit_json("RequestDecryption", number, digest, contributors)
+
+    def _unmask(self, round_: dict[str, Any], mode: MaskingAggregation,
+                request: dict[str, Any]) -> dict[str, Any] | None:
+        number = round_["round"]
+        revealed = self.contract.evaluate_json("GetMaskReveals", number)
+        if len(revealed) < round_["mask_threshold"]:
+            return None
+        reveals = {r["msp_id"]: fetch(self.store, r) for r in revealed}
+        result = mode.unmask(fetch(self.store, request), reveals, self._bundles(round_), self.msp_id,
+                             request["contributors"], request["weight"], self.round_context(round_))
+        digest = self.store.put(result)
+        return self.contract.submit_json("RecordDecryption", number, 0, digest)
+
+    def _bundles(self, round_: dict[str, Any]) -> dict[str, bytes]:
+        """The participants' share bundles, each checked against its digest on the ledger."""
+        participants = set(round_["participants"])
+        return {s["msp_id"]: fetch(self.store, s)
+                for s in self.contract.evaluate_json("GetMaskShares", round_["round"]) if s["msp_id"] in participants}
+
+    def _public_key(self, pinned: dict[str, Any]) -> PaillierPublicKey:
+        """The round's Paillier key from the store; its name is its fingerprint, so it is the pinned one."""
+        key = PaillierPublicKey.from_bytes(self.store.get(pinned["fingerprint"]))
+        if key.bits != pinned["bits"]:
+            raise IntegrityError(f"the key {pinned['fingerprint'][:12]} has {key.bits} bits, the ledger says "
+                                 f"{pinned['bits']}")
+        return key
+
     # -- driving ------------------------------------------------------------------
     def act(self, round_: dict[str, Any]) -> str | None:
-        """Do this member's action for the round's current phase, once; return its name."""
-        number, phase = round_["round"], round_["phase"]
-        if (number, phase) in self.done:
-            return None
+        """Do this member's actions for the round's current phase, each once; return their names."""
+        names = []
+        for action in self._actions_for(round_):
+            key = (round_["round"], action.__name__)
+            if key not in self.done:
+                action(round_)
+                self.done.add(key)
+                names.append(action.__name__)
+        return "+".join(names) or None
+
+    def _actions_for(self, round_: dict[str, Any]) -> list:
+        masking = round_.get("mode") == "masking"
+        phase = round_["phase"]
+        if phase == "selection":
+            return [self.screen, self.advertise_mask_key] if masking else [self.screen]
+        if self.msp_id not in round_.get("selected", []):
+            return []
+        if phase == "configuration":
+            return [self.accept, self.share_mask_keys] if masking else [self.accept]
+        if self.msp_id not in round_.get("participants", []):
+            return []
+        if phase == "update":
+            if masking and self.contract.evaluate_json("GetDecryptions", round_["round"]):
+                return [self.train_and_commit, self.reveal_mask_shares]
+            return [self.train_and_commit]
+        if phase == "attribution" and round_["attribution"]["accepted"] and self.msp_id == round_["aggregator"]:
+            return [self.endorse_groups, self.aggregate]  # groups scored: propose the accepted groups' aggregate
         action = self._action_for(round_)
-        if action is None:
-            return None
-        action(round_)
-        self.done.add((number, phase))
-        return action.__name__
+        return [action] if action is not None else []
 
     def _action_for(self, round_: dict[str, Any]):
         phase = round_["phase"]
@@ -198,3 +367,85 @@ class Member:
         if self.metric not in result:  # e.g. AUC of a numpy model: score its predictions
             result[self.metric] = score_model(self.model, self.data.X_val, self.data.y_val, self.metric)
         return max(0.0, float(result[self.metric]))
+
+
+def fetch(store: ModelStore, record: dict[str, Any]) -> bytes:
+    """The blob a ledger record names (``digest``, and ``size`` when recorded), re-hashed by the store."""
+    blob = store.get(record["digest"])
+    if "size" in record and len(blob) != record["size"]:
+        raise IntegrityError(f"blob {record['digest'][:12]} has {len(blob)} bytes, the ledger says {record['size']}")
+    return blob
+
+
+@dataclass
+class KeyHolder:
+    """Collaborator C: holds a Paillier private key and decrypts only what the ledger authorizes.
+
+    It never takes a blob from anyone: it reads the request (round, index)
+    from the ledger — the sum's digest, its contributors (at least
+    ``min_group_size``, checked by the contract) and their total weight —
+    fetches exactly that digest, checks that the blob says the same, and only
+    then decrypts. It is never a participant, so no sum it opens contains an
+    update it already knows.
+    """
+
+    msp_id: str
+    contract: Contract
+    store: ModelStore
+    private_key: PaillierPrivateKey
+    done: set[tuple[int, int]] = field(default_factory=set)
+
+    def join(self) -> dict[str, Any]:
+        return self.contract.submit_json("Join")
+
+    def publish_key(self) -> dict[str, Any]:
+        """Put the public key in the store (named by its fingerprint) and the fingerprint on the ledger."""
+        public = self.private_key.public_key
+        fingerprint = self.store.put(public.to_bytes())
+        try:
+            current = self.contract.evaluate_json("GetPublicKey", self.msp_id)
+        except NotFoundError:
+            current = None
+        if current is not None and current["fingerprint"] == fingerprint:
+            return current
+        epoch = 1 if current is None else current["epoch"] + 1
+        return self.contract.submit_json("PublishKey", epoch, fingerprint, public.bits)
+
+    def decrypt(self, round_number: int, index: int = 0) -> dict[str, Any]:
+        """Decrypt sum ``index`` of the round and record the result; refuse anything not authorized."""
+        round_ = self.contract.evaluate_json("GetRound", round_number)
+        if round_["mode"] != "paillier" or round_.get("keyholder") != self.msp_id:
+            raise NotAuthorizedError(f"{self.msp_id} is not the key holder of round {round_number} "
+                                     f"(mode {round_['mode']}, key holder {round_.get('keyholder')}): refusing")
+        fingerprint = self.private_key.public_key.fingerprint
+        if round_["key"]["fingerprint"] != fingerprint:
+            raise NotAuthorizedError(f"round {round_number} uses key {round_['key']['fingerprint'][:12]}, "
+                                     f"not this key holder's {fingerprint[:12]}: refusing")
+        requests = {r["index"]: r for r in self.contract.evaluate_json("GetDecryptions", round_number)}
+        request = requests.get(index)
+        if request is None:
+            raise NotAuthorizedError(f"the ledger authorizes no decryption {index} in round {round_number}: "
+                                     "refusing (only sums recorded by RequestDecryption are decrypted)")
+        if request["result"] is not None:
+            raise ConflictError(f"decryption {index} of round {round_number} is already recorded")
+        minimum = self.contract.evaluate_json("GetSettings")["min_group_size"]
+        if len(request["contributors"]) < minimum:  # the contract refuses these; check anyway
+            raise NotAuthorizedError(f"decryption {index} of round {round_number} covers "
+                                     f"{len(request['contributors'])} contributors, fewer than {minimum}: refusing")
+        context = RoundContext(round_number, tuple(round_["participants"]), public_key=self.private_key.public_key)
+        result = PaillierAggregation().decrypt(fetch(self.store, request), self.private_key, context,
+                                               request["contributors"], request["weight"])
+        digest = self.store.put(result)
+        return self.contract.submit_json("RecordDecryption", round_number, index, digest)
+
+    def act(self, round_: dict[str, Any]) -> str | None:
+        """Decrypt every authorized sum of the round still waiting for this key holder."""
+        if round_.get("mode") != "paillier" or round_.get("keyholder") != self.msp_id or round_["phase"] != "update":
+            return None
+        number, opened = round_["round"], []
+        for request in self.contract.evaluate_json("GetDecryptions", number):
+            if request["result"] is None and (number, request["index"]) not in self.done:
+                self.decrypt(number, request["index"])
+                self.done.add((number, request["index"]))
+                opened.append(request["index"])
+        return f"decrypt {opened}" if opened else None

@@ -4,6 +4,8 @@ The driver plays the admin (opening rounds and closing phases) and hands each
 phase to every member; everything that matters is a signed ledger transaction,
 so the session could equally be driven by separate processes. It also times
 the ledger calls, so the ledger's share of a round is measured, not guessed.
+In the Paillier mode it also plays the consortium's key holders (organizations
+with only the keyholder role, e.g. ``Collaborator``), each with its own key.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blockfedml.consortium import Consortium
-from blockfedml.errors import PhaseError
-from blockfedml.fl.aggregation import make_aggregation
+from blockfedml.crypto.paillier import load_or_create_private_key
+from blockfedml.errors import InvalidInputError, PhaseError
+from blockfedml.fl.aggregation import SecureAggregation, make_aggregation
+from blockfedml.fl.attacks import HONEST, Attack, AttackPlan
 from blockfedml.fl.checkpoints import load_checkpoint
-from blockfedml.fl.member import Member, from_fixed
+from blockfedml.fl.member import KeyHolder, Member, from_fixed
+from blockfedml.fl.screening import Screener, SeedSet
+from blockfedml.fl.strategy import Strategy
 from blockfedml.fl.task import member_data, task_model, task_split
 from blockfedml.ledger.base import Contract
 
@@ -66,6 +72,10 @@ class RoundResult:
     wall_seconds: float
     ledger_seconds: float
     metric: str = "accuracy"  # what test_accuracy measures: the task's metric (rmse, r2, ... for own data)
+    head: str = ""  # the head checkpoint after the decision (the proposal if accepted)
+    head_accuracy: float = float("nan")  # test_accuracy of the head: what the federation holds now
+    banned: list[str] = field(default_factory=list)  # members this decision banned
+    groups: list[dict[str, Any]] | None = None  # attribution: each group's members, score and verdict
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -81,30 +91,52 @@ class Session:
     clock: LedgerClock = field(default_factory=LedgerClock)
     members: list[Member] | None = None  # members with their own data and model; None: the demo task's
     test: tuple[Any, Any] | None = None  # held-out (X, y) the table reports on, for own-data members
+    attack: AttackPlan | None = None  # a share of the demo task's members attack (blockfedml.fl.attacks)
+    screening: bool = False  # demo task members screen their data with the reference SVM at selection
+    strategy: Strategy | None = None  # a plaintext aggregation rule other than FedAvg (median, krum, ...)
 
     def __post_init__(self) -> None:
         make_aggregation(self.mode)  # an unknown mode fails here, before any round is opened
         c = self.consortium
         n = len(c.members)
         self.admin = TimedContract(c.contract(c.admin.name), self.clock)
+        if self.mode == "masking" and self.admin.evaluate_json("GetSettings").get("attribution"):
+            raise InvalidInputError("attribution needs one opened sum per group and a masking round opens a "
+                                    "single sum: use the plaintext or paillier mode, or set attribution=0")
+        self.keyholders = [  # Paillier: collaborators holding a key, never members (docs/secure-aggregation.md)
+            KeyHolder(p.msp_id, TimedContract(c.contract(p.name), self.clock), c.store,
+                      load_or_create_private_key(c.workdir / "keys" / p.name / "paillier.key"))
+            for p in c.orgs if self.mode == "paillier" and "keyholder" in p.roles and not p.is_member
+        ]
+        if self.mode == "paillier" and not self.keyholders:  # fail before any round is opened
+            raise InvalidInputError("mode paillier needs a key holder that is not a member (a Collaborator "
+                                    "organization: Consortium.create(collaborator=True), or --collaborator)")
         if self.members is not None:  # own data (blockfedml.data): members built by the caller
             for member in self.members:
                 member.contract = TimedContract(member.contract, self.clock)
             self.X_test, self.y_test = self.test if self.test is not None else (None, None)
             self._observer = self.members[0].model.clone()
             return
-        self.members = [
-            Member(
+        split = task_split(c.task, n)
+        behaviours = self.attack.behaviours([p.msp_id for p in c.members]) if self.attack else {}
+        screener = Screener(SeedSet.from_split(split, seed=c.task.seed)) if self.screening else None
+        self.members = []
+        for p in c.members:
+            behaviour = behaviours.get(p.msp_id, HONEST)
+            data = member_data(c.task, n, p.partition)
+            if isinstance(behaviour, Attack):  # data poisoning happens before anything else
+                data = behaviour.poison_data(data, split.n_classes)
+            self.members.append(Member(
                 msp_id=p.msp_id,
                 contract=TimedContract(c.contract(p.name), self.clock),
                 store=c.store,
-                data=member_data(c.task, n, p.partition),
+                data=data,
                 model=task_model(c.task, n),
                 task=c.task,
-            )
-            for p in c.members
-        ]
-        split = task_split(c.task, n)
+                behaviour=behaviour,
+                screener=screener,
+                strategy=self.strategy,
+            ))
         self.X_test, self.y_test = split.X_test, split.y_test
         self._observer = task_model(c.task, n)
 
@@ -114,6 +146,10 @@ class Session:
             org = member.contract.evaluate_json("GetOrg", member.msp_id)
             if org["status"] == "registered":
                 member.join()
+        for holder in self.keyholders:
+            if holder.contract.evaluate_json("GetOrg", holder.msp_id)["status"] == "registered":
+                holder.join()
+            holder.publish_key()
 
     def run(self, rounds: int) -> list[RoundResult]:
         self.join_all()
@@ -129,10 +165,34 @@ class Session:
         self.admin.submit_json("Allocate", number)
         round_ = self._step(number, "update")
         aggregator = next(m for m in self.members if m.msp_id == round_["aggregator"])
-        aggregator.aggregate(round_)
-        self._step(number, "feedback")
-        decided = self.admin.submit_json("Decide", number)
+        if self.admin.evaluate_json("GetSettings").get("attribution"):  # groups first (docs/integrity.md)
+            if aggregator.propose_groups(round_) is None:  # secure: each group's sum is opened first
+                self._open_sums(number, aggregator, aggregator.propose_groups)
+            self._step(number, "attribution")
+            round_ = self.admin.submit_json("ScoreGroups", number)
+        if round_.get("attribution") is None or round_["attribution"]["accepted"]:
+            aggregator.aggregate(round_)
+            if round_.get("attribution") is None:  # with attribution the groups' sums are open already
+                self._open_sums(number, aggregator)
+            self._step(number, "feedback")
+        decided = self.admin.submit_json("Decide", number)  # a round whose groups all harmed is rejected
         return self._result(decided, started, ledger_before)
+
+    def _open_sums(self, number: int, aggregator: Member,
+                   propose: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        """Secure modes: the members reveal shares or the key holder decrypts what the ledger
+        authorized, then the aggregator proposes from the opened sum (``propose``: the
+        aggregate, or with attribution the groups' aggregates)."""
+        if not isinstance(make_aggregation(self.mode), SecureAggregation):
+            return
+        round_ = self.admin.evaluate_json("GetRound", number)
+        for member in self.members:
+            member.act(round_)  # masking: reveal the shares the recorded contributor set calls for
+        for holder in self.keyholders:
+            holder.act(round_)  # paillier: decrypt the authorized sum
+        if (propose or aggregator.aggregate)(round_) is None:
+            raise PhaseError(f"round {number}: the sum was not opened (no key holder decrypted it, or fewer "
+                             "members revealed shares than the threshold)")
 
     def _step(self, number: int, phase: str) -> dict[str, Any]:
         round_ = self.admin.evaluate_json("GetRound", number)
@@ -140,12 +200,16 @@ class Session:
             raise PhaseError(f"round {number} is in phase {round_['phase']}, expected {phase}")
         if self.progress:
             self.progress(number, phase)
-        for member in self.members:
+        members = self.members
+        if phase == "selection":  # banned members are out for good
+            active = {o["msp_id"] for o in self.admin.evaluate_json("ListOrgs") if o["status"] == "active"}
+            members = [m for m in members if m.msp_id in active]
+        for member in members:
             member.act(round_)
         return round_
 
-    def _result(self, round_: dict[str, Any], started: float, ledger_before: float) -> RoundResult:
-        digest = round_["proposal"]["digest"]
+    def _score(self, digest: str) -> float:
+        """The task's metric of a checkpoint on the held-out test set (NaN without one)."""
         load_checkpoint(self.consortium.store, digest, self._observer)
         metric = self.members[0].metric
         accuracy = float("nan")  # own data without a held-out set
@@ -155,6 +219,13 @@ class Session:
             scores = self._observer.evaluate(self.X_test, self.y_test)
             accuracy = float(scores[metric]) if metric in scores else \
                 score_model(self._observer, self.X_test, self.y_test, metric)
+        return accuracy
+
+    def _result(self, round_: dict[str, Any], started: float, ledger_before: float) -> RoundResult:
+        head = self.admin.evaluate_json("GetHead")["checkpoint"]
+        digest = round_["proposal"]["digest"] if round_["proposal"] else ""  # none when rejected
+        accuracy = self._score(digest or head)
+        metric = self.members[0].metric
         reputation = {
             m.msp_id: self.admin.evaluate_json("GetReputation", m.msp_id)["balance"] for m in self.members
         }
@@ -171,4 +242,8 @@ class Session:
             wall_seconds=time.perf_counter() - started,
             ledger_seconds=self.clock.seconds - ledger_before,
             metric=metric,
+            head=head,
+            head_accuracy=accuracy if head == (digest or head) else self._score(head),
+            banned=list(decision.get("banned", [])),
+            groups=round_["attribution"]["groups"] if round_.get("attribution") else None,
         )

@@ -18,6 +18,10 @@ A block holds one transaction. Its hash is Fabric's: SHA-256 of the ASN.1 DER
 ``SEQUENCE { number INTEGER, previous_hash OCTET STRING, data_hash OCTET
 STRING }``. The data hash covers the envelope, the proposal signature and the
 validation code, so an invalid transaction cannot later be passed off as valid.
+
+This module deals in envelopes as signed. On disk an envelope is stored in a
+compact form (certificate by reference, proposal hash recomputed, compressed:
+``codec.py``, ``store.py``), rebuilt byte for byte before anything here sees it.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ So a transaction is stored as its *skeleton* — the envelope without the
 creator and the proposal hash, its signature as the raw 64 bytes ``r || s``
 instead of DER — compressed with raw DEFLATE against a preset dictionary:
 
-    stored = layout byte || DEFLATE(skeleton,
-                                    zdict = dictionary || recent tx IDs || own tx ID)
+    stored = layout byte || DEFLATE(skeleton, zdict = dictionary
+                                    || body of the block before || recent tx IDs || own tx ID)
 
 - The creator is stored once, in the ledger's ``certificates`` table, and the
   block row refers to it (``store.py``).
@@ -22,6 +22,10 @@ instead of DER — compressed with raw DEFLATE against a preset dictionary:
   latest dictionary taken at or before it, earlier blocks against none. A
   ledger thus learns the shape of its own transactions, whatever its
   chaincode, for a one-time cost that grows with the logarithm of its length.
+- The body (inflated skeleton) of the block before it comes next: consecutive
+  transactions of a round share digests, keys and versions. Every
+  ``RESTART_EVERY``-th block leaves it out, so rebuilding any block inflates
+  at most that many bodies; reading in order inflates each body once.
 - The transaction IDs of the ``RECENT_TX_IDS`` blocks before it and its own
   (all kept in the block rows as the replay index) end the dictionary, so the
   references to them inside the envelope (round histories, ``"tx"`` fields)
@@ -51,7 +55,8 @@ WHOLE = 0      # the whole envelope
 SKELETON = 1   # creator and proposal hash left out
 FIRST_DICTIONARY_BLOCK = 64
 RECENT_TX_IDS = 16
-DICTIONARY_BYTES = 32 * 1024 - (RECENT_TX_IDS + 1) * 64  # the rest of DEFLATE's 32 KB window
+RESTART_EVERY = 16     # blocks 16, 32, 48, ... do not refer to the block before them
+DICTIONARY_BYTES = 28 * 1024  # DEFLATE sees the last 32 KB of a preset dictionary
 _LEVEL = 6
 _WBITS = -15   # raw DEFLATE: no zlib header or checksum (the data hash checks the result)
 
@@ -78,19 +83,30 @@ def train_dictionary(skeletons_newest_first: Iterable[bytes]) -> bytes:
     return b"".join(reversed(chosen))[-DICTIONARY_BYTES:]
 
 
-def preset(dictionary: bytes, recent_tx_ids: Sequence[str], tx_id: str) -> bytes:
-    """The preset dictionary of one block: the trained dictionary, the IDs of the
-    transactions before it (oldest first), its own ID."""
-    return dictionary + "".join(recent_tx_ids[-RECENT_TX_IDS:]).encode() + tx_id.encode()
+def chained(number: int) -> bool:
+    """Whether block ``number``'s preset dictionary holds the body of the block
+    before it (not for block 1, whose predecessor is the genesis configuration,
+    nor at a restart, so that rebuilding any block inflates at most
+    ``RESTART_EVERY`` bodies)."""
+    return number > 1 and number % RESTART_EVERY != 0
 
 
-def pack(envelope: bytes, zdict: bytes) -> tuple[bytes, bytes | None]:
-    """The stored form of ``envelope`` and the creator it leaves out (None when
-    the envelope is stored whole)."""
+def preset(dictionary: bytes, previous_body: bytes, recent_tx_ids: Sequence[str], tx_id: str) -> bytes:
+    """The preset dictionary of one block: the trained dictionary, the body of the
+    block before it (``b""`` unless ``chained``), the IDs of the transactions
+    before it (oldest first) and its own ID; nearest last, where DEFLATE refers
+    most cheaply."""
+    return (dictionary + previous_body + "".join(recent_tx_ids[-RECENT_TX_IDS:]).encode()
+            + tx_id.encode())
+
+
+def pack(envelope: bytes, zdict: bytes) -> tuple[bytes, bytes | None, bytes]:
+    """The stored form of ``envelope``, the creator it leaves out (None when the
+    envelope is stored whole) and its body (what the next block may refer to)."""
     stripped = strip(envelope)
     layout, body, creator = (WHOLE, envelope, None) if stripped is None else (SKELETON, *stripped)
     compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, zdict)
-    return bytes([layout]) + compressor.compress(body) + compressor.flush(), creator
+    return bytes([layout]) + compressor.compress(body) + compressor.flush(), creator, body
 
 
 def inflate(stored: bytes, zdict: bytes) -> tuple[int, bytes]:
@@ -109,7 +125,11 @@ def inflate(stored: bytes, zdict: bytes) -> tuple[int, bytes]:
 
 def unpack(stored: bytes, zdict: bytes, creator: bytes | None) -> bytes:
     """The envelope exactly as signed. ``creator`` is required for the skeleton layout."""
-    layout, body = inflate(stored, zdict)
+    return dress_layout(*inflate(stored, zdict), creator)
+
+
+def dress_layout(layout: int, body: bytes, creator: bytes | None) -> bytes:
+    """The envelope from an inflated body of either layout."""
     if layout == WHOLE:
         return body
     if creator is None:

@@ -1,6 +1,7 @@
 """SQLite storage of the embedded ledger: world state, blocks, transaction IDs.
 
-Only SQL lives here; what is valid is decided in ``ledger.py``.
+Only SQL and the storage encoding live here; what is valid is decided in
+``ledger.py``.
 
 Why SQLite in WAL mode: readers (simulations, queries, other processes) never
 block the single writer and never see a half-written block; a crash at any
@@ -27,21 +28,28 @@ Several processes may share one file: every commit is ``BEGIN IMMEDIATE``
 append the same block number) with a busy timeout so that writers queue
 instead of failing.
 
-Storage format (schema version 2). A transaction block's ``data`` column does
-not hold the envelope itself but its compact form (``codec.py``): a layout
-byte and a raw DEFLATE stream of the envelope without its creator and
-proposal hash. The creator (MSP ID and certificate) is stored once in
-``certificates`` and the block's ``creator`` column refers to it; the
-compression dictionaries trained at blocks 64, 256, 1024, ... are in
-``dictionaries``; the preset dictionary of block n also holds the ``tx_id``
-of the 16 blocks before it and its own. ``BlockRow.data`` as this class
-returns it is always the envelope exactly as signed, rebuilt from those
-parts, and the data hash (``blocks.transaction_data_hash``) is over that
-envelope, so block hashes are the same as if the envelope were stored whole.
-Tools that edit the file (tamper tests) read ``block(n).data`` and write with
-``pack``. ``proposal_signature`` is stored as is (DER); the genesis block's
-``data`` is the channel configuration's JSON, as is. A row that cannot be
-rebuilt is returned with ``data = b""`` and the reason in ``defect``.
+Storage format (schema version 2; docs/ledger-storage.md). A transaction
+block's ``data`` column does not hold the envelope but its compact form
+(``codec.py``): a layout byte and a raw DEFLATE stream of the envelope without
+its creator and proposal hash (the envelope signature as raw ``r || s``). The
+creator (MSP ID and certificate) is stored once in ``certificates`` and the
+block's ``creator`` column refers to it; the compression dictionaries trained
+at blocks 64, 256, 1024, ... are in ``dictionaries``; the preset dictionary of
+block n also holds the body of block n - 1 (except every 16th block) and the
+``tx_id`` of the 16 blocks before it and its own. So rebuilding a block reads
+its row, its certificate, its dictionary and up to 15 rows before it.
+
+``BlockRow.data`` as this class returns it is always the envelope exactly as
+signed, and the data hash (``blocks.transaction_data_hash``) is over that
+envelope: block hashes are what they would be if the envelope were stored
+whole, and editing any part of the stored form (a row's ``data``, ``tx_id``
+or ``creator``, a certificate, a dictionary) changes the rebuilt bytes and is
+found by ``verify``. A row that cannot be rebuilt is returned with
+``data = b""`` and the reason in ``defect``. ``proposal_signature`` is stored
+as is (DER); the genesis block's ``data`` is the channel configuration's JSON.
+Tamper tests edit a transaction as a careful attacker would with
+``rewrite_transaction(n, envelope)`` (which also re-packs the blocks that
+refer to it) and re-hash the chain from the ``block(n).data`` envelopes.
 """
 
 from __future__ import annotations
@@ -136,6 +144,10 @@ class StoredBytes:
         return self.blocks + self.certificates + self.dictionaries
 
 
+# What the compact form of block n needs of the blocks before it: recent tx IDs
+# (oldest first) and the body of block n - 1 (``codec.preset``).
+_Context = tuple[tuple[str, ...], bytes]
+
 _BLOCK_COLUMNS = ("number, previous_hash, data_hash, hash, kind, tx_id, creator_msp, chaincode, "
                   "function, validation_code, data, proposal_signature, creator")
 
@@ -161,7 +173,8 @@ class LedgerStore:
             raise LedgerError(f"{self.path}: cannot open ledger database: {exc}") from exc
         self.synchronous = mode
         self._dictionaries: dict[int, bytes] = {}  # immutable rows, cached (verify clears)
-        self._tail: tuple[int, bytes, tuple[str, ...]] | None = None  # last block this process wrote
+        self._bodies: dict[bytes, bytes] = {}      # block hash -> inflated body (verify clears)
+        self._tail: tuple[int, bytes, _Context] | None = None  # the last block this process wrote
 
     # -- set-up ---------------------------------------------------------------
 
@@ -270,40 +283,73 @@ class LedgerStore:
         """Append ``block``; a transaction's envelope is stored in compact form."""
         data, creator = block.data, None
         if block.kind == "transaction":
-            # The chain tip's hash identifies the blocks before it: this process's
-            # list of recent tx IDs is reused only on top of the very block it saw.
+            # What this process knows of the block it wrote last is reused only on
+            # top of that very block (the tip's hash, read in this write, says so).
             tail = self._tail
-            if tail is not None and tail[:2] == (block.number - 1, block.previous_hash):
-                recent = tail[2]
-            else:
-                recent = self._recent_tx_ids(block.number)
-            data, creator = self.pack(block.number, block.tx_id or "", block.data, recent)
-            self._tail = (block.number, block.hash, (*recent, block.tx_id)[-codec.RECENT_TX_IDS:])
+            known = tail[2] if tail is not None and tail[:2] == (block.number - 1, block.previous_hash) \
+                else None
+            data, creator, context = self._pack(block.number, block.tx_id or "", block.data, known)
+            self._tail = (block.number, block.hash, context)
+            self._remember(block.hash, context[1])  # a body depends on its envelope only
         self._db.execute(
             f"INSERT INTO blocks ({_BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (block.number, block.previous_hash, block.data_hash, block.hash, block.kind, block.tx_id,
              block.creator_msp, block.chaincode, block.function, block.validation_code, data,
              block.proposal_signature, creator))
 
-    def pack(self, number: int, tx_id: str, envelope: bytes,
-             recent: tuple[str, ...] | None = None) -> tuple[bytes, int | None]:
-        """The stored form of block ``number``'s envelope and its certificate's id,
-        adding the certificate (and, at a dictionary block, the dictionary) if new.
-        ``recent``: the tx IDs of the blocks before it, if the caller knows them.
-        Call inside ``write()``."""
-        if recent is None:
-            recent = self._recent_tx_ids(number)
-        zdict = codec.preset(self._dictionary(number, train=True), recent, tx_id)
-        stored, creator = codec.pack(envelope, zdict)
+    def pack(self, number: int, tx_id: str, envelope: bytes) -> tuple[bytes, int | None]:
+        """The stored form of block ``number``'s envelope and the id of its certificate
+        (None when stored whole), adding the certificate (and, at a dictionary block,
+        the dictionary) if new. Call inside ``write()``; for tools that edit a ledger."""
+        data, creator, _ = self._pack(number, tx_id, envelope, None)
+        return data, creator
+
+    def rewrite_transaction(self, number: int, envelope: bytes) -> None:
+        """Store another envelope for block ``number``, hashes left as they are, and
+        re-pack the blocks after it whose stored form refers to its body. The
+        ledger never calls this: it is how tamper tests edit a transaction as an
+        attacker with write access to the file would."""
+        with self.write():
+            edits = [(self._known_row(number), envelope)]
+            n, height = number + 1, self.height()
+            while n < height and codec.chained(n):
+                row = self._known_row(n)
+                edits.append((row, row.data))
+                n += 1
+            for row, new in edits:  # in order: each is packed against the one before
+                data, creator = self.pack(row.number, row.tx_id or "", new)
+                self._db.execute("UPDATE blocks SET data = ?, creator = ? WHERE number = ?",
+                                 (data, creator, row.number))
+                self.forget_cache()  # the cached bodies are keyed by the (unchanged) hash
+            self._tail = None
+
+    def _known_row(self, number: int) -> BlockRow:
+        row = self.block(number)
+        if row is None or row.kind != "transaction" or row.defect is not None:
+            raise IntegrityError(f"block {number} is not a transaction that can be rebuilt")
+        return row
+
+    def _pack(self, number: int, tx_id: str, envelope: bytes,
+              known: _Context | None) -> tuple[bytes, int | None, _Context]:
+        """``pack``, given what is known of block ``number - 1`` (its recent tx IDs and
+        body); returns the same for block ``number``."""
+        if known is None:
+            known = (self._recent_tx_ids(number),
+                     self._body(number - 1) if codec.chained(number) else b"")
+        recent, previous = known
+        zdict = codec.preset(self._dictionary(number, train=True),
+                             previous if codec.chained(number) else b"", recent, tx_id)
+        stored, creator, body = codec.pack(envelope, zdict)
+        context = ((*recent, tx_id)[-codec.RECENT_TX_IDS:], body)
         if creator is None:
-            return stored, None
+            return stored, None, context
         digest = hashlib.sha256(creator).digest()
         row = self._db.execute("SELECT id FROM certificates WHERE digest = ?", (digest,)).fetchone()
         if row is not None:
-            return stored, row[0]
+            return stored, row[0], context
         cursor = self._db.execute("INSERT INTO certificates (digest, creator) VALUES (?, ?)",
                                   (digest, creator))
-        return stored, cursor.lastrowid
+        return stored, cursor.lastrowid, context
 
     def _recent_tx_ids(self, number: int) -> tuple[str, ...]:
         """The tx IDs of the ``codec.RECENT_TX_IDS`` blocks before ``number``, oldest first."""
@@ -314,7 +360,26 @@ class LedgerStore:
 
     def _preset(self, number: int, tx_id: str) -> bytes:
         """Block ``number``'s preset dictionary (``codec.preset``)."""
-        return codec.preset(self._dictionary(number), self._recent_tx_ids(number), tx_id)
+        previous = self._body(number - 1) if codec.chained(number) else b""
+        return codec.preset(self._dictionary(number), previous, self._recent_tx_ids(number), tx_id)
+
+    def _body(self, number: int) -> bytes:
+        """The inflated body (skeleton, or whole envelope) of transaction block ``number``.
+        Cached by block hash: reading blocks in order inflates each one once."""
+        row = self._db.execute("SELECT hash, tx_id, data FROM blocks WHERE number = ? AND "
+                               "kind = 'transaction'", (number,)).fetchone()
+        if row is None:
+            raise IntegrityError(f"block {number} is missing or holds no transaction")
+        body = self._bodies.get(row[0])
+        if body is None:
+            body = codec.inflate(row[2], self._preset(number, row[1]))[1]
+            self._remember(row[0], body)
+        return body
+
+    def _remember(self, block_hash: bytes, body: bytes) -> None:
+        self._bodies[block_hash] = body
+        if len(self._bodies) > 64:
+            del self._bodies[next(iter(self._bodies))]
 
     def _dictionary(self, number: int, *, train: bool = False) -> bytes:
         block = codec.dictionary_block(number)
@@ -326,7 +391,7 @@ class LedgerStore:
         if row is None:
             if not (train and number == block):
                 raise IntegrityError(f"dictionary {block}, needed by block {number}, is missing")
-            dictionary = codec.train_dictionary(self._recent_skeletons(block))
+            dictionary = codec.train_dictionary(self._body(n) for n in range(block - 1, 0, -1))
             self._db.execute("INSERT INTO dictionaries (block, data) VALUES (?, ?)",
                              (block, zlib.compress(dictionary, 9)))
             return dictionary  # cached once committed and read back
@@ -337,21 +402,10 @@ class LedgerStore:
         self._dictionaries[block] = dictionary
         return dictionary
 
-    def _recent_skeletons(self, before: int) -> Iterator[bytes]:
-        """Skeletons of the transactions before block ``before``, newest first."""
-        while True:
-            rows = self._db.execute(
-                "SELECT number, tx_id, data FROM blocks WHERE number < ? AND kind = 'transaction' "
-                "ORDER BY number DESC LIMIT 32", (before,)).fetchall()
-            if not rows:
-                return
-            for number, tx_id, stored in rows:
-                yield codec.inflate(stored, self._preset(number, tx_id))[1]
-            before = rows[-1][0]
-
     def forget_cache(self) -> None:
-        """Drop cached dictionaries, so the next reads trust only the file (``verify``)."""
+        """Drop cached dictionaries and bodies, so the next reads trust only the file (``verify``)."""
         self._dictionaries.clear()
+        self._bodies.clear()
 
     def _row(self, row: tuple) -> BlockRow:
         """A ``blocks`` row with its envelope rebuilt."""
@@ -359,6 +413,7 @@ class LedgerStore:
         stored_bytes = len(stored) + len(signature or b"")
         if columns[4] != "transaction":
             return BlockRow(*columns, stored, signature, stored_bytes)
+        number, block_hash, tx_id = columns[0], columns[3], columns[5] or ""
         try:
             creator = None
             if creator_id is not None:
@@ -367,7 +422,9 @@ class LedgerStore:
                 if found is None:
                     raise IntegrityError(f"certificate {creator_id} is missing")
                 creator = found[0]
-            envelope = codec.unpack(stored, self._preset(columns[0], columns[5] or ""), creator)
+            layout, body = codec.inflate(stored, self._preset(number, tx_id))
+            self._remember(block_hash, body)
+            envelope = codec.dress_layout(layout, body, creator)
         except BlockFedMLError as exc:
             return BlockRow(*columns, b"", signature, stored_bytes,
                             f"the stored transaction cannot be rebuilt: {exc}")

@@ -65,9 +65,10 @@ def make_model_for(spec: str, schema: "DataSchema", seed: int = 0) -> Model:
     if framework == "sklearn":
         return SklearnModel(sklearn_estimator(rest), schema.n_features, n_classes, seed)
     if framework == "torch":
+        factory = torch_factory(rest)  # a wrong path fails before torch is imported
         from blockfedml.ml.adapters.torch import TorchModel
 
-        return TorchModel(torch_factory(rest), schema.n_features, n_classes, seed)
+        return TorchModel(factory, schema.n_features, n_classes, seed)
     raise InvalidInputError(f"model {spec!r} is unknown; use one of {', '.join(MODEL_KINDS)}, auto, "
                             "sklearn:<Estimator>[{options}] or torch:<file.py>:<Class>")
 

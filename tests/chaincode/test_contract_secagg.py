@@ -1,0 +1,198 @@
+"""Secure aggregation in the contract: keys, masks and authorized decryptions (in-memory stub)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from blockfedml_chaincode import rules
+from blockfedml_chaincode.errors import EXISTS, INVALID, NOT_FOUND, PHASE, UNAUTHORIZED
+
+from .memstub import MemWorld
+from .test_contract import (ADMIN, AUDITOR, GENESIS, KEYHOLDER, MEMBERS, ORG2, ORG3, digest, init_consortium,
+                            ok, refused)
+
+FINGERPRINT = digest("paillier public key")
+SUM = digest("the sum")
+
+
+def key_hex(name: str) -> str:
+    return digest(f"x25519:{name}")
+
+
+def open_to_update(world: MemWorld, mode: str, members=MEMBERS, advertise=MEMBERS, share=MEMBERS) -> dict:
+    """Open round 1 in ``mode`` and run it to phase update with these members."""
+    ok(world, ADMIN, "OpenRound", mode)
+    for msp in members:
+        ok(world, msp, "ReportScreening", "1", "1", "500000")
+        if mode == "masking" and msp in advertise:
+            ok(world, msp, "AdvertiseMaskKey", "1", key_hex(f"{msp}:mask"), key_hex(f"{msp}:share"))
+    closed = ok(world, ADMIN, "CloseSelection", "1")
+    for msp in closed["selected"]:
+        ok(world, msp, "AcceptTerms", "1", GENESIS)
+        if mode == "masking" and msp in share:
+            ok(world, msp, "ShareMaskKeys", "1", digest(f"bundle:{msp}"), "700")
+    return ok(world, ADMIN, "Allocate", "1")
+
+
+def commit(world: MemWorld, members=MEMBERS) -> None:
+    for i, msp in enumerate(members):
+        ok(world, msp, "CommitUpdate", "1", digest(f"update:{msp}"), "4096", str(100 + i))
+
+
+@pytest.fixture
+def world() -> MemWorld:
+    world = MemWorld()
+    init_consortium(world)
+    return world
+
+
+# ---- Paillier -------------------------------------------------------------
+
+def test_key_publication_is_checked(world: MemWorld) -> None:
+    refused(world, ORG2, "PublishKey", "1", FINGERPRINT, "2048", code=UNAUTHORIZED)   # not a key holder
+    refused(world, KEYHOLDER, "PublishKey", "1", FINGERPRINT, "1024", code=INVALID)  # too small
+    refused(world, KEYHOLDER, "PublishKey", "0", FINGERPRINT, "2048", code=INVALID)
+    refused(world, KEYHOLDER, "PublishKey", "1", "not-a-digest", "2048", code=INVALID)
+    key = ok(world, KEYHOLDER, "PublishKey", "1", FINGERPRINT, "2048")
+    assert key["fingerprint"] == FINGERPRINT and key["bits"] == 2048 and key["epoch"] == 1
+    message = refused(world, KEYHOLDER, "PublishKey", "1", digest("other"), "3072", code=EXISTS)
+    assert "epoch 2" in message
+    assert ok(world, KEYHOLDER, "PublishKey", "2", digest("other"), "3072")["bits"] == 3072
+    assert ok(world, AUDITOR, "GetPublicKey", KEYHOLDER)["epoch"] == 2
+    refused(world, AUDITOR, "GetPublicKey", ORG2, code=NOT_FOUND)
+
+
+def test_a_paillier_round_needs_a_published_key_outside_the_participants(world: MemWorld) -> None:
+    ok(world, ADMIN, "RegisterOrg", "Org4MSP", json.dumps(["member", "keyholder"]))
+    ok(world, "Org4MSP", "Join")
+    ok(world, "Org4MSP", "PublishKey", "1", digest("org4 key"), "2048")  # a participant: never chosen
+    ok(world, ADMIN, "OpenRound", "paillier")
+    for msp in MEMBERS + ["Org4MSP"]:
+        ok(world, msp, "ReportScreening", "1", "1", "500000")
+    ok(world, ADMIN, "CloseSelection", "1")
+    for msp in MEMBERS + ["Org4MSP"]:
+        ok(world, msp, "AcceptTerms", "1", GENESIS)
+    assert "no active key holder outside" in refused(world, ADMIN, "Allocate", "1", code=PHASE)
+    ok(world, KEYHOLDER, "PublishKey", "1", FINGERPRINT, "2048")
+    allocated = ok(world, ADMIN, "Allocate", "1")
+    assert allocated["keyholder"] == KEYHOLDER
+    assert allocated["key"] == {"fingerprint": FINGERPRINT, "bits": 2048, "epoch": 1}
+
+
+def test_a_paillier_round_decrypts_only_authorized_sums(world: MemWorld) -> None:
+    ok(world, KEYHOLDER, "PublishKey", "1", FINGERPRINT, "2048")
+    aggregator = open_to_update(world, "paillier")["aggregator"]
+    commit(world, MEMBERS[:2])
+    two = json.dumps(MEMBERS[:2])
+    refused(world, ORG2, "RequestDecryption", "1", SUM, two, code=UNAUTHORIZED)        # not the aggregator
+    refused(world, aggregator, "RequestDecryption", "1", SUM, json.dumps([ORG2]), code=INVALID)  # one member
+    refused(world, aggregator, "RequestDecryption", "1", SUM, json.dumps(MEMBERS), code=INVALID)  # ORG3 absent
+    refused(world, aggregator, "RequestDecryption", "1", digest(f"update:{ORG2}"), two, code=INVALID)  # no sum
+    refused(world, aggregator, "ProposeAggregate", "1", digest("agg"), two, code=PHASE)  # nothing decrypted
+    request = ok(world, aggregator, "RequestDecryption", "1", SUM, two)
+    assert request == {"index": 0, "digest": SUM, "contributors": MEMBERS[:2], "weight": 201,
+                       "requested_by": aggregator, "tx": request["tx"], "result": None}
+    refused(world, aggregator, "ProposeAggregate", "1", digest("agg"), two, code=PHASE)  # not decrypted yet
+    refused(world, aggregator, "RecordDecryption", "1", "0", digest("result"), code=UNAUTHORIZED)
+    refused(world, KEYHOLDER, "RecordDecryption", "1", "1", digest("result"), code=NOT_FOUND)
+    recorded = ok(world, KEYHOLDER, "RecordDecryption", "1", "0", digest("result"))
+    assert recorded["result"]["digest"] == digest("result") and recorded["result"]["by"] == KEYHOLDER
+    refused(world, KEYHOLDER, "RecordDecryption", "1", "0", digest("again"), code=EXISTS)
+    assert ok(world, AUDITOR, "GetDecryptions", "1") == [recorded]
+    refused(world, aggregator, "ProposeAggregate", "1", digest("agg"), json.dumps([MEMBERS[0]]), code=INVALID)
+    assert ok(world, aggregator, "ProposeAggregate", "1", digest("agg"), two)["phase"] == "feedback"
+
+
+def test_paillier_sums_of_one_round_never_overlap(world: MemWorld) -> None:
+    ok(world, ADMIN, "SetSettings", json.dumps({"min_group_size": 1}))
+    ok(world, KEYHOLDER, "PublishKey", "1", FINGERPRINT, "2048")
+    aggregator = open_to_update(world, "paillier")["aggregator"]
+    commit(world)
+    ok(world, aggregator, "RequestDecryption", "1", SUM, json.dumps([ADMIN, ORG2]))
+    message = refused(world, aggregator, "RequestDecryption", "1", digest("b"), json.dumps([ORG2]), code=INVALID)
+    assert "overlapping sums" in message
+    assert ok(world, aggregator, "RequestDecryption", "1", digest("c"), json.dumps([ORG3]))["index"] == 1
+
+
+def test_secure_transactions_refuse_plaintext_rounds(world: MemWorld) -> None:
+    ok(world, ADMIN, "OpenRound", "plaintext")
+    refused(world, ORG2, "AdvertiseMaskKey", "1", key_hex("a"), key_hex("b"), code=PHASE)
+
+
+# ---- masking --------------------------------------------------------------
+
+def test_mask_keys_are_checked(world: MemWorld) -> None:
+    ok(world, ADMIN, "OpenRound", "masking")
+    refused(world, ORG2, "AdvertiseMaskKey", "1", "ABC", key_hex("b"), code=INVALID)
+    refused(world, ORG2, "AdvertiseMaskKey", "1", key_hex("a"), key_hex("a"), code=INVALID)
+    refused(world, KEYHOLDER, "AdvertiseMaskKey", "1", key_hex("a"), key_hex("b"), code=UNAUTHORIZED)
+    ok(world, ORG2, "AdvertiseMaskKey", "1", key_hex("a"), key_hex("b"))
+    refused(world, ORG2, "AdvertiseMaskKey", "1", key_hex("c"), key_hex("d"), code=EXISTS)
+    assert ok(world, AUDITOR, "GetMaskKeys", "1") == [
+        {"mask_key": key_hex("a"), "share_key": key_hex("b"), "msp_id": ORG2}]
+
+
+def test_a_masking_round_with_one_dropout(world: MemWorld) -> None:
+    # Org3 never advertises: it is not selected. Of the rest, all share; Org2 drops before committing.
+    ok(world, "Org1MSP", "RegisterOrg", "Org4MSP", json.dumps(["member"]))
+    ok(world, "Org4MSP", "Join")
+    members = MEMBERS + ["Org4MSP"]
+    allocated = open_to_update(world, "masking", members=members, advertise=[ADMIN, ORG2, "Org4MSP"], share=members)
+    assert allocated["selected"] == [ADMIN, ORG2, "Org4MSP"] and allocated["mask_threshold"] == 2
+    assert allocated["participants"] == [ADMIN, ORG2, "Org4MSP"]
+    aggregator = allocated["aggregator"]
+    survivors = [ADMIN, "Org4MSP"]
+    commit(world, survivors)
+    refused(world, ADMIN, "RevealMaskShares", "1", digest("r"), "300", code=PHASE)  # nothing requested yet
+    ok(world, aggregator, "RequestDecryption", "1", SUM, json.dumps(survivors))
+    refused(world, aggregator, "RequestDecryption", "1", digest("again"), json.dumps(survivors), code=EXISTS)
+    ok(world, ADMIN, "RevealMaskShares", "1", digest("r1"), "300")
+    refused(world, aggregator, "RecordDecryption", "1", "0", digest("result"), code=PHASE)  # 1 < threshold 2
+    refused(world, ORG3, "RevealMaskShares", "1", digest("r3"), "300", code=UNAUTHORIZED)  # not a participant
+    ok(world, "Org4MSP", "RevealMaskShares", "1", digest("r4"), "300")
+    assert [r["msp_id"] for r in ok(world, AUDITOR, "GetMaskReveals", "1")] == survivors
+    refused(world, KEYHOLDER, "RecordDecryption", "1", "0", digest("result"), code=UNAUTHORIZED)
+    ok(world, aggregator, "RecordDecryption", "1", "0", digest("result"))
+    refused(world, ORG2, "RevealMaskShares", "1", digest("late"), "300", code=PHASE)  # already unmasked
+    assert ok(world, aggregator, "ProposeAggregate", "1", digest("agg"), json.dumps(survivors))["phase"] == "feedback"
+
+
+def test_too_few_survivors_is_refused_and_writes_nothing(world: MemWorld) -> None:
+    ok(world, ADMIN, "SetSettings", json.dumps({"mask_threshold_percent": 100}))
+    allocated = open_to_update(world, "masking")
+    assert allocated["mask_threshold"] == 3
+    commit(world, MEMBERS[:2])
+    message = refused(world, allocated["aggregator"], "RequestDecryption", "1", SUM, json.dumps(MEMBERS[:2]),
+                      code=PHASE)
+    assert "too few survivors" in message
+
+
+def test_allocate_needs_enough_shared_members(world: MemWorld) -> None:
+    ok(world, ADMIN, "SetSettings", json.dumps({"mask_threshold_percent": 100}))
+    ok(world, ADMIN, "OpenRound", "masking")
+    for msp in MEMBERS:
+        ok(world, msp, "ReportScreening", "1", "1", "500000")
+        ok(world, msp, "AdvertiseMaskKey", "1", key_hex(f"{msp}:m"), key_hex(f"{msp}:s"))
+    ok(world, ADMIN, "CloseSelection", "1")
+    for msp in MEMBERS:
+        ok(world, msp, "AcceptTerms", "1", GENESIS)
+    refused(world, ADMIN, "ShareMaskKeys", "1", digest("x"), "0", code=INVALID)
+    for msp in MEMBERS[:2]:
+        ok(world, msp, "ShareMaskKeys", "1", digest(f"bundle:{msp}"), "700")
+    assert "masking threshold 3" in refused(world, ADMIN, "Allocate", "1", code=PHASE)
+
+
+# ---- rules ------------------------------------------------------------------
+
+@pytest.mark.parametrize("selected,percent,group,expected", [
+    (3, 51, 2, 2), (4, 51, 2, 3), (10, 51, 2, 6), (10, 100, 2, 10), (2, 1, 1, 2), (5, 1, 4, 4), (1, 51, 1, 1),
+])
+def test_mask_threshold(selected: int, percent: int, group: int, expected: int) -> None:
+    assert rules.mask_threshold(selected, percent, group) == expected
+
+
+def test_mask_threshold_percent_setting_is_checked() -> None:
+    with pytest.raises(rules.ContractError, match="mask_threshold_percent must be 1..100"):
+        rules.validate_settings({"mask_threshold_percent": 0})

@@ -1,0 +1,230 @@
+"""Secure rounds on the embedded ledger: exact, private, and refusing what the ledger did not authorize."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from blockfedml.consortium import Consortium
+from blockfedml.crypto import FixedPoint, encoded_sum, save_private_key, secagg
+from blockfedml.crypto.masking import open_share
+from blockfedml.errors import ConflictError, IntegrityError, NotAuthorizedError, PhaseError
+from blockfedml.exchange.transport import StoreTransport
+from blockfedml.fl.aggregation import MaskingAggregation, PaillierAggregation
+from blockfedml.fl.member import KeyHolder
+from blockfedml.fl.session import Session
+from blockfedml.fl.task import TaskSpec
+from blockfedml.ml.serialization import load_params
+from blockfedml.store import ModelStore
+
+CODEC = FixedPoint()
+
+
+class RecordingStore(ModelStore):
+    """A store that remembers every blob its owner reads: that owner's whole view."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.read: list[bytes] = []
+
+    def get(self, digest: str) -> bytes:
+        data = super().get(digest)
+        self.read.append(data)
+        return data
+
+
+def consortium(tmp_path, name, n_orgs=3, collaborator=False, key=None, **task):
+    c = Consortium.create(tmp_path / name, n_orgs=n_orgs, task=TaskSpec(**task), collaborator=collaborator)
+    if key is not None:  # the Collaborator's key, made once for the test session
+        save_private_key(c.workdir / "keys" / "Collaborator" / "paillier.key", key)
+    return c
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Every update a member seals, by (round, organization): what must never leak."""
+    seen: dict[tuple[int, str], tuple[np.ndarray, int]] = {}
+    for cls in (PaillierAggregation, MaskingAggregation):
+        original = cls.seal
+
+        def seal(self, update, context=None, _original=original):
+            seen[(context.round, update.org)] = (np.array(update.params), int(update.num_samples))
+            return _original(self, update, context)
+
+        monkeypatch.setattr(cls, "seal", seal)
+    return seen
+
+
+def record_views(session, *orgs):
+    stores = {}
+    for holder in list(session.members) + list(session.keyholders):
+        if holder.msp_id in orgs:
+            holder.store = stores[holder.msp_id] = RecordingStore(holder.store.root)
+            if hasattr(holder, "transport"):
+                holder.transport = StoreTransport(holder.store)
+    return stores
+
+
+def kind(blob: bytes) -> str:
+    if blob.startswith(secagg.MAGIC):
+        return json.loads(blob[len(secagg.MAGIC):blob.index(b"\n", len(secagg.MAGIC))])["kind"]
+    return blob[:blob.index(b"\n")].decode(errors="replace")
+
+
+@pytest.mark.parametrize("mode", ["paillier", "masking"])
+def test_a_secure_session_reproduces_the_plaintext_session(tmp_path, private_key, mode):
+    plain = consortium(tmp_path, "plain")
+    secure = consortium(tmp_path, mode, collaborator=mode == "paillier", key=private_key)
+    try:
+        expected = Session(plain).run(3)
+        results = Session(secure, mode=mode).run(3)
+        assert [r.status for r in results] == ["accepted"] * 3
+        assert [r.test_accuracy for r in results] == [r.test_accuracy for r in expected]
+        final, _ = load_params(secure.store, results[-1].digest)
+        reference, _ = load_params(plain.store, expected[-1].digest)
+        assert np.max(np.abs(final - reference)) < 1e-5  # fixed-point precision, 2^-20 per round
+    finally:
+        plain.close()
+        secure.close()
+
+
+def test_paillier_views_hold_ciphertexts_and_authorized_sums_only(tmp_path, private_key, captured):
+    c = consortium(tmp_path, "views", collaborator=True, key=private_key)
+    try:
+        session = Session(c, mode="paillier")
+        session.join_all()
+        views = record_views(session, "Org1MSP", "CollaboratorMSP")  # round 1's aggregator, the key holder
+        result = session.run_round()
+        assert result.aggregator == "Org1MSP" and result.status == "accepted"
+        updates = {org: x for (r, org), x in captured.items() if r == result.round}
+        assert sorted(updates) == ["Org1MSP", "Org2MSP", "Org3MSP"]
+        aggregator_kinds = [kind(b) for b in views["Org1MSP"].read]
+        assert "paillier-update" in aggregator_kinds and "sum-result" in aggregator_kinds
+        for blob in views["Org1MSP"].read + views["CollaboratorMSP"].read:
+            for org, (params, weight) in updates.items():
+                assert params.astype("<f8").tobytes() not in blob  # no update in the clear, anywhere
+        # The key holder read exactly one blob: the authorized sum over all three members.
+        assert [kind(b) for b in views["CollaboratorMSP"].read] == ["paillier-sum"]
+        header, _ = secagg.unpack(views["CollaboratorMSP"].read[0], "paillier-sum")
+        assert header["contributors"] == sorted(updates)
+        request = c.contract("Auditor").evaluate_json("GetDecryptions", result.round)[0]
+        opened = secagg.result_from_bytes(c.store.get(request["result"]["digest"]), result.round,
+                                          request["contributors"], request["weight"])
+        assert opened == encoded_sum([CODEC.encode(x, weight=w) for x, w in updates.values()])  # exactly
+        holder = session.keyholders[0]
+        with pytest.raises(ConflictError):
+            holder.decrypt(result.round, 0)
+        with pytest.raises(NotAuthorizedError, match="no decryption 1"):
+            holder.decrypt(result.round, 1)
+    finally:
+        c.close()
+
+
+def open_round(session, mode, committers):
+    """Drive a round to phase update; only ``committers`` train and commit (the others drop)."""
+    admin = session.admin
+    number = admin.submit_json("OpenRound", mode)["round"]
+    for close in ("CloseSelection", "Allocate"):
+        round_ = admin.evaluate_json("GetRound", number)
+        for member in session.members:
+            member.act(round_)
+        admin.submit_json(close, number)
+    round_ = admin.evaluate_json("GetRound", number)
+    for member in session.members:
+        if member.msp_id in committers:
+            member.act(round_)
+    return round_
+
+
+def test_the_key_holder_refuses_a_sum_that_is_not_the_authorized_one(tmp_path, private_key):
+    c = consortium(tmp_path, "tamper", collaborator=True, key=private_key)
+    try:
+        session = Session(c, mode="paillier")
+        session.join_all()
+        round_ = open_round(session, "paillier", ["Org1MSP", "Org2MSP", "Org3MSP"])
+        aggregator = next(m for m in session.members if m.msp_id == round_["aggregator"])
+        request = aggregator.aggregate(round_)
+        blob = c.store.path(request["digest"])
+        blob.write_bytes(blob.read_bytes()[:-1] + b"\0")  # the stored sum is swapped behind the ledger's back
+        height = c.ledger.height()
+        with pytest.raises(IntegrityError):
+            session.keyholders[0].decrypt(round_["round"])
+        assert c.ledger.height() == height
+        impostor = KeyHolder("Org2MSP", c.contract("Org2"), c.store, private_key)  # holds the key, not the role
+        with pytest.raises(NotAuthorizedError, match="not the key holder"):
+            impostor.decrypt(round_["round"])
+    finally:
+        c.close()
+
+
+def test_masking_recovers_a_member_that_dropped_after_sharing(tmp_path, captured):
+    c = consortium(tmp_path, "dropout", n_orgs=4)
+    try:
+        session = Session(c, mode="masking")
+        session.join_all()
+        survivors = ["Org1MSP", "Org2MSP", "Org3MSP"]  # Org4 shared its keys, then never sent its update
+        round_ = open_round(session, "masking", survivors)
+        assert round_["mask_threshold"] == 3 and len(round_["participants"]) == 4
+        views = record_views(session, round_["aggregator"])
+        aggregator = next(m for m in session.members if m.msp_id == round_["aggregator"])
+        request = aggregator.aggregate(round_)
+        assert request["contributors"] == survivors
+        assert aggregator.aggregate(round_) is None  # nobody revealed yet: waiting
+        round_ = session.admin.evaluate_json("GetRound", round_["round"])
+        for member in session.members[:3]:
+            assert member.act(round_) == "reveal_mask_shares"
+        proposed = aggregator.aggregate(round_)
+        assert proposed["phase"] == "feedback" and proposed["proposal"]["contributors"] == survivors
+        request = c.contract("Auditor").evaluate_json("GetDecryptions", round_["round"])[0]
+        opened = secagg.result_from_bytes(c.store.get(request["result"]["digest"]), round_["round"],
+                                          survivors, request["weight"])
+        assert opened == encoded_sum([CODEC.encode(*captured[(round_["round"], o)]) for o in survivors])
+        # What the aggregator read: masked updates that do not decode, and for each member either
+        # its self-mask seed shares or its mask-key shares, never both.
+        for blob in views[aggregator.msp_id].read:
+            if kind(blob) == "masked-update":
+                header, payload = secagg.unpack(blob, "masked-update")
+                params, weight = captured[(round_["round"], header["org"])]
+                assert np.median(np.abs(np.frombuffer(payload, "<i8") / (weight * CODEC.scale) - params)) > 1e6
+            if kind(blob) == "share-reveal":
+                header, sealed = secagg.unpack(blob, "share-reveal")
+                body = json.loads(open_share(aggregator.secrets[round_["round"]].share_key,
+                                             bytes.fromhex(next(k["share_key"] for k in c.contract("Auditor")
+                                                                .evaluate_json("GetMaskKeys", round_["round"])
+                                                                if k["msp_id"] == header["org"])),
+                                             round_["round"], header["org"], aggregator.msp_id, sealed))
+                assert not set(body["self_seeds"]) & set(body["mask_keys"])
+                assert sorted(body["mask_keys"]) == ["Org4MSP"]
+    finally:
+        c.close()
+
+
+def test_too_few_survivors_fail_cleanly(tmp_path):
+    c = consortium(tmp_path, "few", n_orgs=4)
+    try:
+        session = Session(c, mode="masking")
+        session.join_all()
+        round_ = open_round(session, "masking", ["Org1MSP", "Org2MSP"])  # threshold 3
+        aggregator = next(m for m in session.members if m.msp_id == round_["aggregator"])
+        height, blobs = c.ledger.height(), set(c.store.digests())
+        with pytest.raises(PhaseError, match="too few survivors"):
+            aggregator.aggregate(round_)
+        assert c.ledger.height() == height and set(c.store.digests()) == blobs
+        assert c.contract("Auditor").evaluate_json("GetDecryptions", round_["round"]) == []
+    finally:
+        c.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["paillier", "masking"])
+def test_a_digits_session_reproduces_the_plaintext_accuracy(tmp_path, private_key, mode):
+    plain = consortium(tmp_path, "plain", dataset="digits")
+    secure = consortium(tmp_path, mode, collaborator=mode == "paillier", key=private_key, dataset="digits")
+    try:
+        expected = [r.test_accuracy for r in Session(plain).run(5)]
+        assert [r.test_accuracy for r in Session(secure, mode=mode).run(5)] == expected
+    finally:
+        plain.close()
+        secure.close()

@@ -1,0 +1,143 @@
+"""Attribution in whole sessions: group aggregates through the seam, harmful groups kept out,
+reputation flowing from groups, and rounds whose every group harms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blockfedml.consortium import Consortium
+from blockfedml.errors import IntegrityError, InvalidInputError
+from blockfedml.fl.aggregation import make_aggregation
+from blockfedml.fl.attacks import HONEST, Attack, AttackPlan
+from blockfedml.fl.attribution import accepted_updates, group_aggregates, summary
+from blockfedml.fl.session import Session
+from blockfedml.fl.strategy import ClientUpdate, FedAvg
+from blockfedml.fl.task import TaskSpec
+from blockfedml.ml.serialization import load_params
+
+
+def sealed_updates(values: dict[str, float]) -> dict[str, bytes]:
+    mode = make_aggregation("plaintext")
+    return {org: mode.seal(ClientUpdate(org, np.full(3, v), 10 + i)) for i, (org, v) in enumerate(values.items())}
+
+
+def test_group_aggregates_are_the_seams_combine_over_each_group() -> None:
+    sealed = sealed_updates({"A": 1.0, "B": 3.0, "C": 10.0, "D": 20.0})
+    mode = make_aggregation("plaintext")
+    groups = [["A", "B"], ["C", "D"], ["C", "E"]]
+    first, second, missing = group_aggregates(mode.combine, sealed, groups)
+    assert np.allclose(first, (10 * 1.0 + 11 * 3.0) / 21)          # FedAvg of the group, by sample counts
+    assert np.allclose(second, (12 * 10.0 + 13 * 20.0) / 25)
+    assert missing is None                                           # E sent nothing: no partial group
+
+
+def test_accepted_updates_keep_only_the_accepted_groups() -> None:
+    sealed = sealed_updates({"A": 1.0, "B": 2.0, "C": 3.0})
+    assert accepted_updates({"round": 1}, sealed) == sealed
+    round_ = {"round": 1, "attribution": {"accepted": ["A", "C"]}}
+    assert sorted(accepted_updates(round_, sealed)) == ["A", "C"]
+    with pytest.raises(IntegrityError, match="did not receive"):
+        accepted_updates({"round": 1, "attribution": {"accepted": ["A", "Z"]}}, sealed)
+
+
+def test_a_lying_attacker_is_kept_out_of_every_aggregate_and_banned_while_honest_members_gain(tmp_path) -> None:
+    c = Consortium.create(tmp_path / "c", n_orgs=6, task=TaskSpec(dataset="digits"), auditor=False,
+                          settings={"attribution": 1, "penalty": 30})
+    attacker = "Org6MSP"
+    try:
+        session = Session(c, attack=AttackPlan("sign_flip", 1 / 6, lie=True))
+        session.join_all()
+        results = []
+        while attacker not in sum((r.banned for r in results), []) and len(results) < 10:
+            results.append(session.run_round())
+        auditor = c.contract("Org1")
+        rows = {row["msp_id"]: row for row in summary(auditor, [m.msp_id for m in session.members])}
+        for result in results:
+            record = auditor.evaluate_json("GetRound", result.round)
+            assert [h["phase"] for h in record["history"]][3:5] == ["update", "attribution"]
+            assert all(len(g["members"]) >= 2 for g in record["attribution"]["groups"])  # never one update alone
+            assert attacker not in record["proposal"]["contributors"]
+            assert record["proposal"]["contributors"] == record["attribution"]["accepted"]
+            # Each group aggregate is exactly the FedAvg of that group's committed updates.
+            commits = {u["msp_id"]: u["digest"] for u in auditor.evaluate_json("GetUpdates", result.round)}
+            for group in record["attribution"]["groups"]:
+                updates = [ClientUpdate(m, load_params(c.store, commits[m])[0], 1) for m in group["members"]]
+                weights = {u["msp_id"]: u["num_samples"] for u in auditor.evaluate_json("GetUpdates", result.round)}
+                expected = FedAvg().aggregate([ClientUpdate(u.org, u.params, weights[u.org]) for u in updates])
+                assert np.allclose(load_params(c.store, group["digest"])[0], expected)
+        final = session.run_round()                                     # the banned attacker is out
+    finally:
+        c.close()
+    assert attacker in sum((r.banned for r in results), []), [r.groups for r in results]
+    assert rows[attacker]["status"] == "banned" and rows[attacker]["blamed"] >= 1
+    assert attacker not in final.participants
+    for msp, row in rows.items():
+        if msp != attacker:
+            assert row["status"] == "active" and row["blamed"] == 0 and row["balance"] > 100, row
+    assert final.head_accuracy > 0.85
+
+
+def test_a_round_whose_only_group_harms_is_rejected_and_the_head_stays(tmp_path) -> None:
+    settings = {"attribution": 1, "min_group_size": 3, "min_participants": 3}
+    c = Consortium.create(tmp_path / "c", n_orgs=3, task=TaskSpec(), auditor=False, settings=settings)
+    try:
+        session = Session(c)
+        first = session.run(1)[0]
+        assert first.status == "accepted" and first.head == first.digest
+        session.members[2].behaviour = Attack("noise", member="Org3MSP", strength=5.0)  # it turns
+        second = session.run_round()
+        record = c.contract("Org1").evaluate_json("GetRound", second.round)
+        session.members[2].behaviour = HONEST
+        third = session.run_round()
+    finally:
+        c.close()
+    assert second.status == "rejected" and second.digest == "" and record["proposal"] is None
+    assert second.head == first.head and second.head_accuracy == first.head_accuracy
+    assert [g["verdict"] for g in second.groups] == ["harmful"]
+    assert record["decision"]["banned"] == [] and set(second.reputation.values()) == {110}  # nobody singled out
+    assert third.status == "accepted"
+
+
+def test_under_paillier_group_aggregates_are_opened_group_sums_and_match_plaintext(tmp_path) -> None:
+    """The same round twice, in plaintext and under Paillier: the key holder opens one authorized sum
+    per group, never one update, and the groups' aggregates and verdicts are the same."""
+    from blockfedml.crypto import generate_keypair, save_private_key
+
+    key = generate_keypair(2048)
+    runs = {}
+    for mode in ("plaintext", "paillier"):
+        c = Consortium.create(tmp_path / mode, n_orgs=4, task=TaskSpec(), auditor=False, collaborator=True,
+                              settings={"attribution": 1})
+        save_private_key(c.workdir / "keys" / "Collaborator" / "paillier.key", key)
+        try:
+            result = Session(c, mode=mode, attack=AttackPlan("noise", 0.25, strength=5.0)).run(1)[0]
+            contract = c.contract("Org1")
+            record = contract.evaluate_json("GetRound", 1)
+            opened = contract.evaluate_json("GetDecryptions", 1) if mode == "paillier" else []
+            groups = [load_params(c.store, g["digest"])[0] for g in record["attribution"]["groups"]]
+            runs[mode] = (result, record, opened, groups, load_params(c.store, record["proposal"]["digest"])[0])
+        finally:
+            c.close()
+    (plain, plain_record, _, plain_groups, plain_model) = runs["plaintext"]
+    (secure, record, opened, groups, model) = runs["paillier"]
+    assert sorted(r["contributors"] for r in opened) == sorted(sorted(g) for g in record["groups"])
+    assert all(len(r["contributors"]) >= 2 and r["result"] for r in opened)
+    assert [g["verdict"] for g in record["attribution"]["groups"]] == \
+        [g["verdict"] for g in plain_record["attribution"]["groups"]]
+    assert "Org4MSP" not in record["proposal"]["contributors"]
+    for exact, decrypted in zip(plain_groups, groups):
+        assert np.allclose(exact, decrypted, atol=1e-5)          # fixed point, 20 fractional bits
+    assert np.allclose(plain_model, model, atol=1e-5)
+    assert secure.status == plain.status == "accepted"
+
+
+def test_attribution_with_masking_is_refused_before_any_round(tmp_path) -> None:
+    c = Consortium.create(tmp_path / "c", n_orgs=3, task=TaskSpec(), auditor=False, settings={"attribution": 1})
+    try:
+        height = c.ledger.height()
+        with pytest.raises(InvalidInputError, match="single sum"):
+            Session(c, mode="masking")
+        assert c.ledger.height() == height
+    finally:
+        c.close()
