@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import inspect
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +38,23 @@ from blockfedml.ledger.embedded.store import LedgerStore
 from blockfedml.ledger.embedded.stub import EmbeddedStub, RWSet
 from blockfedml.ledger.embedded.verify import verify_ledger
 
-ROUND_ARGUMENT = {"ReportScreening", "CloseSelection", "AcceptTerms", "Allocate", "CommitUpdate",
-                  "ProposeAggregate", "Endorse", "Decide"}
+def _round_transactions() -> frozenset[str]:
+    """The contract's transactions whose first argument is the round number.
+
+    Read from the contract's own signatures, so a transaction added to the
+    contract is attributed to its round without a list to keep up to date.
+    """
+    from blockfedml_chaincode.contract import FederationContract
+
+    names = set()
+    for name, fn in inspect.getmembers(FederationContract, inspect.isfunction):
+        params = list(inspect.signature(fn).parameters)
+        if name[:1].isupper() and len(params) > 2 and params[2] == "round":
+            names.add(name)
+    return frozenset(names)
+
+
+ROUND_ARGUMENT = _round_transactions()
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,7 @@ def round_run(
     this command coordinates them instead: it fixes the federated statistics,
     then opens each round and closes each phase once every member has acted.
     """
-    from blockfedml.cli.demo import rounds_table, secure_mode
+    from blockfedml.cli.demo import print_wide, rounds_table, secure_mode
     from blockfedml.fl.task import OWN_DATA
 
     mode = secure_mode(secure) if secure is not None else mode
@@ -225,7 +225,7 @@ def round_run(
     if as_json:
         emit([r.to_dict() for r in results], True)
     else:
-        console.print(rounds_table(results))
+        print_wide(rounds_table(results))
 
 
 def _coordinate(consortium: Consortium, rounds: int, mode: str, timeout: float, as_json: bool) -> None:

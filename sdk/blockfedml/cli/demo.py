@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich import box
 from rich.table import Table
 
 from blockfedml.cli.common import JsonOption, console, emit, handle_errors, parse_settings
@@ -93,7 +94,7 @@ def demo(
     if as_json:
         emit(summary, True)
         return
-    console.print(rounds_table(results, ledger))
+    print_wide(rounds_table(results, ledger))
     if mode != "plaintext":
         console.print(f"Aggregation: [bold]{mode}[/] (secure: only sums were opened, docs/secure-aggregation.md)")
     if plan:
@@ -126,17 +127,29 @@ def _run(consortium: Consortium, rounds: int, quiet: bool, **options: object) ->
     return results
 
 
+def print_wide(table: Table) -> None:
+    """Print a table at its natural width, even past the terminal's, rather than truncate it."""
+    natural = console.measure(table, options=console.options.update(max_width=1000)).maximum
+    terminal = console.width
+    console.width = max(terminal, natural)  # print() caps its width at the console's
+    try:
+        console.print(table)
+    finally:
+        console.width = terminal
+
+
 def rounds_table(results: list[RoundResult], ledger: str = "embedded") -> Table:
     """Round, participants, test accuracy, checkpoint, decision and reputation per org."""
     orgs = list(results[0].reputation) if results else []
-    table = Table(title=f"Federated session ({ledger} ledger)", caption="reputation per organization on the right")
-    table.add_column("round", justify="right")
-    table.add_column("orgs", justify="right")
-    table.add_column("accuracy", justify="right")
+    table = Table(title=f"Federated session ({ledger} ledger)", box=box.SIMPLE_HEAD,
+                  caption="reputation per organization on the right")
+    table.add_column("round", justify="right", no_wrap=True)
+    table.add_column("orgs", justify="right", no_wrap=True)
+    table.add_column("accuracy", justify="right", no_wrap=True)
     table.add_column("checkpoint", no_wrap=True)
     table.add_column("decision", no_wrap=True)
     for org in orgs:
-        table.add_column(org.removesuffix("MSP"), justify="right")
+        table.add_column(org.removesuffix("MSP"), justify="right", no_wrap=True)
     for r in results:
         status = {"accepted": "[green]accepted[/]", "rejected": "[yellow]rejected[/]"}.get(r.status, "[red]rolled back[/]")
         table.add_row(
