@@ -36,6 +36,15 @@ def _problems(ledger: EmbeddedLedger) -> str:
     return "\n".join(report.problems)
 
 
+def _stored_block(ledger: EmbeddedLedger, number: int):
+    """Block ``number`` read by a fresh store (nothing cached)."""
+    store = LedgerStore(ledger.path)
+    try:
+        return store.block(number)
+    finally:
+        store.close()
+
+
 def _contracts(ledger: EmbeddedLedger, orgs):
     return [ledger.connect(o.admin()).network(CHANNEL).contract() for o in orgs[:2]]
 
@@ -43,8 +52,7 @@ def _contracts(ledger: EmbeddedLedger, orgs):
 def test_envelope_is_rebuilt_byte_for_byte(ledger, contract) -> None:
     tx = contract.new_proposal("Put", "k", "v").endorse()
     tx.submit()
-    with EmbeddedLedger.open(ledger.path, chaincodes()) as fresh:  # nothing cached
-        row = fresh._store.block(1)
+    row = _stored_block(ledger, 1)
     assert row.data == tx.envelope and row.proposal_signature == tx.proposal_signature
     assert row.data_hash == blk.transaction_data_hash(tx.envelope, tx.proposal_signature, blk.VALID)
     block = ledger.block(1)
@@ -128,7 +136,7 @@ def test_non_canonical_envelope_is_stored_whole_and_exact(ledger, contract) -> N
     ledger.commit(reordered, tx.proposal_signature)
     (stored, creator), = _rows(ledger, "SELECT data, creator FROM blocks WHERE number = 1")
     assert stored[0] == codec.WHOLE and creator is None
-    assert ledger._store.block(1).data == reordered
+    assert _stored_block(ledger, 1).data == reordered
     assert ledger.verify().ok
 
 

@@ -70,6 +70,7 @@ def party(
     key_bits: int = typer.Option(2048, help="B: Paillier key size C creates (2048 or 3072)."),
     holdout: Path = typer.Option(None, help="B: file of IDs (one per line) not trained on, predicted at the end."),
     randomness: str = typer.Option(RANDOMNESS, help=f"A, B: source of Paillier randomness {list(SOURCES)}."),
+    precompute: int = typer.Option(0, help="A, B: make this many iterations' randomness before training."),
     timeout: float = typer.Option(120.0, help="Seconds to wait for a peer's next message."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -90,14 +91,16 @@ def party(
     endpoint = ExchangeEndpoint(role, msp, consortium.tls_material(me), consortium.exchange_peers())
     try:
         if role == "A":
-            result = PartyA(endpoint, table, ledger, party_store(consortium, me), msp["A"], randomness, timeout).run()
+            result = PartyA(endpoint, table, ledger, party_store(consortium, me), msp["A"], randomness, timeout,
+                            precompute=precompute).run()
         elif role == "C":
             result = Collaborator(endpoint, ledger, msp["C"], timeout).run()
         else:
             settings = _settings(model, learning_rate, l2, tolerance, max_iterations, encryption, key_bits)
             held = _holdout(holdout, table.ids) if holdout is not None else []
             result = PartyB(endpoint, table, session or new_session_id(), msp, settings, ledger,
-                            party_store(consortium, me), msp["B"], randomness, timeout, test_ids=held).run()
+                            party_store(consortium, me), msp["B"], randomness, timeout, test_ids=held,
+                            precompute=precompute).run()
     finally:
         endpoint.close()
         consortium.close()

@@ -14,7 +14,7 @@ so it can be made before the message exists. Three sources:
   key and x a fresh random exponent of ``bits // 2`` bits (the exponent
   length Damgard-Jurik-Nielsen libraries use), computed from a table of
   h^(d * 2^(8i)) as one multiplication per exponent byte (17 MB, ~0.2 s per
-  2048-bit key). About 15x faster than ``fresh`` with nothing precomputed per
+  2048-bit key). About 13x faster than ``fresh`` with nothing precomputed per
   message, but it rests on an **extra assumption**: that h^x with a short x
   is indistinguishable from a uniform n-th residue (the DJN short-exponent
   assumption). Not the default; choose it knowingly.

@@ -122,7 +122,6 @@ def load_table(path: Path | str, schema: DataSchema, label: str | None = None) -
         if not keep.any():
             raise DataFileError(path, f"all {len(frame)} rows have a missing cell, and the schema "
                                       "drops such rows: nothing is left")
-    X[~np.isfinite(X)] = np.nan
     return LocalTable(path=str(path), schema=schema, X=X[keep], y=y[keep],
                       rows_read=len(frame), rows_dropped=int((~keep).sum()))
 
@@ -179,8 +178,10 @@ def _check_columns(path: Path, columns, schema: DataSchema) -> None:
                                   "admin to add it to the schema)"
                                   + (f" ({len(extra)} extra columns: {extra})" if len(extra) > 1 else ""),
                             column=extra[0])
-    if names != [str(c) for c in columns]:
-        raise DataFileError(path, "column names have leading or trailing spaces", column=names[0])
+    padded = [str(c) for c in columns if str(c) != str(c).strip()]
+    if padded:
+        raise DataFileError(path, "the column name has leading or trailing spaces; remove them",
+                            column=padded[0])
 
 
 def _numeric(series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -59,6 +59,7 @@ class PartyResult:
     losses: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)   # wall time of each iteration
     ledger_seconds: float = 0.0
+    precompute_seconds: float = 0.0                       # random factors made before iteration 1
     model_digest: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     predictions: dict[str, float] = field(default_factory=dict)
@@ -147,9 +148,10 @@ class _Learner(_Party):
 
     def __init__(self, endpoint: Endpoint, data: Any, ledger: VerticalLedger | None = None,
                  store: ModelStore | None = None, msp_id: str | None = None, randomness: str = RANDOMNESS,
-                 timeout: float = DEFAULT_TIMEOUT, psi_workers: int = 1) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, psi_workers: int = 1, precompute: int = 0) -> None:
         super().__init__(endpoint, ledger, msp_id, timeout)
         self.data, self.store, self.randomness, self.psi_workers = data, store, randomness, psi_workers
+        self.precompute = precompute  # iterations' worth of random factors to make before training
         self.scheme: Scheme = PlainScheme()
 
     def _setup(self, rows: np.ndarray, intercept: bool) -> None:
@@ -168,6 +170,10 @@ class _Learner(_Party):
         self.slot = P.slot_bits(self.n, s, int(np.abs(self.Xq).max()))
         P.check_ring(self.scheme.ring_bits(), self.n, s, self.slot, self.name)
         self.objective = P.OBJECTIVES[s.model]
+        if self.precompute:
+            started = time.perf_counter()
+            self.scheme.precompute((self.n + 1) * min(self.precompute, s.max_iterations))
+            self.result.precompute_seconds = time.perf_counter() - started
 
     def _transform(self, raw: np.ndarray) -> np.ndarray:
         X = (raw - self.mean) / self.scale
@@ -299,8 +305,8 @@ class PartyB(_Learner):
     def __init__(self, endpoint: Endpoint, data: Any, session: str, parties: dict[str, str],
                  settings: P.VerticalSettings, ledger: VerticalLedger | None = None, store: ModelStore | None = None,
                  msp_id: str | None = None, randomness: str = RANDOMNESS, timeout: float = DEFAULT_TIMEOUT,
-                 psi_workers: int = 1, test_ids: Sequence[Any] = ()) -> None:
-        super().__init__(endpoint, data, ledger, store, msp_id, randomness, timeout, psi_workers)
+                 psi_workers: int = 1, test_ids: Sequence[Any] = (), precompute: int = 0) -> None:
+        super().__init__(endpoint, data, ledger, store, msp_id, randomness, timeout, psi_workers, precompute)
         if data.y is None:
             raise InvalidInputError("party B holds the labels: its data needs a label column")
         self.settings, self.parties, self.test_ids = settings, self._check_parties(parties), list(test_ids)

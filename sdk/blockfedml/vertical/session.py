@@ -73,13 +73,14 @@ def run_in_process(a_data: PartyData, b_data: PartyData, settings: VerticalSetti
                    roles: dict[str, str] = DEFAULT_ROLES, test_ids: Sequence[Any] = (),
                    wrap: Callable[[Endpoint], Endpoint] | None = None, randomness: str = RANDOMNESS,
                    timeout: float = DEFAULT_TIMEOUT, absent: Sequence[str] = (),
-                   keys: PaillierKeyPair | None = None) -> VerticalRun:
+                   keys: PaillierKeyPair | None = None, precompute: int = 0) -> VerticalRun:
     """Train (and, with ``test_ids``, evaluate) a vertical model with the three parties as threads.
 
     Without a consortium nothing is recorded on a ledger. ``wrap`` decorates
     each party's endpoint (the tests record every message a party receives);
     ``absent`` names parties that never start (to test an unreachable peer);
-    ``keys`` gives C a key pair instead of a fresh one (tests reuse one).
+    ``keys`` gives C a key pair instead of a fresh one (tests reuse one);
+    ``precompute``: A and B make that many iterations' random factors before training.
     The first real error of any party is raised once all threads stopped.
     """
     session = session or new_session_id()
@@ -97,9 +98,10 @@ def run_in_process(a_data: PartyData, b_data: PartyData, settings: VerticalSetti
         return party_store(consortium, roles[p]) if consortium else None
 
     parties = {
-        "A": PartyA(endpoints["A"], a_data, ledger("A"), store("A"), msp["A"], randomness, timeout),
+        "A": PartyA(endpoints["A"], a_data, ledger("A"), store("A"), msp["A"], randomness, timeout,
+                    precompute=precompute),
         "B": PartyB(endpoints["B"], b_data, session, msp, settings, ledger("B"), store("B"), msp["B"],
-                    randomness, timeout, test_ids=test_ids),
+                    randomness, timeout, test_ids=test_ids, precompute=precompute),
         "C": Collaborator(endpoints["C"], ledger("C"), msp["C"], timeout, keys),
     }
     errors: dict[str, BaseException] = {}
