@@ -10,7 +10,6 @@ from blockfedml.errors import CryptoError, ExchangeError, InvalidInputError
 from blockfedml.vertical import audit as vaudit
 from blockfedml.vertical.baseline import centralized
 from blockfedml.vertical.data import PartyData, load_party_csv, save_party_csv, split_dataset
-from blockfedml.vertical.he import centered
 from blockfedml.vertical.ledger import VerticalLedger
 from blockfedml.vertical.protocol import VerticalSettings
 from blockfedml.vertical.session import create_vertical_consortium, party_store, run_in_process

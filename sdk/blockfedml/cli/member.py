@@ -95,8 +95,9 @@ def _take_part(consortium: Consortium, member: Member, number: int, timeout: flo
                     console.print(f"round {number}: {round_['phase']}: {done}")
             if round_["phase"] == "update" and round_.get("aggregator") == member.msp_id:
                 committed = member.contract.evaluate_json("GetUpdates", number)
-                if len(committed) == len(round_["participants"]):
-                    member.aggregate(round_)
+                # A secure round opens its sum in steps (decryption, mask reveals): aggregate()
+                # returns None until the proposal is made, and the loop waits for the next block.
+                if len(committed) == len(round_["participants"]) and member.aggregate(round_) is not None:
                     actions.append({"round": number, "phase": "update", "action": "aggregate"})
                     continue
             if round_["phase"] == "closed":

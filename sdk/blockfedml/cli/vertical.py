@@ -32,7 +32,8 @@ from blockfedml.vertical.baseline import centralized
 from blockfedml.vertical.data import VERTICAL_DATASETS, load_party_csv, save_party_csv, split_dataset
 from blockfedml.vertical.he import RANDOMNESS, SOURCES
 from blockfedml.vertical.ledger import VerticalLedger
-from blockfedml.vertical.parties import Collaborator, PartyA, PartyB, PartyResult
+from blockfedml.vertical.collaborator import Collaborator
+from blockfedml.vertical.parties import PartyA, PartyB, PartyResult
 from blockfedml.vertical.protocol import VerticalSettings
 from blockfedml.vertical.session import (
     DEFAULT_ROLES, create_vertical_consortium, new_session_id, party_store, run_in_process,

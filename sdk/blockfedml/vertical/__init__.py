@@ -15,21 +15,28 @@ See docs/vertical.md.
     run.b.metrics  # {"test_mse": ..., ...}
 """
 
-from blockfedml.vertical.audit import SessionAudit, verify_session
-from blockfedml.vertical.data import PartyData, VerticalSplit, load_party_csv, save_party_csv, split_dataset
-from blockfedml.vertical.he import PaillierKeyPair, PaillierScheme, PlainScheme
-from blockfedml.vertical.ledger import VerticalLedger
-from blockfedml.vertical.parties import Collaborator, PartyA, PartyB, PartyResult
-from blockfedml.vertical.protocol import VerticalSettings
-from blockfedml.vertical.psi import Alignment, align
-from blockfedml.vertical.session import (
-    VerticalRun, create_vertical_consortium, new_session_id, party_store, run_in_process,
-)
-from blockfedml.vertical.transport import ExchangeEndpoint, LocalHub, SessionAborted
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "Alignment", "Collaborator", "ExchangeEndpoint", "LocalHub", "PaillierKeyPair", "PaillierScheme", "PartyA",
-    "PartyB", "PartyData", "PartyResult", "PlainScheme", "SessionAborted", "SessionAudit", "VerticalLedger",
-    "VerticalRun", "VerticalSettings", "VerticalSplit", "align", "create_vertical_consortium", "load_party_csv",
-    "new_session_id", "party_store", "run_in_process", "save_party_csv", "split_dataset", "verify_session",
-]
+_EXPORTS = {
+    "audit": ["SessionAudit", "verify_session"],
+    "collaborator": ["Collaborator"],
+    "data": ["PartyData", "VerticalSplit", "load_party_csv", "save_party_csv", "split_dataset"],
+    "he": ["PaillierKeyPair", "PaillierScheme", "PlainScheme"],
+    "ledger": ["VerticalLedger"],
+    "parties": ["PartyA", "PartyB", "PartyResult"],
+    "protocol": ["VerticalSettings"],
+    "psi": ["Alignment", "align"],
+    "session": ["VerticalRun", "create_vertical_consortium", "new_session_id", "party_store", "run_in_process"],
+    "transport": ["ExchangeEndpoint", "LocalHub", "SessionAborted"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use, so that ``blockfedml.vertical.psi`` (loaded by PSI worker processes)
+    does not drag in the ledger, the exchange and scikit-learn."""
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_MODULE_OF[name]}"), name)

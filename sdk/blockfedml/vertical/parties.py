@@ -1,4 +1,4 @@
-"""The three parties of the paper's Fig. 3, each one object with one ``run``.
+"""Parties A and B of the paper's Fig. 3 (collaborator C is in ``collaborator.py``), each one object with one ``run``.
 
 Message flow (``X>Y:kind``; docs/vertical.md has the full table):
 
@@ -31,21 +31,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from blockfedml.errors import BlockFedMLError, ConflictError, InvalidInputError, NotAuthorizedError, NotFoundError
-from blockfedml.errors import IntegrityError, PhaseError
+from blockfedml.errors import BlockFedMLError, IntegrityError, InvalidInputError, NotAuthorizedError
 from blockfedml.ml.serialization import params_to_bytes
 from blockfedml.store import ModelStore, sha256_hex
 from blockfedml.vertical import protocol as P
 from blockfedml.vertical.he import (
-    RANDOMNESS, PaillierKeyPair, PaillierPublicKey, PaillierScheme, PlainScheme, Scheme, centered, unpack_signed,
+    RANDOMNESS, PaillierPublicKey, PaillierScheme, PlainScheme, Scheme, centered, unpack_signed,
 )
 from blockfedml.vertical.ledger import VerticalLedger
 from blockfedml.vertical.psi import align
 from blockfedml.vertical.transport import DEFAULT_TIMEOUT, ROLE_NAMES, Endpoint, Link, SessionAborted
-from blockfedml.vertical.wire import Message
-
-MAX_GRADIENT_CIPHERTEXTS = 4096
-
 
 @dataclass
 class PartyResult:
@@ -92,17 +87,16 @@ class _Party:
         return self.result
 
     def _fail(self, exc: BaseException) -> None:
-        """Tell the peers why this party stops (passing a peer's abort on, so nobody waits for a
-        message that will never come) and, unless a peer stopped first, mark the session aborted."""
+        """Mark the session aborted on the ledger (first, so the record names the party that found
+        the problem), then tell the peers why, passing a peer's abort on, so nobody waits for a
+        message that will never come."""
         reason = str(exc) if isinstance(exc, SessionAborted) else f"{self.name}: {type(exc).__name__}: {exc}"
-        self.link.abort(reason)
-        if isinstance(exc, SessionAborted):
-            return
         if self.ledger is not None and self.link.session:
             try:
                 self.ledger.abort(self.link.session, reason)
-            except BlockFedMLError:  # never opened, already closed, or the ledger is the problem
+            except BlockFedMLError:  # not opened (yet), already aborted, or the ledger is the problem
                 pass
+        self.link.abort(reason)
 
     def _ledger(self, method: str, *args: Any) -> Any:
         if self.ledger is None:
@@ -445,88 +439,6 @@ def _labels(y: np.ndarray, model: str) -> np.ndarray:
         return y.copy()
     raise InvalidInputError(f"logistic regression needs labels 0/1 (or -1/1); B's labels include "
                             f"{sorted(values - {0.0, 1.0, -1.0})[:5]}")
-
-
-class Collaborator(_Party):
-    """Collaborator C: holds the key pair, decrypts only the loss and masked values."""
-
-    role = "C"
-
-    def __init__(self, endpoint: Endpoint, ledger: VerticalLedger | None = None, msp_id: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, keys: PaillierKeyPair | None = None) -> None:
-        super().__init__(endpoint, ledger, msp_id, timeout)
-        self.keys = keys  # a fresh key pair per session unless one is given
-
-    def run(self) -> PartyResult:
-        return self._guarded(self._run)
-
-    def _run(self) -> None:
-        hello = self.link.recv("B", "hello")
-        self._check_parties(hello.meta.get("parties"))
-        self.settings = s = P.VerticalSettings.from_dict(hello.meta.get("settings"))
-        self.link.send("B", "ready")
-        if s.encryption == "paillier":
-            keys = self.keys if self.keys is not None and self.keys.public.bits == s.key_bits \
-                else PaillierKeyPair(s.key_bits)
-            scheme: Scheme = PaillierScheme(keys.public)
-            key, decrypt = keys.public.to_bytes(), keys.decrypt
-        else:
-            scheme = PlainScheme()
-            key, decrypt = b"plain", scheme.decrypt  # type: ignore[attr-defined]
-        self.scheme, self._decrypt = scheme, decrypt
-        self.link.recv("A", "approved")
-        n = self.link.recv("B", "approved").int_meta("entities", "party B", minimum=1)
-        self._ledger("publish_key", self.link.session, scheme.fingerprint)
-        self.link.send("A", "key", blobs={"key": key})
-        self.link.send("B", "key", blobs={"key": key})
-        self.link.take_digests()
-        self._train(n)
-        self.link.recv("B", "finished")
-        self._serve()
-
-    def _values(self, sender: str, kind: str, iteration: int, count: int | None = None) -> list[int]:
-        message = self.link.recv(sender, kind, iteration)
-        cipher = self.scheme.from_bytes(message.blob("cipher", ROLE_NAMES[sender]), count,
-                                        f"the {kind} ciphertexts of {ROLE_NAMES[sender]}")
-        if not 1 <= self.scheme.length(cipher) <= MAX_GRADIENT_CIPHERTEXTS:
-            raise InvalidInputError(f"{ROLE_NAMES[sender]} sent {self.scheme.length(cipher)} {kind} ciphertexts")
-        return self._decrypt(cipher, f"the {kind} ciphertexts of {ROLE_NAMES[sender]}")
-
-    def _encode(self, values: list[int]) -> bytes:
-        width, modulus = self.scheme.plain_width(), self.scheme.modulus
-        return b"".join((v % modulus).to_bytes(width, "big") for v in values)
-
-    def _train(self, n: int) -> None:
-        s, previous, iteration = self.settings, None, 0
-        assert s is not None
-        while True:
-            iteration += 1
-            started = time.perf_counter()
-            loss = self._values("B", "loss", iteration, 1)[0]
-            masked = {p: self._values(p, "grad", iteration) for p in ("A", "B")}
-            outgoing = {p: self.link.prepare(p, Message("result", self.link.session or "", iteration,
-                                                        {"loss": str(loss)}, {"values": self._encode(masked[p])}))
-                        for p in ("A", "B")}
-            self._commit(iteration, loss, n)  # before the results leave: the record is on the ledger first
-            for party, data in outgoing.items():
-                self.link.deliver(party, data)
-            self.result.iterations = iteration
-            self.result.losses.append(loss / float(1 << (2 * s.frac_bits)) / n)
-            self.result.seconds.append(time.perf_counter() - started)
-            if s.converged(iteration, loss, previous):
-                return
-            previous = loss
-
-    def _serve(self) -> None:
-        request = 0
-        while True:
-            message = self.link.recv("B", ("predict.z", "bye"), request + 1)
-            if message.kind == "bye":
-                return
-            request += 1
-            cipher = self.scheme.from_bytes(message.blob("cipher", "party B"), None, "the masked scores of party B")
-            values = self._decrypt(cipher, "the masked scores of party B")
-            self.link.send("B", "predict.result", request, blobs={"values": self._encode(values)})
 
 
 def _positions(raw: bytes, limit: int) -> list[int]:

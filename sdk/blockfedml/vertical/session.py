@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from blockfedml.consortium import Consortium
-from blockfedml.errors import BlockFedMLError
 from blockfedml.store import ModelStore
 from blockfedml.vertical.data import PartyData
 from blockfedml.vertical.he import RANDOMNESS, PaillierKeyPair
 from blockfedml.vertical.ledger import VerticalLedger
-from blockfedml.vertical.parties import Collaborator, PartyA, PartyB, PartyResult
+from blockfedml.vertical.collaborator import Collaborator
+from blockfedml.vertical.parties import PartyA, PartyB, PartyResult
 from blockfedml.vertical.protocol import VerticalSettings
 from blockfedml.vertical.transport import DEFAULT_TIMEOUT, Endpoint, LocalHub, SessionAborted
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from blockfedml.errors import NotFoundError
+from blockfedml.errors import ConflictError, NotFoundError
 from blockfedml.identity.signing import SigningIdentity
 from blockfedml.ledger.base import DEFAULT_CHAINCODE, DEFAULT_CHANNEL, Contract, Gateway, Network
 from blockfedml.ledger.proposal import Proposal, create_proposal
@@ -46,12 +46,23 @@ class EmbeddedNetwork(Network):
 
 
 class EmbeddedContract(Contract):
+    #: Re-endorsements after an MVCC conflict, as the Fabric client does: an invalid
+    #: transaction wrote nothing, so simulating again on the new state is safe.
+    conflict_retries = 2
+
     def __init__(self, network: EmbeddedNetwork, name: str) -> None:
         self.network = network
         self.name = name
 
     def submit(self, function: str, *args: str) -> bytes:
-        return self.new_proposal(function, *args).endorse().submit()
+        for attempt in range(self.conflict_retries + 1):
+            transaction = self.new_proposal(function, *args).endorse()
+            try:
+                return transaction.submit()
+            except ConflictError:
+                if attempt == self.conflict_retries:
+                    raise
+        raise AssertionError("unreachable")
 
     def evaluate(self, function: str, *args: str) -> bytes:
         return self.new_proposal(function, *args).evaluate()
