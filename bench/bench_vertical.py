@@ -14,8 +14,9 @@ Prints a table and writes bench/results/vertical.json:
    iteration (which builds the fixed-base tables) is left out of the mean.
    In process also with the encryption randomness made before iteration 1
    (the online cost; the time spent making it is reported beside).
-3. **PSI** of 10,000 and 100,000 IDs per party (half of them common), A and
-   B on their own threads (blinding releases the GIL).
+3. **PSI** of 10,000 and 100,000 IDs per party (half of them common): A and
+   B as two processes over the consortium's mutual-TLS exchange (as on two
+   machines), and for 10,000 also as two threads of one process.
 
 Run: ``.venv/bin/python bench/bench_vertical.py`` (a few minutes on 2 cores);
 ``--quick`` skips the 100k PSI and the multi-process runs.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -33,6 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from blockfedml.cli.vertical import LEARNING_RATES, _write_split, run_party_processes
 from blockfedml.vertical import psi
@@ -113,16 +116,20 @@ def timing_processes(name: str, workdir: Path) -> dict:
     return out
 
 
+def psi_ids(count: int, party: str) -> list[str]:
+    start = 0 if party == "A" else count // 2
+    return [f"customer-{i:07d}" for i in range(start, start + count)]
+
+
 def psi_time(count: int) -> dict:
-    a_ids = [f"customer-{i:07d}" for i in range(count)]
-    b_ids = [f"customer-{i:07d}" for i in range(count // 2, count + count // 2)]
+    """A and B on two threads of this process (pynacl keeps the GIL: they take turns)."""
     hub, results = LocalHub(), {}
 
-    def run(party: str, ids: list[str]) -> None:
-        results[party] = psi.align(Link(hub.endpoint(party), "bench", timeout=600), ids)
+    def run(party: str) -> None:
+        results[party] = psi.align(Link(hub.endpoint(party), "bench", timeout=600), psi_ids(count, party))
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=run, args=args) for args in (("A", a_ids), ("B", b_ids))]
+    threads = [threading.Thread(target=run, args=(p,)) for p in "AB"]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -130,7 +137,46 @@ def psi_time(count: int) -> dict:
     seconds = time.perf_counter() - started
     assert results["A"].ids == results["B"].ids and results["A"].size == count // 2
     assert results["A"].transcript == results["B"].transcript
-    return {"ids_per_party": count, "common": count // 2, "seconds": seconds}
+    return {"ids_per_party": count, "common": count // 2, "seconds": seconds, "mode": "threads"}
+
+
+def _psi_party(workdir: str, party: str, count: int, ready: Any, go: Any, out: Any) -> None:
+    """One party's process: its exchange server, then the PSI when both are ready."""
+    from blockfedml.consortium import Consortium
+    from blockfedml.vertical.session import DEFAULT_ROLES
+    from blockfedml.vertical.transport import ExchangeEndpoint
+
+    consortium = Consortium.open(workdir)
+    msp = {p: consortium.org(org).msp_id for p, org in DEFAULT_ROLES.items()}
+    endpoint = ExchangeEndpoint(party, msp, consortium.tls_material(DEFAULT_ROLES[party]), consortium.exchange_peers())
+    ids = psi_ids(count, party)
+    ready.put(party)
+    go.wait()
+    started = time.perf_counter()
+    result = psi.align(Link(endpoint, "bench", timeout=600), ids)
+    out.put((party, time.perf_counter() - started, result.size, result.transcript))
+    time.sleep(0.5)  # let the peer read our last message before the server stops
+    endpoint.close()
+
+
+def psi_time_processes(count: int, workdir: Path) -> dict:
+    """A and B as two processes over the consortium's mutual-TLS exchange, as on two machines."""
+    create_vertical_consortium(workdir, overwrite=True).close()
+    context = multiprocessing.get_context("spawn")
+    ready, out, go = context.Queue(), context.Queue(), context.Event()
+    procs = [context.Process(target=_psi_party, args=(str(workdir), p, count, ready, go, out)) for p in "AB"]
+    for proc in procs:
+        proc.start()
+    for _ in procs:
+        ready.get(timeout=120)
+    started = time.perf_counter()
+    go.set()
+    done = [out.get(timeout=900) for _ in procs]
+    seconds = time.perf_counter() - started
+    for proc in procs:
+        proc.join()
+    assert len({(size, transcript) for _, _, size, transcript in done}) == 1 and done[0][2] == count // 2
+    return {"ids_per_party": count, "common": count // 2, "seconds": seconds, "mode": "two processes, mutual TLS"}
 
 
 def main() -> int:
@@ -145,7 +191,9 @@ def main() -> int:
         report["in_process"] = {name: timing_in_process(name, Path(tmp) / f"ip-{name}") for name in DATASETS}
         if not args.quick:
             report["processes"] = {name: timing_processes(name, Path(tmp) / f"mp-{name}") for name in DATASETS}
-        report["psi"] = [psi_time(10_000)] + ([] if args.quick else [psi_time(100_000)])
+        report["psi"] = [psi_time(10_000), psi_time_processes(10_000, Path(tmp) / "psi")]
+        if not args.quick:
+            report["psi"].append(psi_time_processes(100_000, Path(tmp) / "psi"))
     report["machine"]["load_after"] = os.getloadavg()[0]
     print_table(report)
     RESULTS.mkdir(exist_ok=True)
@@ -170,9 +218,9 @@ def print_table(report: dict) -> None:
                       f"(+{t['paillier_precomputed']['precompute_s']:.1f} s before)") if "ratio_online" in t else ""
             print(f"{name:15} {mode:12} {t['plain']['s_per_iteration']:9.4f} {t['paillier']['s_per_iteration']:11.4f} "
                   f"{t['ratio']:6.1f}x   {online}")
-    print("\nPSI (ed25519 DH, A and B on their own threads)")
+    print("\nPSI (Diffie-Hellman on ed25519, half of the IDs common)")
     for p in report["psi"]:
-        print(f"{p['ids_per_party']:>9,} IDs per party, {p['common']:>7,} common: {p['seconds']:7.2f} s")
+        print(f"{p['ids_per_party']:>9,} IDs per party, {p['common']:>7,} common: {p['seconds']:7.2f} s  ({p['mode']})")
 
 
 if __name__ == "__main__":

@@ -359,6 +359,7 @@ class EmbeddedLedger:
         with self._lock:
             self._check_open()
             store = self._store
+            store.prefetch()
             with store.write():
                 if store.tx_exists(tx_id):
                     raise ConflictError(f"transaction {tx_id} is already on the ledger (replay refused)")

@@ -175,6 +175,7 @@ class LedgerStore:
         self._dictionaries: dict[int, bytes] = {}  # immutable rows, cached (verify clears)
         self._bodies: dict[bytes, bytes] = {}      # block hash -> inflated body (verify clears)
         self._tail: tuple[int, bytes, _Context] | None = None  # the last block this process wrote
+        self._prefetched: int | None = None  # data_version at the last prefetch
 
     # -- set-up ---------------------------------------------------------------
 
@@ -296,6 +297,21 @@ class LedgerStore:
             (block.number, block.previous_hash, block.data_hash, block.hash, block.kind, block.tx_id,
              block.creator_msp, block.chaincode, block.function, block.validation_code, data,
              block.proposal_signature, creator))
+
+    def prefetch(self) -> None:
+        """Inflate the tip's body into the cache, so that a commit after other
+        processes' blocks does not do it while holding the write lock. Called
+        outside ``write()``; blocks are append-only, so what it reads stays true."""
+        version = self.data_version()  # changes only when another connection commits
+        if version == self._prefetched:
+            return
+        self._prefetched = version
+        number, _ = self.tip()
+        if number >= 1:
+            try:
+                self._body(number)
+            except IntegrityError:
+                pass  # the commit will find and report it
 
     def pack(self, number: int, tx_id: str, envelope: bytes) -> tuple[bytes, int | None]:
         """The stored form of block ``number``'s envelope and the id of its certificate
