@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from blockfedml.errors import ConflictError
 
 DEFAULT_CHANNEL = "fedchannel"
 DEFAULT_CHAINCODE = "blockfedml"
@@ -65,6 +68,29 @@ class Gateway(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Submittable(Protocol):
+    """An endorsed transaction, ready to be ordered and committed."""
+
+    def submit(self) -> bytes: ...
+
+
+def submit_retrying_conflicts(endorse: Callable[[], Submittable], retries: int) -> bytes:
+    """Endorse and submit; after an MVCC conflict, endorse again on the new state.
+
+    A transaction that failed MVCC validation wrote nothing, so simulating it
+    afresh is safe (Fabric's own gateway clients do the same); after
+    ``retries`` further conflicts the ``ConflictError`` is raised.
+    """
+    for attempt in range(retries + 1):
+        transaction = endorse()
+        try:
+            return transaction.submit()
+        except ConflictError:
+            if attempt == retries:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _as_arg(value: Any) -> str:

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from blockfedml.errors import ConflictError, NotFoundError
+from blockfedml.errors import NotFoundError
 from blockfedml.identity.signing import SigningIdentity
-from blockfedml.ledger.base import DEFAULT_CHAINCODE, DEFAULT_CHANNEL, Contract, Gateway, Network
+from blockfedml.ledger.base import (
+    DEFAULT_CHAINCODE,
+    DEFAULT_CHANNEL,
+    Contract,
+    Gateway,
+    Network,
+    submit_retrying_conflicts,
+)
 from blockfedml.ledger.proposal import Proposal, create_proposal
 
 if TYPE_CHECKING:
@@ -55,14 +62,8 @@ class EmbeddedContract(Contract):
         self.name = name
 
     def submit(self, function: str, *args: str) -> bytes:
-        for attempt in range(self.conflict_retries + 1):
-            transaction = self.new_proposal(function, *args).endorse()
-            try:
-                return transaction.submit()
-            except ConflictError:
-                if attempt == self.conflict_retries:
-                    raise
-        raise AssertionError("unreachable")
+        return submit_retrying_conflicts(lambda: self.new_proposal(function, *args).endorse(),
+                                         self.conflict_retries)
 
     def evaluate(self, function: str, *args: str) -> bytes:
         return self.new_proposal(function, *args).evaluate()

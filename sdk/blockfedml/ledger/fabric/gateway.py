@@ -33,9 +33,16 @@ from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
 
-from blockfedml.errors import ConflictError, IntegrityError, InvalidInputError, LedgerError
+from blockfedml.errors import IntegrityError, InvalidInputError, LedgerError
 from blockfedml.identity.signing import SigningIdentity
-from blockfedml.ledger.base import DEFAULT_CHAINCODE, DEFAULT_CHANNEL, Contract, Gateway, Network
+from blockfedml.ledger.base import (
+    DEFAULT_CHAINCODE,
+    DEFAULT_CHANNEL,
+    Contract,
+    Gateway,
+    Network,
+    submit_retrying_conflicts,
+)
 from blockfedml.ledger.fabric.errors import commit_error, map_rpc_error
 from blockfedml.ledger.proposal import Proposal, create_proposal
 
@@ -182,15 +189,8 @@ class FabricContract(Contract):
         return self.new_proposal(function, *args).evaluate()
 
     def submit(self, function: str, *args: str) -> bytes:
-        retries = self.network.gateway.options.conflict_retries
-        for attempt in range(retries + 1):
-            transaction = self.new_proposal(function, *args).endorse()
-            try:
-                return transaction.submit()
-            except ConflictError:
-                if attempt == retries:
-                    raise
-        raise AssertionError("unreachable")
+        return submit_retrying_conflicts(lambda: self.new_proposal(function, *args).endorse(),
+                                         self.network.gateway.options.conflict_retries)
 
     def new_proposal(self, function: str, *args: str | bytes) -> "FabricProposal":
         gateway = self.network.gateway
