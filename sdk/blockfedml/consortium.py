@@ -34,6 +34,7 @@ from blockfedml.store import ModelStore
 
 if TYPE_CHECKING:
     from blockfedml.data.schema import DataSchema
+    from blockfedml.ml.models import Model
 
 CONFIG_FILE = "consortium.json"
 FABRIC_POLL_SECONDS = 0.1  # how often a member looks at a Fabric ledger for the next phase
@@ -95,18 +96,7 @@ class Consortium:
         """
         if not 1 <= n_orgs <= 64:
             raise InvalidInputError(f"n_orgs must be between 1 and 64, got {n_orgs}")
-        task = task or TaskSpec()
-        workdir = Path(workdir)
-        if (workdir / CONFIG_FILE).exists():
-            if not overwrite:
-                raise ConflictError(
-                    f"a consortium already exists in {workdir}; choose another directory or overwrite it"
-                )
-            shutil.rmtree(workdir)
-        # Validate the task (dataset, model) before anything is written.
-        task = task if schema is None else replace(task, dataset=OWN_DATA)
-        genesis_model = task_model(task, n_orgs, schema)
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir, task, genesis_model = _prepare(workdir, task, n_orgs, schema, overwrite)
 
         planned: list[tuple[str, tuple[str, ...], int | None]] = []
         for i in range(n_orgs):
@@ -127,17 +117,7 @@ class Consortium:
             DEFAULT_CHANNEL,
             [(profile.msp_id, ca_cert) for profile, ca_cert in created],
         ).close()
-        consortium._write_config()
-
-        genesis_digest = consortium.store.put(model_to_bytes(genesis_model))
-        admin = consortium.contract(profiles[0].name)
-        admin.submit_json("InitConsortium", settings or {}, genesis_digest, 0)
-        for profile in profiles:
-            admin.submit_json("RegisterOrg", profile.msp_id, list(profile.roles))
-        if schema is not None:
-            from blockfedml.data.federated import publish_schema
-
-            publish_schema(admin, consortium.store, schema)
+        consortium._initialize(genesis_model, settings, schema)
         return consortium
 
     @classmethod
@@ -163,17 +143,7 @@ class Consortium:
         if not 1 <= n_orgs <= len(profile.orgs):
             raise InvalidInputError(f"n_orgs must be between 1 and {len(profile.orgs)} (the organizations "
                                     f"of the Fabric network), got {n_orgs}")
-        task = task or TaskSpec()
-        workdir = Path(workdir)
-        if (workdir / CONFIG_FILE).exists():
-            if not overwrite:
-                raise ConflictError(
-                    f"a consortium already exists in {workdir}; choose another directory or overwrite it"
-                )
-            shutil.rmtree(workdir)
-        task = task if schema is None else replace(task, dataset=OWN_DATA)
-        genesis_model = task_model(task, n_orgs, schema)
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir, task, genesis_model = _prepare(workdir, task, n_orgs, schema, overwrite)
         profiles = _with_exchange_endpoints([
             OrgProfile(name=org.name, msp_id=org.msp_id, msp_dir=str(org.admin_msp),
                        roles=("admin", "member") if i == 0 else ("member",), partition=i)
@@ -184,16 +154,22 @@ class Consortium:
         if admin.evaluate_json("ListOrgs"):
             raise ConflictError(f"channel {profile.channel} already holds a consortium; start from a fresh "
                                 "network (blockfedml admin network down, then up and chaincode deploy)")
-        consortium._write_config()
-        genesis_digest = consortium.store.put(model_to_bytes(genesis_model))
+        consortium._initialize(genesis_model, settings, schema)
+        return consortium
+
+    def _initialize(self, genesis_model: Model, settings: dict[str, int] | None,
+                    schema: DataSchema | None) -> None:
+        """Write consortium.json, then found the consortium on the ledger as its admin."""
+        self._write_config()
+        genesis_digest = self.store.put(model_to_bytes(genesis_model))
+        admin = self.contract(self.admin.name)
         admin.submit_json("InitConsortium", settings or {}, genesis_digest, 0)
-        for org in profiles:
+        for org in self.orgs:
             admin.submit_json("RegisterOrg", org.msp_id, list(org.roles))
         if schema is not None:
             from blockfedml.data.federated import publish_schema
 
-            publish_schema(admin, consortium.store, schema)
-        return consortium
+            publish_schema(admin, self.store, schema)
 
     @classmethod
     def open(cls, workdir: Path | str) -> "Consortium":
@@ -355,6 +331,23 @@ def _with_exchange_endpoints(profiles: list[OrgProfile]) -> list[OrgProfile]:
                 profile = replace(profile, exchange=f"127.0.0.1:{probe.getsockname()[1]}")
         result.append(profile)
     return result
+
+
+def _prepare(workdir: Path | str, task: TaskSpec | None, n_orgs: int, schema: DataSchema | None,
+             overwrite: bool) -> tuple[Path, TaskSpec, Model]:
+    """Check the work directory and build the genesis model before anything is written."""
+    task = task or TaskSpec()
+    workdir = Path(workdir)
+    if (workdir / CONFIG_FILE).exists():
+        if not overwrite:
+            raise ConflictError(
+                f"a consortium already exists in {workdir}; choose another directory or overwrite it"
+            )
+        shutil.rmtree(workdir)
+    task = task if schema is None else replace(task, dataset=OWN_DATA)
+    genesis_model = task_model(task, n_orgs, schema)  # validates the dataset and model first
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir, task, genesis_model
 
 
 def _new_org(
