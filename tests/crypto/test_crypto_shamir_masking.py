@@ -71,7 +71,8 @@ def test_shares_are_sealed_to_their_recipient():
     assert masking.open_share(b.share_key, a.share_public, 1, "A", "B", sealed) == b"share"
     for attempt in [lambda: masking.open_share(c.share_key, a.share_public, 1, "A", "B", sealed),
                     lambda: masking.open_share(b.share_key, a.share_public, 2, "A", "B", sealed),
-                    lambda: masking.open_share(b.share_key, a.share_public, 1, "A", "B", sealed[:-1] + b"x")]:
+                    lambda: masking.open_share(b.share_key, a.share_public, 1, "A", "B",
+                                               sealed[:-1] + bytes([sealed[-1] ^ 1]))]:
         with pytest.raises(CryptoError, match="does not decrypt"):
             attempt()
     with pytest.raises(CryptoError, match="32-byte"):

@@ -62,6 +62,7 @@ _LEVEL = 6
 # 16 KB window: a compressor is set up per transaction, and its set-up cost grows
 # with the window; 32 KB would save about 13 more bytes a transaction for twice that.
 _WBITS = -14
+MAX_BODY_BYTES = 64 * 1024 * 1024  # what a stored transaction may inflate to (a damaged one: less)
 
 
 def dictionary_block(number: int) -> int | None:
@@ -118,9 +119,11 @@ def inflate(stored: bytes, zdict: bytes) -> tuple[int, bytes]:
         raise IntegrityError(f"unknown storage layout {stored[:1].hex() or '(empty)'}")
     try:
         decompressor = zlib.decompressobj(_WBITS, zdict)
-        body = decompressor.decompress(stored[1:]) + decompressor.flush()
+        body = decompressor.decompress(stored[1:], MAX_BODY_BYTES)
     except zlib.error as exc:
         raise IntegrityError(f"stored transaction does not decompress: {exc}") from exc
+    if decompressor.unconsumed_tail:
+        raise IntegrityError(f"stored transaction inflates to more than {MAX_BODY_BYTES} bytes")
     if not decompressor.eof or decompressor.unused_data:
         raise IntegrityError("stored transaction is truncated or has trailing bytes")
     return stored[0], body

@@ -16,10 +16,11 @@ block to disk before it reports the commit). ``NORMAL`` in WAL mode is about
 corrupting the file, and never losing them on a mere process crash): a member
 could then have acted on a transaction the ledger no longer holds. The
 signature checks and the chaincode cost more than the fsync anyway, so with
-FULL a signed, validated transaction still commits at about 1,250 tx/s from
-one writer and about 1,300-1,600 tx/s from four processes on the 2-core
-development machine, against about 1,600 tx/s with NORMAL: a 20-25% price for
-not losing acknowledged transactions (``bench/bench_ledger.py``).
+FULL a signed, validated and compactly stored transaction still commits at
+about 1,150-1,200 tx/s from one writer and about 1,100 tx/s from four
+processes on the 2-core development machine, against about 1,600 tx/s with
+NORMAL: a 25% price for not losing acknowledged transactions
+(``bench/bench_ledger.py``; storing compactly costs about 60-90 us a commit).
 ``synchronous="NORMAL"`` can be chosen at ``open``/``create`` for throwaway
 ledgers (tests, simulations) where that trade is acceptable.
 
