@@ -23,7 +23,7 @@ Record = dict[str, Any]
 
 QUERIES = [
     "GetSettings", "GetConsortium", "GetOrg", "ListOrgs", "GetHead", "GetRound", "ListRounds",
-    "GetCheckpoint", "ListCheckpoints", "GetUpdates", "GetEndorsements", "GetScreenings",
+    "GetCheckpoint", "ListCheckpoints", "GetUpdates", "GetEndorsements", "GetScreenings", "GetAcceptances",
     "GetReputation", "GetReputationHistory", "GetGroupEndorsements", "GetAttribution",
     "GetPublicKey", "GetMaskKeys", "GetMaskShares", "GetMaskReveals", "GetDecryptions",
 ]
@@ -778,6 +778,11 @@ class FederationContract(Contract):
     async def GetScreenings(self, ctx: TransactionContextInterface, round: str) -> str:
         stub = ctx.get_stub()
         return canonical(await list_by_msp(stub, "screen", (await get_round(stub, round))["round"]))
+
+    async def GetAcceptances(self, ctx: TransactionContextInterface, round: str) -> str:
+        """Who accepted the round's terms (``msp_id``, ``checkpoint``): what a coordinator waits for."""
+        stub = ctx.get_stub()
+        return canonical(await list_by_msp(stub, "accept", (await get_round(stub, round))["round"]))
 
     async def GetReputation(self, ctx: TransactionContextInterface, msp_id: str) -> str:
         msp_id = rules.check_msp_id("msp_id", msp_id)

@@ -402,3 +402,15 @@ def test_package_level_refusals(world: MemWorld) -> None:
     assert result.status == 500 and "Function Mint not found" in result.message
     result = world.invoke(ADMIN, "OpenRound")
     assert result.status == 500 and "incorrect number of params" in result.message
+
+
+def test_acceptances_query(world: MemWorld) -> None:
+    """GetAcceptances lists who accepted the terms: what a coordinator of member processes waits for."""
+    drive(world, "configuration")
+    assert ok(world, AUDITOR, "GetAcceptances", "1") == []
+    base = world.get("round~00000001")["base_checkpoint"]
+    ok(world, ORG3, "AcceptTerms", "1", base)
+    ok(world, ADMIN, "AcceptTerms", "1", base)
+    assert ok(world, OUTSIDER, "GetAcceptances", "1") == [{"checkpoint": base, "msp_id": ADMIN},
+                                                         {"checkpoint": base, "msp_id": ORG3}]
+    refused(world, ADMIN, "GetAcceptances", "9", code=NOT_FOUND)

@@ -17,11 +17,14 @@ import numpy as np
 from blockfedml_chaincode import rules
 from blockfedml_chaincode.errors import ContractError
 
+from blockfedml.audit import secure
 from blockfedml.audit.evidence import Record, WorldState, phase_tx
 from blockfedml.audit.findings import Check, CheckResult
+from blockfedml.audit.groups import check_group_scores, settlements as attribution_settlements
 from blockfedml.audit.replay import BlockHistory, TxRecord
-from blockfedml.errors import BlockFedMLError, CryptoError, IntegrityError, NotAuthorizedError, NotFoundError
-from blockfedml.fl.aggregation import make_aggregation
+from blockfedml.errors import (BlockFedMLError, CryptoError, IntegrityError, InvalidInputError, NotAuthorizedError,
+                               NotFoundError)
+from blockfedml.fl.aggregation import SecureAggregation, make_aggregation
 from blockfedml.ml.serialization import params_from_bytes, params_to_bytes
 from blockfedml.store import ModelStore
 from blockfedml.store.model_store import sha256_hex
@@ -35,7 +38,8 @@ TITLES = {
 }
 
 PHASE_FUNCTIONS = {"selection": "OpenRound", "configuration": "CloseSelection", "allocation": "Allocate",
-                   "update": "Allocate", "feedback": "ProposeAggregate", "closed": "Decide"}
+                   "update": "Allocate", "attribution": "ProposeGroups", "feedback": "ProposeAggregate",
+                   "closed": "Decide"}
 
 
 @dataclass
@@ -177,6 +181,8 @@ def _check_phases(check: Check, ctx: AuditContext, record: Record, is_last: bool
     history = record.get("history") or []
     phases = [h.get("phase") for h in history]
     allowed = expected_phases(ctx.settings_at(phase_tx(record, "selection")))
+    if (record.get("decision") or {}).get("status") == rules.REJECTED:  # every group harmed: no feedback
+        allowed = [p for p in allowed if p != "feedback"]
     if phases != allowed[:len(phases)] or not phases:
         check.fail(f"phases {phases} are not in the allowed order {allowed}", round=number, object=key)
         return
@@ -258,20 +264,37 @@ def _check_allocation(check: Check, ctx: AuditContext, record: Record) -> None:
 
 def check_aggregates(ctx: AuditContext) -> CheckResult:
     """Every proposed aggregate is what the round's aggregation mode makes of exactly the
-    contributors' committed updates: blobs re-hashed against their commitments, combined with
-    ``make_aggregation(mode).combine``, and the result's digest compared with the proposal."""
+    contributors' committed updates: blobs re-hashed against their commitments, then combined
+    with ``make_aggregation(mode).combine`` (plaintext) or, in a secure mode, summed again and
+    checked against every authorized sum and its recorded opening (``audit.secure``); the
+    result's digest is compared with the proposal, and with attribution each group's too."""
     check = Check("aggregates", TITLES["aggregates"])
-    proposed = [r for r in ctx.state.rounds if r.get("proposal")]
-    for record in proposed:
-        _check_aggregate(check, ctx, record)
-    return check.result(f"{check.checked} of {len(proposed)} aggregates recomputed")
+    rounds = [r for r in ctx.state.rounds if r.get("proposal") or _group_digests(r)]
+    counts = {"aggregates": 0, "groups": 0}
+    for record in rounds:
+        _check_aggregate(check, ctx, record, counts)
+    proposed = sum(1 for r in rounds if r.get("proposal"))
+    detail = f"{counts['aggregates']} of {proposed} aggregates recomputed"
+    sums = sum(len(ctx.state.decryptions.get(r["round"], [])) for r in rounds)
+    if counts["groups"]:
+        detail += f", {counts['groups']} group aggregates"
+    if sums:
+        detail += (f", {sums} authorized sums re-summed from the committed blobs (opening a sum needs the "
+                   "key holder's key or the shares sealed to the aggregator: not redone)")
+    return check.result(detail)
 
 
-def _check_aggregate(check: Check, ctx: AuditContext, record: Record) -> None:
-    number, proposal = record["round"], record["proposal"]
+def _group_digests(record: Record) -> list[tuple[int, list[str], str]]:
+    """(index, members, digest) of every group aggregate an attribution round proposed."""
+    groups = (record.get("attribution") or {}).get("groups") or []
+    return [(i, sorted(g["members"]), g["digest"]) for i, g in enumerate(groups) if g.get("digest")]
+
+
+def _check_aggregate(check: Check, ctx: AuditContext, record: Record, counts: dict[str, int]) -> None:
+    number, proposal = record["round"], record.get("proposal")
     propose_tx = phase_tx(record, "feedback")
     commitments = {u["msp_id"]: u for u in ctx.state.updates.get(number, [])}
-    contributors = proposal.get("contributors") or []
+    contributors = (proposal or {}).get("contributors") or []
     failures = len(check.findings)
     for msp in contributors:
         if msp not in commitments:
@@ -280,9 +303,66 @@ def _check_aggregate(check: Check, ctx: AuditContext, record: Record) -> None:
     if ctx.store is None:
         check.skip(f"round {number}: there is no model store here, the aggregate cannot be recomputed")
         return
+    mode_name = record.get("mode")
+    try:
+        mode = make_aggregation(mode_name)
+    except InvalidInputError as exc:
+        check.skip(f"round {number}: this SDK cannot recompute mode {mode_name!r}: {exc}")
+        return
+    groups = _group_digests(record)
+    needed = set(contributors) | {m for _, members, _ in groups for m in members}
+    for request in ctx.state.decryptions.get(number, []):
+        needed |= set(request["contributors"])
+    blobs = _committed_blobs(check, ctx, number, sorted(needed), commitments)
+    if len(check.findings) > failures or blobs is None:
+        return
+    meta = _model_meta(ctx.store, (proposal or {}).get("digest"), *(d for _, _, d in groups),
+                       record.get("base_checkpoint"))
+    if meta is None:
+        check.skip(f"round {number}: neither the proposed nor the base model is kept, so the model's "
+                   "description needed to hash the aggregate is unknown")
+        return
+    if isinstance(mode, SecureAggregation):
+        opened = secure.opened_sums(check, ctx, record, mode, blobs)
+        if opened is None:
+            return
+        requests = ctx.state.decryptions.get(number, [])
+        by_members = {tuple(sorted(r["contributors"])): r for r in requests}
+
+        def combine(members: list[str]) -> np.ndarray:
+            return secure.aggregate_of(mode, record, requests, opened, members)
+    else:
+        def combine(members: list[str]) -> np.ndarray:
+            return mode.combine({m: blobs[m] for m in members})
+    for index, members, digest in groups:
+        if isinstance(mode, SecureAggregation) and tuple(members) not in by_members:
+            check.fail(f"group {index} ({', '.join(members)}) has an aggregate but no opened sum of its own",
+                       round=number, tx=phase_tx(record, "attribution"), object=f"group {index} of round {number}")
+            continue
+        params = _recompute(check, combine, members, number, phase_tx(record, "attribution"),
+                            f"group {index}'s {mode_name} aggregate", f"group {index} of round {number}")
+        if params is not None:
+            counts["groups"] += 1
+            _compare(check, params, meta, digest, f"group {index} aggregate of {', '.join(members)}", number,
+                     phase_tx(record, "attribution"), f"group {index} of round {number}")
+    if proposal is None:
+        return
+    params = _recompute(check, combine, contributors, number, propose_tx, f"a {mode_name} aggregate",
+                        f"aggregate of round {number}")
+    if params is None:
+        return
+    counts["aggregates"] += 1
+    _compare(check, params, meta, proposal["digest"], f"{mode_name} aggregate of the committed updates of "
+             f"{', '.join(sorted(contributors))}", number, propose_tx, f"ckpt~{number:08d}")
+
+
+def _committed_blobs(check: Check, ctx: AuditContext, number: int, msps: list[str],
+                     commitments: dict[str, Record]) -> dict[str, bytes] | None:
+    """The committed update blobs of ``msps``, each re-hashed against its commitment (digest and
+    size); a mismatch is a finding; None (with a skip) when the store does not keep them all."""
     blobs: dict[str, bytes] = {}
     not_kept = []
-    for msp in contributors:
+    for msp in msps:
         commitment = commitments.get(msp)
         if commitment is None:
             continue
@@ -299,44 +379,41 @@ def _check_aggregate(check: Check, ctx: AuditContext, record: Record) -> None:
         if len(blob) != commitment.get("size"):
             check.fail(f"has {len(blob)} bytes, its commitment says {commitment.get('size')}", **where)
         blobs[msp] = blob
-    if len(check.findings) > failures:
-        return
     if not_kept:
         check.skip(f"round {number}: the update blobs of {', '.join(not_kept)} are not kept in the store, "
                    "so the aggregate cannot be recomputed")
-        return
-    mode_name = record.get("mode")
+        return None
+    return blobs
+
+
+def _recompute(check: Check, combine, members: list[str], number: int, tx: str | None,
+               what: str, obj: str) -> np.ndarray | None:
+    """``combine(members)``; a blob that cannot be combined is a finding, a mode that needs what
+    an auditor does not hold is a skip."""
     try:
-        mode = make_aggregation(mode_name)
-        params = mode.combine(blobs)
+        params = combine(members)
     except (CryptoError, NotAuthorizedError) as exc:
-        check.skip(f"round {number}: an auditor cannot recompute a {mode_name} aggregate: {exc}")
-        return
-    except (IntegrityError, ValueError) as exc:  # InvalidInputError is a ValueError
-        if "unknown aggregation mode" in str(exc):
-            check.skip(f"round {number}: this SDK cannot recompute mode {mode_name!r}: {exc}")
-        else:
-            check.fail(f"the committed updates cannot be combined: {exc}", round=number, tx=propose_tx,
-                       object=f"aggregate of round {number}")
-        return
-    except Exception as exc:  # a secure mode that needs what an auditor does not hold
-        check.skip(f"round {number}: the {mode_name} aggregate cannot be recomputed here: "
-                   f"{type(exc).__name__}: {exc}")
-        return
+        check.skip(f"round {number}: an auditor cannot recompute {what}: {exc}")
+        return None
+    except (IntegrityError, ValueError, KeyError) as exc:  # InvalidInputError is a ValueError
+        check.fail(f"the committed updates cannot be combined: {exc}", round=number, tx=tx, object=obj)
+        return None
+    except Exception as exc:  # a mode that needs what an auditor does not hold
+        check.skip(f"round {number}: {what} cannot be recomputed here: {type(exc).__name__}: {exc}")
+        return None
     if not isinstance(params, np.ndarray):
-        check.skip(f"round {number}: the {mode_name} mode does not combine into parameters an auditor can hash")
-        return
-    meta = _model_meta(ctx.store, proposal["digest"], record.get("base_checkpoint"))
-    if meta is None:
-        check.skip(f"round {number}: neither the proposed nor the base model is kept, so the model's "
-                   "description needed to hash the aggregate is unknown")
-        return
+        check.skip(f"round {number}: {what} does not combine into parameters an auditor can hash")
+        return None
+    return params
+
+
+def _compare(check: Check, params: np.ndarray, meta: dict[str, Any], proposed: str, what: str, number: int,
+             tx: str | None, obj: str) -> None:
     digest = sha256_hex(params_to_bytes(params, meta))
     check.checked += 1
-    if digest != proposal["digest"]:
-        check.fail(f"the {mode_name} aggregate of the committed updates of {', '.join(sorted(blobs))} hashes "
-                   f"to {digest}, but the aggregator proposed {proposal['digest']}",
-                   round=number, tx=propose_tx, object=f"ckpt~{number:08d}")
+    if digest != proposed:
+        check.fail(f"the {what} hashes to {digest}, but the aggregator proposed {proposed}",
+                   round=number, tx=tx, object=obj)
 
 
 def _model_meta(store: ModelStore, *digests: str | None) -> dict[str, Any] | None:
@@ -357,14 +434,19 @@ def _model_meta(store: ModelStore, *digests: str | None) -> dict[str, Any] | Non
 def check_decisions(ctx: AuditContext) -> CheckResult:
     """Accept or roll back, recomputed from the endorsements with the settings in force at Decide."""
     check = Check("decisions", TITLES["decisions"])
-    decided = [r for r in ctx.state.rounds if r.get("decision") and r.get("proposal")]
+    decided = _decided(ctx.state)
     for record in decided:
-        number, decision, proposed = record["round"], record["decision"], record["proposal"]["digest"]
+        number, decision = record["round"], record["decision"]
         decide_tx, key = phase_tx(record, "closed"), f"round~{number:08d}"
         settings = ctx.settings_at(decide_tx)
-        if settings.get("attribution"):
-            check.skip(f"round {number}: decisions of attribution rounds are not recomputed yet")
+        if record.get("attribution") is not None:
+            check_group_scores(check, ctx, record)
+        if record.get("proposal") is None:  # every group harmed: rejected, nothing to endorse
+            check.checked += 1
+            _expect_decision(check, decision, {"status": rules.REJECTED, "metric": None, "improvement": None,
+                                               "endorsements": 0}, "no group was accepted", number, decide_tx)
             continue
+        proposed = record["proposal"]["digest"]
         endorsements = ctx.state.endorsements.get(number, [])
         for e in endorsements:
             if e.get("digest") != proposed:
@@ -385,12 +467,23 @@ def check_decisions(ctx: AuditContext) -> CheckResult:
         expected = {"status": rules.ROLLED_BACK if rolled_back else rules.ACCEPTED,
                     "metric": rules.lower_median([e["metric"] for e in valid]),
                     "improvement": improvement, "endorsements": len(valid)}
-        for name, value in expected.items():
-            if decision.get(name) != value:
-                check.fail(f"decision {name} is {decision.get(name)!r}, the rules give {value!r} (median "
-                           f"improvement {improvement} over {len(valid)} endorsements, rollback_tolerance "
-                           f"{settings['rollback_tolerance']})", round=number, tx=decide_tx, object=key)
-    return check.result(f"{len(decided)} decisions")
+        _expect_decision(check, decision, expected, f"median improvement {improvement} over {len(valid)} "
+                         f"endorsements, rollback_tolerance {settings['rollback_tolerance']}", number, decide_tx)
+    rescored = sum(1 for r in decided if r.get("attribution") is not None)
+    return check.result(f"{len(decided)} decisions" + (f", groups of {rescored} rounds rescored" if rescored else ""))
+
+
+def _decided(state: WorldState) -> list[Record]:
+    """Decided rounds with something decided on: a proposal, or (attribution) scored groups."""
+    return [r for r in state.rounds if r.get("decision") and (r.get("proposal") or r.get("attribution"))]
+
+
+def _expect_decision(check: Check, decision: Record, expected: dict[str, Any], why: str, number: int,
+                     tx: str | None) -> None:
+    for name, value in expected.items():
+        if decision.get(name) != value:
+            check.fail(f"decision {name} is {decision.get(name)!r}, the rules give {value!r} ({why})",
+                       round=number, tx=tx, object=f"round~{number:08d}")
 
 
 def check_reputation(ctx: AuditContext) -> CheckResult:
@@ -399,23 +492,21 @@ def check_reputation(ctx: AuditContext) -> CheckResult:
     bans recomputed too."""
     check = Check("reputation", TITLES["reputation"])
     s = ctx.state
-    decided = [r for r in s.rounds if r.get("decision") and r.get("proposal")]
+    decided = _decided(s)
     banned: set[tuple[str, int]] = set()
     entries = 0
-    attribution = [r["round"] for r in decided if ctx.settings_at(phase_tx(r, "closed")).get("attribution")]
-    if attribution:
-        check.skip(f"balances after attribution rounds {attribution} are not recomputed yet")
-        return check.result("not recomputed")
+    settlements, attribution = attribution_settlements(ctx, decided)
     for org in s.orgs:
         msp = org["msp_id"]
         recorded = s.reputation_history.get(msp, [])
         entries += len(recorded)
-        expected, balance = _expected_history(ctx, msp, recorded, decided, banned)
+        expected, balance = _expected_history(ctx, msp, recorded, decided, banned, settlements)
         if expected is None:
             if recorded:
                 check.fail(f"the first history entry {recorded[0]} is not the join",
                            tx=recorded[0].get("tx"), object=f"rephist~{msp}~00000000")
-            elif s.reputation.get(msp) is not None or any(msp in r["proposal"]["contributors"] for r in decided):
+            elif s.reputation.get(msp) is not None or any(msp in (r.get("proposal") or {}).get("contributors", [])
+                                                          for r in decided):
                 check.fail("has a balance or contributions but no reputation history",
                            object=f"rephist~{msp}~00000000")
             continue
@@ -444,11 +535,18 @@ def check_reputation(ctx: AuditContext) -> CheckResult:
     for org in s.orgs:
         if (org.get("status") == rules.BANNED) != any(m == org["msp_id"] for m, _ in banned):
             check.fail(f"status is {org.get('status')!r}, which no decision explains", object=f"org~{org['msp_id']}")
-    return check.result(f"{check.checked} organizations, {entries} history entries")
+    for msp, recorded_record in sorted(s.attribution.items()):
+        want = attribution.get(msp, rules.new_attribution())
+        if recorded_record != want:
+            check.fail(f"attribution record {recorded_record} differs from the recomputed {want} (rounds in "
+                       "accepted and harmful groups, blames)", object=f"attr~{msp}")
+    return check.result(f"{check.checked} organizations, {entries} history entries"
+                        + (f", {len(settlements)} attribution settlements" if settlements else ""))
 
 
 def _expected_history(ctx: AuditContext, msp: str, recorded: list[Record], decided: list[Record],
-                      banned: set[tuple[str, int]]) -> tuple[list[Record] | None, Record | None]:
+                      banned: set[tuple[str, int]], settlements: dict[int, dict[str, tuple[int, str]]]
+                      ) -> tuple[list[Record] | None, Record | None]:
     """The history the contract would have written for ``msp`` (None if it never joined)."""
     if not recorded or recorded[0].get("reason") != "join":
         return None, None
@@ -458,17 +556,23 @@ def _expected_history(ctx: AuditContext, msp: str, recorded: list[Record], decid
     balance, entry, _ = rules.reputation_change(None, initial, join.get("round"), "join", join.get("tx"))
     expected = [entry]
     for record in decided:
-        if msp not in record["proposal"]["contributors"]:
-            continue
         decide_tx = phase_tx(record, "closed")
         settings = ctx.settings_at(decide_tx)
-        rolled_back = record["decision"].get("status") == rules.ROLLED_BACK
-        delta, reason = (-settings["penalty"], "penalty") if rolled_back else (settings["reward"], "reward")
+        if record["round"] in settlements:  # attribution: reputation follows the member's group
+            if msp not in settlements[record["round"]]:
+                continue
+            delta, reason = settlements[record["round"]][msp]
+            penalized = delta < 0
+        elif msp in record["proposal"]["contributors"]:
+            penalized = record["decision"].get("status") == rules.ROLLED_BACK
+            delta, reason = (-settings["penalty"], "penalty") if penalized else (settings["reward"], "reward")
+        else:
+            continue
         if ctx.blocks is None:  # the settings of that time are unknown: the amount the records imply
             delta = _implied_amount(ctx.state, decide_tx, reason, delta)
         balance, entry, _ = rules.reputation_change(balance, delta, record["round"], reason, decide_tx)
         expected.append(entry)
-        if rolled_back and rules.is_banned(balance["balance"], settings["ban_threshold"]):
+        if penalized and rules.is_banned(balance["balance"], settings["ban_threshold"]):
             banned.add((msp, record["round"]))
     return expected, balance
 
@@ -487,4 +591,4 @@ def _implied_amount(state: WorldState, decide_tx: str | None, reason: str, defau
     if len(amounts) != 1:
         return default  # none, or conflicting: the recomputation with the current settings tells
     amount = amounts.pop()
-    return amount if (amount >= 0) == (reason == "reward") else default
+    return amount if (amount >= 0) == reason.endswith("reward") else default

@@ -7,7 +7,7 @@ the checks, the HTML report and the provenance export need, read once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from blockfedml.errors import BlockFedMLError, IntegrityError, LedgerError, NotFoundError
@@ -36,6 +36,13 @@ class WorldState:
     screenings: dict[int, list[Record]]
     reputation: dict[str, Record | None]
     reputation_history: dict[str, list[Record]]
+    # secure rounds: authorized sums; masking rounds: {"keys", "shares", "reveals"} by round
+    decryptions: dict[int, list[Record]] = field(default_factory=dict)
+    mask_records: dict[int, dict[str, list[Record]]] = field(default_factory=dict)
+    public_keys: dict[str, Record] = field(default_factory=dict)  # key holders' published keys
+    # attribution: group endorsements by round, and each joined organization's group record
+    group_endorsements: dict[int, list[Record]] = field(default_factory=dict)
+    attribution: dict[str, Record] = field(default_factory=dict)
 
     @classmethod
     def read(cls, contract: Contract) -> "WorldState":
@@ -49,6 +56,9 @@ class WorldState:
                 reputation[org["msp_id"]] = contract.evaluate_json("GetReputation", org["msp_id"])
             except NotFoundError:  # registered, never joined (auditors)
                 reputation[org["msp_id"]] = None
+        secure = [r["round"] for r in rounds if r.get("mode") in ("paillier", "masking")]
+        masking = [r["round"] for r in rounds if r.get("mode") == "masking"]
+        scored = [r["round"] for r in rounds if r.get("attribution") is not None]
         return cls(
             consortium=contract.evaluate_json("GetConsortium"),
             settings=contract.evaluate_json("GetSettings"),
@@ -62,6 +72,13 @@ class WorldState:
             reputation=reputation,
             reputation_history={o["msp_id"]: contract.evaluate_json("GetReputationHistory", o["msp_id"])
                                 for o in orgs},
+            decryptions={n: contract.evaluate_json("GetDecryptions", n) for n in secure},
+            mask_records={n: {kind: contract.evaluate_json(f"GetMask{kind.title()}", n)
+                              for kind in ("keys", "shares", "reveals")} for n in masking},
+            public_keys=_public_keys(contract, orgs),
+            group_endorsements={n: contract.evaluate_json("GetGroupEndorsements", n) for n in scored},
+            attribution={o["msp_id"]: contract.evaluate_json("GetAttribution", o["msp_id"])
+                         for o in orgs if scored and reputation.get(o["msp_id"]) is not None},
         )
 
     def round(self, number: int) -> Record | None:
@@ -74,6 +91,18 @@ class WorldState:
     def members(self) -> list[str]:
         """MSP IDs of the organizations with role member, sorted."""
         return sorted(o["msp_id"] for o in self.orgs if "member" in o["roles"])
+
+
+def _public_keys(contract: Contract, orgs: list[Record]) -> dict[str, Record]:
+    """The published Paillier key of every key holder that has one."""
+    keys = {}
+    for org in orgs:
+        if "keyholder" in org["roles"]:
+            try:
+                keys[org["msp_id"]] = contract.evaluate_json("GetPublicKey", org["msp_id"])
+            except NotFoundError:
+                continue
+    return keys
 
 
 def phase_tx(round_record: Record, phase: str) -> str | None:

@@ -264,7 +264,7 @@ def penalties_table(state: WorldState) -> str:
     rows = [[msp, e["round"], e["delta"], e["balance"], "banned" if banned_in.get(msp) == e["round"] else "",
              _short(e.get("tx"))]
             for msp, entries in sorted(state.reputation_history.items()) for e in entries
-            if e.get("reason") == "penalty"]
+            if e.get("reason") in ("penalty", "group_penalty")]
     if not rows:
         return "<p id='penalties-table'>No penalties: every proposed aggregate was accepted.</p>"
     return _table("penalties-table", ["organization", "round", "delta", "balance after", "ban", "tx"], rows)

@@ -10,9 +10,13 @@ object at fault, or is skipped with its reason):
 ``replay``       every transaction re-executed by the contract (embedded);
 ``checkpoints``  the checkpoint chain from genesis; accepted models re-hashed;
 ``rounds``       every round's phase sequence and allocation;
-``aggregates``   every aggregate recomputed from exactly the committed updates;
-``reputation``   balances recomputed from the rewards and penalties;
-``decisions``    every accept/rollback recomputed from the endorsements.
+``aggregates``   every aggregate recomputed from exactly the committed updates
+                 (secure rounds: every authorized sum re-summed, its opening
+                 decoded; attribution: every group's aggregate too);
+``reputation``   balances recomputed from the rewards and penalties (attribution:
+                 group rewards and blames);
+``decisions``    every accept/rollback recomputed from the endorsements
+                 (attribution: every group rescored).
 
 The last five read the world state through the contract's queries, so they run
 against Fabric as well as the embedded ledger.

@@ -228,21 +228,52 @@ def round_run(
         print_wide(rounds_table(results))
 
 
+@round_app.command("drive")
+@handle_errors
+def round_drive(
+    rounds: int = typer.Option(1, "--rounds", min=1, help="How many rounds to drive."),
+    secure: str = typer.Option("none", "--secure", help="paillier, masking or none (plaintext)."),
+    timeout: float = typer.Option(300.0, help="Wait this long for every member in a phase; then close it with "
+                                              "those who acted, or give up naming who is missing (s)."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Drive whole rounds whose members run in their own processes, in any mode.
+
+    Each member runs ``blockfedml member round`` (or ``member run --data FILE``),
+    the key holder of a paillier round ``blockfedml member keyholder``. This
+    opens each round, closes each phase once every member has acted (screened,
+    accepted; with masking also advertised and shared mask keys), waits while
+    the sum is opened and proposed, then decides once all have endorsed.
+    """
+    from blockfedml.cli.demo import secure_mode
+
+    _coordinate(Consortium.open(workdir), rounds, secure_mode(secure), timeout, as_json)
+
+
 def _coordinate(consortium: Consortium, rounds: int, mode: str, timeout: float, as_json: bool) -> None:
-    """``round run`` for members with their own data, each in its own process."""
+    """``round drive`` (and ``round run`` for own data): members in their own processes."""
     from blockfedml.data.run import coordinate
+    from blockfedml.fl.coordinator import coordinate_rounds
+    from blockfedml.fl.task import OWN_DATA
 
     say = (lambda _: None) if as_json else (lambda line: console.print(line, highlight=False))
-    results = coordinate(consortium, rounds, mode=mode, timeout=timeout, progress=say)
+    if consortium.task.dataset == OWN_DATA:  # the federated statistics first
+        results = coordinate(consortium, rounds, mode=mode, timeout=timeout, progress=say)
+    else:
+        results = [{**r, "metric_name": "accuracy"}
+                   for r in coordinate_rounds(consortium, rounds, mode=mode, timeout=timeout, progress=say)]
     if as_json:
         emit(results, True)
         return
     orgs = list(results[0]["reputation"]) if results else []
     metric = results[0]["metric_name"] if results else "metric"
-    rows = [{"round": r["round"], "orgs": len(r["participants"]), metric: f"{r['metric'] / 1e6:.4f}",
-             "checkpoint": r["digest"][:10], "decision": r["status"],
-             **{o.removesuffix("MSP"): r["reputation"][o] for o in orgs}} for r in results]
-    console.print(records_table(f"Federated session on the members' own data ({metric}: median of the "
+    rows = [{"round": r["round"], "orgs": len(r["participants"]),
+             metric: f"{r['metric'] / 1e6:.4f}" if r["metric"] is not None else "-",
+             "checkpoint": (r["digest"] or "")[:10], "decision": r["status"],
+             **{o.removesuffix("MSP"): r["reputation"].get(o, "-") for o in orgs}} for r in results]
+    whose = "the members' own data" if consortium.task.dataset == OWN_DATA else "members in their own processes"
+    console.print(records_table(f"Federated session on {whose} ({metric}: median of the "
                                 "members' validation)", rows,
                                 ["round", "orgs", metric, "checkpoint", "decision"] + [o.removesuffix("MSP") for o in orgs]))
 

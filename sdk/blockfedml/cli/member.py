@@ -45,7 +45,8 @@ def join(org: str = OrgOption, workdir: Path = WorkdirOption, as_json: bool = Js
 @handle_errors
 def take_part(
     org: str = OrgOption,
-    number: int = typer.Option(0, "--round", "-r", help="Round number (default: the latest)."),
+    number: int = typer.Option(0, "--round", "-r", help="Round number (default: the open round, or the next "
+                                                        "one, waiting for it to open)."),
     rounds: int = typer.Option(1, "--rounds", min=1, help="Take part in this many consecutive rounds."),
     exchange: str = typer.Option(
         "auto", "--exchange", help="How updates reach the aggregator: grpc (mutual TLS, this org's endpoint "
@@ -57,18 +58,21 @@ def take_part(
     """Take part in rounds from start to end, acting in each phase as it opens.
 
     Run one of these per member, each in its own process; the admin advances
-    the phases (``blockfedml admin round advance``). With the gRPC exchange the
-    process runs its organization's exchange server for as long as it takes
-    part, and sends its sealed update only to the round's aggregator.
+    the phases (``blockfedml admin round advance``) or drives whole rounds
+    (``blockfedml admin round drive``). A registered organization joins first.
+    With the gRPC exchange the process runs its organization's exchange server
+    for as long as it takes part, and sends its sealed update only to the
+    round's aggregator.
     """
+    from blockfedml.fl.coordinator import next_round
+
     consortium = Consortium.open(workdir)
     member = _member(consortium, org)
-    if number == 0:
-        number = member.contract.evaluate_json("GetHead")["last_round"]
-        if number == 0:
-            raise InvalidInputError("no round has been opened yet; the admin opens one with `admin round open`")
-    member.transport = open_transport(consortium, org, exchange, contract=member.contract)
-    try:
+    member.transport = open_transport(consortium, org, exchange, contract=member.contract)  # binds the port first:
+    try:  # a process that cannot serve its exchange never joins, so no coordinator waits for it
+        if member.contract.evaluate_json("GetOrg", member.msp_id)["status"] == "registered":
+            member.join()
+        number = number or next_round(member.contract)
         results = [_take_part(consortium, member, n, timeout, as_json) for n in range(number, number + rounds)]
     finally:
         member.transport.close()
@@ -106,6 +110,32 @@ def _take_part(consortium: Consortium, member: Member, number: int, timeout: flo
             phase = round_["phase"] if round_ else "not opened"
             raise LedgerError(f"round {number} did not close within {timeout:.0f} s (phase {phase})")
         consortium.wait_for_block(height, timeout=1.0)  # woken by the next block, from any process
+
+
+@app.command("keyholder")
+@handle_errors
+def keyholder(
+    org: str = OrgOption,
+    number: int = typer.Option(0, "--round", "-r", help="First round (default: the open round, or the next one)."),
+    rounds: int = typer.Option(1, "--rounds", min=1, help="Serve this many consecutive rounds."),
+    timeout: float = typer.Option(300.0, help="Give up after this many seconds without the round closing."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Be the key holder (collaborator C) in its own process: decrypt the sums the ledger authorizes.
+
+    Joins if registered, publishes the Paillier public key (the private key stays in
+    ``<workdir>/keys/<org>/paillier.key``), then decrypts every sum the rounds' aggregators
+    have asked the ledger to open, as the requests appear (docs/secure-aggregation.md).
+    """
+    from blockfedml.fl.coordinator import run_keyholder
+
+    say = (lambda _: None) if as_json else (lambda line: console.print(line, highlight=False))
+    results = run_keyholder(Consortium.open(workdir), org, rounds=rounds, first=number or None, timeout=timeout,
+                            progress=say)
+    emit(results, as_json, lambda r: records_table(
+        "Key holder", [{"round": x["round"], "opened": ", ".join(x["opened"]) or "-",
+                        **(x["decision"] or {})} for x in r], ["round", "opened", "status", "metric"]))
 
 
 # -- members with their own data (docs/own-data.md) ---------------------------------------

@@ -18,7 +18,6 @@ embedded ledger; on Fabric it polls, see ``Consortium.wait_for_block``).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +31,8 @@ from blockfedml.data.federated import (
 from blockfedml.data.schema import DataSchema
 from blockfedml.data.stats import Scaler, prepare
 from blockfedml.data.table import LocalTable, load_table
-from blockfedml.errors import InvalidInputError, LedgerError, NotFoundError, PhaseError
+from blockfedml.errors import InvalidInputError, NotFoundError
+from blockfedml.fl.coordinator import Waiter, coordinate_rounds
 from blockfedml.fl.member import Member
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import task_model
@@ -100,29 +100,6 @@ def _table(source: DataSource, schema: DataSchema) -> LocalTable:
             raise InvalidInputError(f"{source.path} was checked against another schema than the agreed one")
         return source
     return load_table(source, schema)
-
-
-# -- waiting on the ledger -------------------------------------------------------------
-
-class Waiter:
-    """Wait until a condition on the ledger holds, woken by new blocks (``Consortium.wait_for_block``)."""
-
-    def __init__(self, consortium: Consortium, timeout: float) -> None:
-        self.consortium = consortium
-        self.timeout = timeout
-
-    def until(self, check: Callable[[], T | None], what: str | Callable[[], str]) -> T:
-        """``check()``'s first true value; ``LedgerError`` naming ``what`` after the timeout."""
-        deadline = time.monotonic() + self.timeout
-        while True:
-            height = self.consortium.ledger_height()  # read first: a block landing meanwhile ends the wait
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise LedgerError(f"gave up after {self.timeout:.0f} s waiting for "
-                                  f"{what() if callable(what) else what}")
-            self.consortium.wait_for_block(height, timeout=min(1.0, self.timeout))
 
 
 # -- a member in its own process -------------------------------------------------------
@@ -193,8 +170,8 @@ def _take_part(member: Member, number: int, wait: Waiter, say: Progress) -> dict
         if round_["phase"] == "update" and round_.get("aggregator") == member.msp_id \
                 and round_.get("proposal") is None:
             if len(member.contract.evaluate_json("GetUpdates", number)) == len(round_["participants"]):
-                member.aggregate(round_)
-                say(f"round {number}: update: aggregate")
+                if member.aggregate(round_) is not None:  # secure: None while the sum is being opened
+                    say(f"round {number}: update: aggregate")
         return round_ if round_["phase"] == "closed" else None
 
     round_ = wait.until(step, f"round {number} to close")
@@ -210,15 +187,12 @@ def coordinate(consortium: Consortium, rounds: int, mode: str = "plaintext", mem
 
     Waits for every expected member (default: all members of the
     consortium), so a missing one is named rather than silently left out.
-    Returns one record per round (decision, endorsed metric, participants).
+    The statistics step is this module's; the rounds, in any mode, are
+    :func:`blockfedml.fl.coordinator.coordinate_rounds`'s (Paillier: the key
+    holder runs ``blockfedml member keyholder``). Returns one record per round
+    (decision, endorsed metric, participants).
     """
     say = progress or (lambda _: None)
-    if mode != "plaintext":
-        raise InvalidInputError(
-            f"members running in their own processes take part in plaintext rounds; a {mode} round needs the "
-            "secure-aggregation steps between processes (mask keys, share reveal, key holder) that "
-            "`blockfedml member round` drives. With every file on one machine, use "
-            f"own_data_session(..., mode={mode!r}) (docs/own-data.md)")
     admin = consortium.contract(consortium.admin.name)
     schema, _ = require_schema(admin, consortium.store)
     expected = sorted(consortium.org(m).msp_id for m in (members or [p.name for p in consortium.members]))
@@ -237,41 +211,8 @@ def coordinate(consortium: Consortium, rounds: int, mode: str = "plaintext", mem
         record = finalize_scaler(admin, consortium.store, schema)
         say(f"scaler {record['digest'][:12]} recorded ({record['scaler']['rows']} rows in all)")
 
-    results = []
-    for _ in range(rounds):
-        round_ = admin.submit_json("OpenRound", mode)
-        number = round_["round"]
-        say(f"round {number} opened")
-        active = [m for m in expected if admin.evaluate_json("GetOrg", m)["status"] == "active"]
-        screened = lambda: {s["msp_id"] for s in admin.evaluate_json("GetScreenings", number)}  # noqa: E731
-        wait.until(lambda: set(active) <= screened(),
-                   lambda: f"round {number}: the screenings of {_missing(active, screened())}")
-        round_ = admin.submit_json("CloseSelection", number)
-        selected = round_["selected"]
-        wait.until(lambda: _accepted(admin, number) == selected, f"round {number}: {selected} to accept the terms")
-        round_ = admin.submit_json("Allocate", number)
-        wait.until(lambda: admin.evaluate_json("GetRound", number)["phase"] != "update",
-                   f"round {number}: the aggregator {round_['aggregator']} to propose")
-        participants = round_["participants"]
-        endorsed = lambda: {e["msp_id"] for e in admin.evaluate_json("GetEndorsements", number)}  # noqa: E731
-        wait.until(lambda: set(participants) <= endorsed(),
-                   lambda: f"round {number}: the endorsements of {_missing(participants, endorsed())}")
-        decided = admin.submit_json("Decide", number)
-        decision = decided["decision"]
-        say(f"round {number}: {decision['status']} (metric {decision['metric']})")
-        results.append({"round": number, "participants": participants, "aggregator": decided["aggregator"],
-                        "digest": decided["proposal"]["digest"], "status": decision["status"],
-                        "metric": decision["metric"], "metric_name": schema.metric,
-                        "reputation": {m: admin.evaluate_json("GetReputation", m)["balance"] for m in expected}})
-    return results
-
-
-def _accepted(admin: Any, number: int) -> list[str]:
-    """Who has accepted the round's terms, from a dry run of Allocate (evaluated, never committed)."""
-    try:
-        return admin.evaluate_json("Allocate", number)["participants"]
-    except PhaseError:  # fewer than min_participants so far
-        return []
+    results = coordinate_rounds(consortium, rounds, mode=mode, members=expected, timeout=timeout, progress=say)
+    return [{**r, "metric_name": schema.metric} for r in results]
 
 
 def _if(value: T, condition: Callable[[T], bool]) -> T | None:

@@ -124,6 +124,15 @@ class SecureAggregation(AggregationMode):
         """The new parameters from an opened sum authorized for these contributors and weight."""
         return secagg.result_from_bytes(result, round_number, contributors, weight).decode()
 
+    def finish_sums(self, opened: Sequence[tuple[bytes, Sequence[str], int]], round_number: int) -> np.ndarray:
+        """The parameters of several whole opened sums ``(result, contributors, weight)``: each one
+        finished, weighted by its total weight (FedAvg of their union). The aggregator forms an
+        attribution round's aggregate from its accepted groups' sums this way, and the auditor
+        recomputes it with the same function."""
+        total = sum(weight for _, _, weight in opened)
+        return sum(weight * self.finish(result, round_number, contributors, weight)
+                   for result, contributors, weight in opened) / total
+
 
 class PaillierAggregation(SecureAggregation):
     """Packed Paillier: members encrypt under the key holder's key; the key holder decrypts sums only."""

@@ -124,8 +124,8 @@ def accepted_secure_aggregate(member: "Member", round_: Mapping[str, Any], mode:
     if {msp for r in chosen for msp in r["contributors"]} != accepted:
         raise IntegrityError(f"round {round_['round']}: the opened sums do not cover the accepted groups "
                              f"{sorted(accepted)}")
-    total = sum(r["weight"] for r in chosen)
-    return sum(r["weight"] * _finish(member, mode, round_["round"], r) for r in chosen) / total
+    return mode.finish_sums([(fetch(member.store, r["result"]), r["contributors"], r["weight"]) for r in chosen],
+                            round_["round"])
 
 
 def _finish(member: "Member", mode: SecureAggregation, number: int, request: Mapping[str, Any]) -> np.ndarray:

@@ -216,15 +216,26 @@ class Member:
         digest = self.store.put(bundle)
         return self.contract.submit_json("ShareMaskKeys", number, digest, len(bundle))
 
-    def reveal_mask_shares(self, round_: dict[str, Any]) -> dict[str, Any]:
+    def reveal_mask_shares(self, round_: dict[str, Any]) -> dict[str, Any] | None:
         """Update (masking): release the shares the recorded contributor set calls for — self-mask
-        seeds of contributors, mask keys of the others, never both — sealed to the aggregator."""
+        seeds of contributors, mask keys of the others, never both — sealed to the aggregator.
+
+        None when the sum is already unmasked: with members in their own processes the
+        aggregator may unmask from the threshold of others' reveals before this one arrives.
+        """
         number = round_["round"]
         request = self.contract.evaluate_json("GetDecryptions", number)[0]
+        if request["result"] is not None:
+            return None
         reveal = MaskingAggregation().reveal(self.msp_id, self._bundles(round_), request["contributors"],
                                              round_["aggregator"], self.round_context(round_))
         digest = self.store.put(reveal)
-        return self.contract.submit_json("RevealMaskShares", number, digest, len(reveal))
+        try:
+            return self.contract.submit_json("RevealMaskShares", number, digest, len(reveal))
+        except PhaseError:
+            if self.contract.evaluate_json("GetDecryptions", number)[0]["result"] is not None:
+                return None  # unmasked meanwhile: this reveal is not needed
+            raise
 
     def round_context(self, round_: dict[str, Any], weights: dict[str, int] | None = None,
                       members: list[str] | None = None) -> RoundContext:
