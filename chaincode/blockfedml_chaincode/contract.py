@@ -70,6 +70,12 @@ async def list_by_msp(stub: Any, kind: str, number: int) -> list[Record]:
     return [{**value, "msp_id": key[len(prefix):]} for key, value in await list_prefix(stub, prefix)]
 
 
+async def round_records(ctx: TransactionContextInterface, kind: str, round: str) -> str:
+    """The records of one kind that members wrote for a round (``kind~round~msp``), as JSON."""
+    stub = ctx.get_stub()
+    return canonical(await list_by_msp(stub, kind, (await get_round(stub, round))["round"]))
+
+
 def caller_of(ctx: TransactionContextInterface) -> str:
     """The MSP ID that signed the proposal; refused if it is not a well-formed ID."""
     msp_id = ctx.get_client_identity().get_mspid()
@@ -768,21 +774,17 @@ class FederationContract(Contract):
         return canonical([c for _, c in await list_prefix(ctx.get_stub(), "ckpt~")])
 
     async def GetUpdates(self, ctx: TransactionContextInterface, round: str) -> str:
-        stub = ctx.get_stub()
-        return canonical(await list_by_msp(stub, "update", (await get_round(stub, round))["round"]))
+        return await round_records(ctx, "update", round)
 
     async def GetEndorsements(self, ctx: TransactionContextInterface, round: str) -> str:
-        stub = ctx.get_stub()
-        return canonical(await list_by_msp(stub, "endorse", (await get_round(stub, round))["round"]))
+        return await round_records(ctx, "endorse", round)
 
     async def GetScreenings(self, ctx: TransactionContextInterface, round: str) -> str:
-        stub = ctx.get_stub()
-        return canonical(await list_by_msp(stub, "screen", (await get_round(stub, round))["round"]))
+        return await round_records(ctx, "screen", round)
 
     async def GetAcceptances(self, ctx: TransactionContextInterface, round: str) -> str:
         """Who accepted the round's terms (``msp_id``, ``checkpoint``): what a coordinator waits for."""
-        stub = ctx.get_stub()
-        return canonical(await list_by_msp(stub, "accept", (await get_round(stub, round))["round"]))
+        return await round_records(ctx, "accept", round)
 
     async def GetReputation(self, ctx: TransactionContextInterface, msp_id: str) -> str:
         msp_id = rules.check_msp_id("msp_id", msp_id)
@@ -790,8 +792,7 @@ class FederationContract(Contract):
                                             f"the reputation of {msp_id} (has it joined?)"))
 
     async def GetGroupEndorsements(self, ctx: TransactionContextInterface, round: str) -> str:
-        stub = ctx.get_stub()
-        return canonical(await list_by_msp(stub, "gendorse", (await get_round(stub, round))["round"]))
+        return await round_records(ctx, "gendorse", round)
 
     async def GetAttribution(self, ctx: TransactionContextInterface, msp_id: str) -> str:
         """Rounds in accepted and harmful groups, and blames, of one organization (zeros before any)."""
@@ -812,16 +813,13 @@ class FederationContract(Contract):
                                             f"the public key of {msp_id} (has it published one?)"))
 
     async def GetMaskKeys(self, ctx: TransactionContextInterface, round: str) -> str:
-        stub = ctx.get_stub()
-        return canonical(await list_by_msp(stub, "maskkey", (await get_round(stub, round))["round"]))
+        return await round_records(ctx, "maskkey", round)
 
     async def GetMaskShares(self, ctx: TransactionContextInterface, round: str) -> str:
-        stub = ctx.get_stub()
-        return canonical(await list_by_msp(stub, "shares", (await get_round(stub, round))["round"]))
+        return await round_records(ctx, "shares", round)
 
     async def GetMaskReveals(self, ctx: TransactionContextInterface, round: str) -> str:
-        stub = ctx.get_stub()
-        return canonical(await list_by_msp(stub, "reveal", (await get_round(stub, round))["round"]))
+        return await round_records(ctx, "reveal", round)
 
     async def GetDecryptions(self, ctx: TransactionContextInterface, round: str) -> str:
         stub = ctx.get_stub()
