@@ -128,9 +128,10 @@ def test_invalid_commits_map_by_validation_code():
 class ScriptedGateway:
     """Stands in for the gRPC stub: answers from queues and records every request."""
 
-    def __init__(self, commit_codes=(), evaluate_failures=0) -> None:
+    def __init__(self, commit_codes=(), evaluate_failures=0, endorse_mismatches=0) -> None:
         self.commit_codes = list(commit_codes)
         self.evaluate_failures = evaluate_failures
+        self.endorse_mismatches = endorse_mismatches
         self.endorsed: list[gateway_pb2.EndorseRequest] = []
         self.submitted: list[gateway_pb2.SubmitRequest] = []
         self.status_requests: list[gateway_pb2.SignedCommitStatusRequest] = []
@@ -143,6 +144,10 @@ class ScriptedGateway:
 
     def Endorse(self, request, timeout):  # noqa: N802
         self.endorsed.append(request)
+        if self.endorse_mismatches:  # peers one block apart answered differently
+            self.endorse_mismatches -= 1
+            raise FakeRpcError(grpc.StatusCode.ABORTED, "failed to collect enough transaction endorsements",
+                               ("ProposalResponsePayloads do not match",))
         return gateway_pb2.EndorseResponse(prepared_transaction=prepared_envelope(request.transaction_id, b'"ok"'))
 
     def Submit(self, request, timeout):  # noqa: N802
@@ -192,6 +197,17 @@ def test_conflicts_beyond_the_retry_limit_raise_conflict_error(org, tmp_path):
     with pytest.raises(ConflictError, match="MVCC_READ_CONFLICT"):
         gateway.network().contract().submit("Decide", "1")
     assert len(script.endorsed) == 2
+
+
+def test_peers_at_different_heights_are_asked_to_endorse_the_same_proposal_again(org, tmp_path):
+    script = ScriptedGateway(endorse_mismatches=2)
+    gateway = scripted(org, tmp_path, script)
+    assert gateway.network().contract().submit("Decide", "1") == b'"ok"'
+    assert len(script.endorsed) == 3 and len({e.transaction_id for e in script.endorsed}) == 1
+    assert len(script.submitted) == 1
+    gateway = scripted(org, tmp_path, ScriptedGateway(endorse_mismatches=9), mismatch_retries=1)
+    with pytest.raises(ChaincodeError, match="ProposalResponsePayloads do not match"):
+        gateway.network().contract().submit("Decide", "1")
 
 
 def test_an_unavailable_peer_is_retried_before_submission_then_reported(org, tmp_path):

@@ -33,7 +33,7 @@ from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
 
-from blockfedml.errors import IntegrityError, InvalidInputError, LedgerError
+from blockfedml.errors import ChaincodeError, IntegrityError, InvalidInputError, LedgerError
 from blockfedml.identity.signing import SigningIdentity
 from blockfedml.ledger.base import (
     DEFAULT_CHAINCODE,
@@ -65,6 +65,9 @@ class PeerEndpoint:
     client_key: Path | None = None
 
 
+PAYLOAD_MISMATCH = "ProposalResponsePayloads do not match"
+
+
 @dataclass(frozen=True)
 class GatewayOptions:
     """Timeouts (seconds) per stage and retry limits; the defaults suit a local network."""
@@ -75,6 +78,7 @@ class GatewayOptions:
     commit_timeout: float = 60.0
     conflict_retries: int = 2        # re-endorse after MVCC_READ_CONFLICT
     unavailable_retries: int = 3     # before submission only
+    mismatch_retries: int = 3        # re-endorse when peers at different heights disagree
     retry_backoff: float = 0.2       # seconds, doubled after each retry
 
 
@@ -147,9 +151,18 @@ class FabricGateway(Gateway):
             transaction_id=proposal.tx_id, channel_id=proposal.channel,
             proposed_transaction=_signed(proposal))
         timeout = self.options.endorse_timeout
-        response = self._call("endorse", proposal.tx_id, timeout,
-                              lambda: self._stub.Endorse(request, timeout=timeout), retry_unavailable=True)
-        return response.prepared_transaction
+        for attempt in range(self.options.mismatch_retries + 1):
+            try:
+                response = self._call("endorse", proposal.tx_id, timeout,
+                                      lambda: self._stub.Endorse(request, timeout=timeout), retry_unavailable=True)
+                return response.prepared_transaction
+            except ChaincodeError as error:
+                # Peers one block apart simulate on different states and their results differ;
+                # nothing was ordered, so endorsing the same proposal again once they caught up is safe.
+                if PAYLOAD_MISMATCH not in str(error) or attempt == self.options.mismatch_retries:
+                    raise
+                time.sleep(self.options.retry_backoff * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def submit(self, tx_id: str, channel: str, envelope: common_pb2.Envelope) -> None:
         """Send a signed envelope; resending the same envelope is harmless (same tx ID)."""
