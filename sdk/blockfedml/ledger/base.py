@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from blockfedml.errors import ConflictError
+from blockfedml.ledger.proposal import create_proposal
 
 DEFAULT_CHANNEL = "fedchannel"
 DEFAULT_CHAINCODE = "blockfedml"
@@ -45,6 +46,55 @@ class Contract(ABC):
         return decode_json(self.evaluate(function, *(_as_arg(a) for a in args)))
 
 
+class Submittable(Protocol):
+    """An endorsed transaction, ready to be ordered and committed."""
+
+    def submit(self) -> bytes: ...
+
+
+class Proposed(Protocol):
+    """A signed proposal: evaluate it, or endorse it into a transaction."""
+
+    def evaluate(self) -> bytes: ...
+
+    def endorse(self) -> Submittable: ...
+
+
+class ProposalContract(Contract):
+    """A contract whose calls are signed Fabric proposals, on either backend.
+
+    ``submit``/``evaluate`` are the one-call forms; ``new_proposal`` starts the
+    step-by-step flow (evaluate, or endorse then submit) that offline signing
+    and tests of concurrent transactions need. A backend only says how a
+    proposal is handled (``_handle``) and how many MVCC conflicts to retry.
+    """
+
+    def __init__(self, network: Any, name: str) -> None:
+        self.network = network
+        self.name = name
+
+    def submit(self, function: str, *args: str) -> bytes:
+        return submit_retrying_conflicts(lambda: self.new_proposal(function, *args).endorse(),
+                                         self.conflict_retries())
+
+    def evaluate(self, function: str, *args: str) -> bytes:
+        return self.new_proposal(function, *args).evaluate()
+
+    def new_proposal(self, function: str, *args: str | bytes) -> Any:
+        """A signed proposal, not yet simulated or sent."""
+        gateway = self.network.gateway
+        proposal = create_proposal(gateway.identity, self.network.channel, self.name, function, args)
+        return self._handle(gateway, proposal)
+
+    @abstractmethod
+    def _handle(self, gateway: Any, proposal: Any) -> Proposed:
+        """The backend's handle on a signed proposal."""
+
+    @abstractmethod
+    def conflict_retries(self) -> int:
+        """How many times to endorse again after an MVCC conflict."""
+
+
 class Network(ABC):
     """A channel."""
 
@@ -68,12 +118,6 @@ class Gateway(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class Submittable(Protocol):
-    """An endorsed transaction, ready to be ordered and committed."""
-
-    def submit(self) -> bytes: ...
 
 
 def submit_retrying_conflicts(endorse: Callable[[], Submittable], retries: int) -> bytes:

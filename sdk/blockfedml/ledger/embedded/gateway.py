@@ -16,12 +16,11 @@ from blockfedml.identity.signing import SigningIdentity
 from blockfedml.ledger.base import (
     DEFAULT_CHAINCODE,
     DEFAULT_CHANNEL,
-    Contract,
     Gateway,
     Network,
-    submit_retrying_conflicts,
+    ProposalContract,
 )
-from blockfedml.ledger.proposal import Proposal, create_proposal
+from blockfedml.ledger.proposal import Proposal
 
 if TYPE_CHECKING:
     from blockfedml.ledger.embedded.ledger import CommitStatus, EmbeddedLedger, Endorsement
@@ -52,27 +51,12 @@ class EmbeddedNetwork(Network):
         return EmbeddedContract(self, name)
 
 
-class EmbeddedContract(Contract):
-    #: Re-endorsements after an MVCC conflict, as the Fabric client does: an invalid
-    #: transaction wrote nothing, so simulating again on the new state is safe.
-    conflict_retries = 2
-
-    def __init__(self, network: EmbeddedNetwork, name: str) -> None:
-        self.network = network
-        self.name = name
-
-    def submit(self, function: str, *args: str) -> bytes:
-        return submit_retrying_conflicts(lambda: self.new_proposal(function, *args).endorse(),
-                                         self.conflict_retries)
-
-    def evaluate(self, function: str, *args: str) -> bytes:
-        return self.new_proposal(function, *args).evaluate()
-
-    def new_proposal(self, function: str, *args: str | bytes) -> "ProposalHandle":
-        """A signed proposal, not yet simulated."""
-        gateway = self.network.gateway
-        proposal = create_proposal(gateway.identity, self.network.channel, self.name, function, args)
+class EmbeddedContract(ProposalContract):
+    def _handle(self, gateway: EmbeddedGateway, proposal: Proposal) -> "ProposalHandle":
         return ProposalHandle(gateway, proposal)
+
+    def conflict_retries(self) -> int:
+        return 2  # as the Fabric client's default
 
 
 class ProposalHandle:

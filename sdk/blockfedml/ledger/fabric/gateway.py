@@ -38,13 +38,12 @@ from blockfedml.identity.signing import SigningIdentity
 from blockfedml.ledger.base import (
     DEFAULT_CHAINCODE,
     DEFAULT_CHANNEL,
-    Contract,
     Gateway,
     Network,
-    submit_retrying_conflicts,
+    ProposalContract,
 )
 from blockfedml.ledger.fabric.errors import commit_error, map_rpc_error
-from blockfedml.ledger.proposal import Proposal, create_proposal
+from blockfedml.ledger.proposal import Proposal
 
 T = TypeVar("T")
 
@@ -191,24 +190,14 @@ class FabricNetwork(Network):
         return FabricContract(self, name)
 
 
-class FabricContract(Contract):
+class FabricContract(ProposalContract):
     """``submit``/``evaluate`` in one call; ``new_proposal`` for the stages one by one."""
 
-    def __init__(self, network: FabricNetwork, name: str) -> None:
-        self.network = network
-        self.name = name
-
-    def evaluate(self, function: str, *args: str) -> bytes:
-        return self.new_proposal(function, *args).evaluate()
-
-    def submit(self, function: str, *args: str) -> bytes:
-        return submit_retrying_conflicts(lambda: self.new_proposal(function, *args).endorse(),
-                                         self.network.gateway.options.conflict_retries)
-
-    def new_proposal(self, function: str, *args: str | bytes) -> "FabricProposal":
-        gateway = self.network.gateway
-        proposal = create_proposal(gateway.identity, self.network.channel, self.name, function, args)
+    def _handle(self, gateway: FabricGateway, proposal: Proposal) -> "FabricProposal":
         return FabricProposal(gateway, proposal)
+
+    def conflict_retries(self) -> int:
+        return self.network.gateway.options.conflict_retries
 
 
 class FabricProposal:
