@@ -102,7 +102,7 @@ def demo(
     console.print(
         f"Ledger: [bold]{summary['ledger']}[/] ({summary['blocks'] or '?'} blocks)\n"
         f"Model store: [bold]{summary['store']}[/]\n"
-        f"Audit it: [bold]blockfedml audit rounds -w {workdir}[/]   ({elapsed:.1f} s in all)"
+        f"Audit it: [bold]blockfedml audit verify -w {workdir}[/]   ({elapsed:.1f} s in all)"
     )
 
 
