@@ -24,7 +24,7 @@ import re
 from typing import Any
 
 from . import rules
-from .contract import (
+from .state import (
     canonical, caller_of, get_consortium, get_json, get_required, get_writer, list_prefix, put_json,
     require_absent, tx_of,
 )
