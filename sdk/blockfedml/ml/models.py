@@ -114,12 +114,7 @@ class Model(ABC):
         else is random, so the result is reproducible bit for bit.
         """
         X, y = self._check_xy(X, y)
-        _check_int("epochs", epochs, 0)
-        _check_int("batch_size", batch_size, 1)
-        if not (np.isfinite(lr) and lr > 0):
-            raise InvalidInputError(f"lr must be a finite number > 0, got {lr!r}")
-        if not (np.isfinite(l2) and l2 >= 0):
-            raise InvalidInputError(f"l2 must be a finite number >= 0, got {l2!r}")
+        check_training_args(epochs, lr, batch_size, l2)
         rng = np.random.default_rng([seed, 1])
         mask = self._l2_mask() if l2 else None
         params = self._params.copy()
@@ -332,6 +327,16 @@ def model_from_meta(meta: dict[str, Any], params: np.ndarray | None = None) -> M
     if params is not None:
         model.set_params(params)
     return model
+
+
+def check_training_args(epochs: Any, lr: Any, batch_size: Any, l2: Any) -> None:
+    """Refuse local-training settings that cannot train, naming the bad one (every Model.fit)."""
+    _check_int("epochs", epochs, 0)
+    _check_int("batch_size", batch_size, 1)
+    if not (np.isfinite(lr) and lr > 0):
+        raise InvalidInputError(f"lr must be a finite number > 0, got {lr!r}")
+    if not (np.isfinite(l2) and l2 >= 0):
+        raise InvalidInputError(f"l2 must be a finite number >= 0, got {l2!r}")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

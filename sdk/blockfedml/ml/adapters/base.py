@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from blockfedml.errors import InvalidInputError
-from blockfedml.ml.models import Model, _check_int
+from blockfedml.ml.models import Model, _check_int, check_training_args
 
 TASKS = ("classification", "regression")
 
@@ -94,12 +94,7 @@ class AdapterModel(Model):
             batch_size: int = 32, seed: int = 0, l2: float = 0.0) -> "AdapterModel":
         """Train for ``epochs`` from the current parameters (warm start), seeded by ``seed``."""
         X, y = self._check_xy(X, y)
-        _check_int("epochs", epochs, 0)
-        _check_int("batch_size", batch_size, 1)
-        if not (np.isfinite(lr) and lr > 0):
-            raise InvalidInputError(f"lr must be a finite number > 0, got {lr!r}")
-        if not (np.isfinite(l2) and l2 >= 0):
-            raise InvalidInputError(f"l2 must be a finite number >= 0, got {l2!r}")
+        check_training_args(epochs, lr, batch_size, l2)
         if epochs == 0:
             return self
         self._push()
