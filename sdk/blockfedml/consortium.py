@@ -6,6 +6,15 @@ block, initialise the federation contract with the genesis model and register
 the organizations. Everything lives in one work directory described by
 ``consortium.json``, so separate processes (members, auditors) can open it.
 
+Only the ledger node writes the embedded ledger (``ledger/embedded/node.py``):
+its keys are issued into ``ledger-node/`` and held by the ledger service
+(``blockfedml ledger serve``). A consortium object reaches the ledger in one of
+three ways (``ledger_access``): ``service`` (always through the service's
+Gateway, waiting for it to come up: what members in their own processes do),
+``direct`` (in this process, with the node's keys: the demo, one process that
+holds every identity anyway) or ``auto`` (the service if it is up, else direct
+when this process can read the node's keys).
+
 ``Consortium.attach_fabric`` does the same on a real Fabric network instead:
 identities are the network's (cryptogen's), each organization talks to its
 own peer's Gateway, and ``consortium.json`` keeps the connection profile
@@ -22,13 +31,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blockfedml.errors import ConflictError, InvalidInputError, LedgerError, NotFoundError
+from blockfedml.errors import (
+    BlockFedMLError,
+    ConflictError,
+    InvalidInputError,
+    LedgerError,
+    NotAuthorizedError,
+    NotFoundError,
+)
 from blockfedml.exchange.credentials import ExchangePeer, TLSMaterial
 from blockfedml.fl.task import OWN_DATA, TaskSpec, task_model
 from blockfedml.identity import create_organization, load_signing_identity
+from blockfedml.ledger.deliver import NEWEST
 from blockfedml.ledger.base import DEFAULT_CHAINCODE, DEFAULT_CHANNEL, Contract, Gateway
 from blockfedml.ledger.embedded import EmbeddedLedger
-from blockfedml.ledger.fabric import FabricGateway, FabricProfile
+from blockfedml.ledger.embedded.node import LEDGER_MSP_ID, LedgerNode
+from blockfedml.ledger.fabric import FabricGateway, FabricProfile, PeerEndpoint
 from blockfedml.ml.serialization import model_to_bytes
 from blockfedml.store import ModelStore
 
@@ -39,6 +57,22 @@ if TYPE_CHECKING:
 CONFIG_FILE = "consortium.json"
 FABRIC_POLL_SECONDS = 0.1  # how often a member looks at a Fabric ledger for the next phase
 ROLES = ("admin", "member", "keyholder", "auditor")
+LEDGER_NODE_FOLDER = "ledger-node"
+LEDGER_NODE_DOMAIN = "ledger.blockfedml.local"
+LEDGER_ACCESS = ("auto", "service", "direct")
+SERVICE_WAIT_SECONDS = 60.0  # how long a member waits for the ledger service to come up
+
+
+@dataclass(frozen=True)
+class LedgerServiceProfile:
+    """Where the embedded ledger's service listens and where its node's public material is."""
+
+    address: str       # host:port
+    node_dir: str      # relative to the work directory: peerOrganizations/<domain> of the node
+    server_name: str   # the name in the service's TLS certificate
+
+    def to_dict(self) -> dict[str, str]:
+        return {"address": self.address, "node_dir": self.node_dir, "server_name": self.server_name}
 
 
 @dataclass(frozen=True)
@@ -66,7 +100,10 @@ class Consortium:
     orgs: list[OrgProfile]
     task: TaskSpec
     fabric: FabricProfile | None = None  # None: the embedded ledger in ledger.sqlite
+    service: LedgerServiceProfile | None = None  # the embedded ledger's service
+    ledger_access: str = "auto"  # see the module docstring
     _ledger: EmbeddedLedger | None = field(default=None, repr=False)
+    _via_service: bool | None = field(default=None, repr=False)
     _store: ModelStore | None = field(default=None, repr=False)
     _gateways: dict[str, Gateway] = field(default_factory=dict, repr=False)
 
@@ -110,12 +147,18 @@ class Consortium:
             planned.append(("Collaborator", ("keyholder",), None))
         created = [_new_org(workdir, name, roles, index) for name, roles, index in planned]
         profiles = _with_exchange_endpoints([profile for profile, _ in created])
-
-        consortium = cls(workdir=workdir, channel=DEFAULT_CHANNEL, orgs=profiles, task=task)
+        node_material = create_organization(workdir / LEDGER_NODE_FOLDER, "Ledger", LEDGER_MSP_ID,
+                                            LEDGER_NODE_DOMAIN, orderer=True)
+        service = LedgerServiceProfile(_free_loopback_address(),
+                                       str(node_material.org_dir.relative_to(workdir)),
+                                       f"peer0.{LEDGER_NODE_DOMAIN}")
+        consortium = cls(workdir=workdir, channel=DEFAULT_CHANNEL, orgs=profiles, task=task, service=service,
+                         ledger_access="direct")
         EmbeddedLedger.create(
             consortium.ledger_path,
             DEFAULT_CHANNEL,
             [(profile.msp_id, ca_cert) for profile, ca_cert in created],
+            node=LedgerNode.from_material(node_material),
         ).close()
         consortium._initialize(genesis_model, settings, schema)
         return consortium
@@ -172,8 +215,14 @@ class Consortium:
             publish_schema(admin, self.store, schema)
 
     @classmethod
-    def open(cls, workdir: Path | str) -> "Consortium":
-        """Open an existing work directory (as members, admins and auditors do)."""
+    def open(cls, workdir: Path | str, ledger_access: str = "auto") -> "Consortium":
+        """Open an existing work directory (as members, admins and auditors do).
+
+        ``ledger_access``: ``service``, ``direct`` or ``auto`` (module docstring).
+        """
+        if ledger_access not in LEDGER_ACCESS:
+            raise InvalidInputError(f"ledger_access must be one of {', '.join(LEDGER_ACCESS)}, "
+                                    f"not {ledger_access!r}")
         workdir = Path(workdir)
         config_path = workdir / CONFIG_FILE
         if not config_path.exists():
@@ -188,27 +237,96 @@ class Consortium:
             orgs=[OrgProfile(**{**o, "roles": tuple(o["roles"])}) for o in data["orgs"]],
             task=TaskSpec.from_dict(data["task"]),
             fabric=FabricProfile.from_dict(data["backend"]) if data.get("backend") else None,
+            service=LedgerServiceProfile(**data["ledger_service"]) if data.get("ledger_service") else None,
+            ledger_access=ledger_access,
         )
 
     # -- waiting for other organizations ------------------------------------------
     def ledger_height(self) -> int | None:
         """The embedded ledger's height; None on Fabric, where callers poll instead."""
-        return self.ledger.height() if self.kind == "embedded" else None
+        if self.kind != "embedded":
+            return None
+        if self.via_service:
+            blocks = list(self._reader_gateway().blocks(self.channel, NEWEST, NEWEST, timeout=30.0))
+            return blocks[-1].header.number + 1 if blocks else 0
+        return self.ledger.height()
 
     def wait_for_block(self, after: int | None, timeout: float = 1.0) -> None:
         """Return once a block after height ``after`` lands, or ``timeout`` passes.
 
-        The embedded ledger wakes on the next commit by any process. On Fabric
-        the Python shim drops chaincode events, so this waits a short poll
-        interval instead (block events over the Deliver service would remove it).
+        The embedded ledger wakes on the next commit by any process; through the
+        ledger service, on the block's delivery. On Fabric the Python shim drops
+        chaincode events, so this waits a short poll interval instead.
         """
         if after is None:
             time.sleep(min(timeout, FABRIC_POLL_SECONDS))
             return
         try:
-            self.ledger.wait_for_height(after + 1, timeout=timeout)
+            if self.via_service:
+                for _ in self._reader_gateway().blocks(self.channel, after, after, wait=True, timeout=timeout):
+                    return
+            else:
+                self.ledger.wait_for_height(after + 1, timeout=timeout)
         except LedgerError:
             pass  # nothing new within the timeout; the caller looks again
+
+    @property
+    def via_service(self) -> bool:
+        """Whether this process reaches the embedded ledger through its service (decided once)."""
+        if self._via_service is None:
+            self._via_service = self._decide_access()
+        return self._via_service
+
+    def _decide_access(self) -> bool:
+        if self.fabric is not None or self.ledger_access == "direct":
+            return False
+        if self.service is None:
+            if self.ledger_access == "service":
+                raise InvalidInputError(f"the consortium in {self.workdir} has no ledger service configured")
+            return False
+        if self.ledger_access == "service":
+            wait_for_service(self.service.address, SERVICE_WAIT_SECONDS)
+            return True
+        if service_reachable(self.service.address):
+            return True
+        try:
+            self.ledger_node()
+        except NotAuthorizedError as exc:
+            raise LedgerError(f"the ledger service at {self.service.address} is not reachable and this "
+                              f"process cannot write the ledger itself ({exc})") from None
+        return False
+
+    def ledger_node(self) -> LedgerNode:
+        """The ledger node's keys; ``NotAuthorizedError`` when this process cannot read them."""
+        if self.service is None:
+            raise NotAuthorizedError(f"the consortium in {self.workdir} has no ledger node")
+        return LedgerNode.load(self.workdir / self.service.node_dir)
+
+    def service_endpoint(self, name_or_msp: str) -> PeerEndpoint:
+        """How ``name_or_msp`` reaches the ledger service: its TLS client certificate, the node's TLS CA."""
+        if self.service is None:
+            raise InvalidInputError(f"the consortium in {self.workdir} has no ledger service configured")
+        tls = self.tls_material(name_or_msp)
+        node_dir = self.workdir / self.service.node_dir
+        return PeerEndpoint(self.service.address, _single_pem(node_dir / "msp" / "tlscacerts"),
+                            self.service.server_name, tls.client_cert, tls.client_key)
+
+    def _reader_gateway(self) -> FabricGateway:
+        """A service gateway of an organization this process acts for (the last one it opened)."""
+        for gateway in reversed(list(self._gateways.values())):
+            if isinstance(gateway, FabricGateway):
+                return gateway
+        errors = []
+        for profile in self.orgs:
+            try:
+                gateway = self.gateway(profile.name)
+            except BlockFedMLError as exc:
+                errors.append(f"{profile.name}: {exc}")
+                continue
+            if isinstance(gateway, FabricGateway):
+                return gateway
+        raise NotAuthorizedError("no organization's identity is readable in this process: "
+                                 + "; ".join(errors))
 
     # -- access -------------------------------------------------------------------
     @property
@@ -226,11 +344,17 @@ class Consortium:
 
     @property
     def ledger(self) -> EmbeddedLedger:
+        """The ledger file, opened in this process: writable when this process can read the
+        ledger node's keys (the one-machine quick path), read-only otherwise."""
         if self.fabric is not None:
             raise InvalidInputError(f"the consortium in {self.workdir} runs on Fabric, not on an embedded "
                                     "ledger; use its contracts (Consortium.contract) or the peer's tools")
         if self._ledger is None:
-            self._ledger = EmbeddedLedger.open(self.ledger_path)
+            try:
+                node: LedgerNode | None = self.ledger_node()
+            except NotAuthorizedError:
+                node = None
+            self._ledger = EmbeddedLedger.open(self.ledger_path, node=node)
         return self._ledger
 
     @property
@@ -257,12 +381,13 @@ class Consortium:
     def gateway(self, name_or_msp: str) -> Gateway:
         """A gateway signing as the organization's admin user (on Fabric: to its own peer)."""
         profile = self.org(name_or_msp)
+        if profile.msp_id in self._gateways:  # one TLS channel per organization, reused
+            return self._gateways[profile.msp_id]
         identity = load_signing_identity(self.workdir / profile.msp_dir, profile.msp_id)
-        if self.fabric is None:
+        if self.fabric is None and not self.via_service:
             return self.ledger.connect(identity)
-        if profile.msp_id not in self._gateways:  # one TLS channel per organization, reused
-            endpoint = self.fabric.org(profile.msp_id).endpoint
-            self._gateways[profile.msp_id] = FabricGateway.connect(identity, endpoint)
+        endpoint = self.fabric.org(profile.msp_id).endpoint if self.fabric else self.service_endpoint(profile.name)
+        self._gateways[profile.msp_id] = FabricGateway.connect(identity, endpoint)
         return self._gateways[profile.msp_id]
 
     def tls_material(self, name_or_msp: str) -> TLSMaterial:
@@ -314,6 +439,8 @@ class Consortium:
                 {**o.__dict__, "roles": list(o.roles)} for o in self.orgs
             ],
         }
+        if self.service is not None:
+            data["ledger_service"] = self.service.to_dict()
         if self.fabric is not None:
             data["backend"] = self.fabric.to_dict()
             data.pop("ledger")
@@ -323,14 +450,49 @@ class Consortium:
 def _with_exchange_endpoints(profiles: list[OrgProfile]) -> list[OrgProfile]:
     """Give every member a loopback exchange endpoint on a port that is free now
     (the kernel picks it), so several consortia on one machine do not collide."""
-    result = []
-    for profile in profiles:
-        if profile.is_member and profile.exchange is None:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                probe.bind(("127.0.0.1", 0))
-                profile = replace(profile, exchange=f"127.0.0.1:{probe.getsockname()[1]}")
-        result.append(profile)
-    return result
+    return [replace(p, exchange=_free_loopback_address()) if p.is_member and p.exchange is None else p
+            for p in profiles]
+
+
+def _free_loopback_address() -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidInputError(f"address {address!r} must be host:port")
+    return host.strip("[]"), int(port)
+
+
+def service_reachable(address: str, timeout: float = 0.5) -> bool:
+    """True when something accepts connections at ``address`` (a TCP probe, no handshake)."""
+    try:
+        with socket.create_connection(_split_address(address), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_service(address: str, timeout: float) -> None:
+    """Wait until the ledger service accepts connections; ``LedgerError`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while not service_reachable(address):
+        if time.monotonic() >= deadline:
+            raise LedgerError(f"the ledger service at {address} did not come up within {timeout:g} s; start "
+                              "it with `blockfedml ledger start -w <workdir>` (or `ledger serve`)")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def _single_pem(folder: Path) -> Path:
+    found = sorted(folder.glob("*.pem")) if folder.is_dir() else []
+    if len(found) != 1:
+        raise InvalidInputError(f"{folder} must hold exactly one PEM certificate, found {len(found)}")
+    return found[0]
 
 
 def _prepare(workdir: Path | str, task: TaskSpec | None, n_orgs: int, schema: DataSchema | None,

@@ -60,9 +60,26 @@ _CODE_TO_ERROR: dict[str, type[BlockFedMLError]] = {
     "NOT_FOUND": NotFoundError,
     "EXISTS": ConflictError,
     "PHASE": PhaseError,
+    # Not used by the contract; how a ledger service reports its own refusals over gRPC.
+    "INTEGRITY": IntegrityError,
+    "CRYPTO": CryptoError,
+    "LEDGER": LedgerError,
 }
 
-_CODE_PATTERN = re.compile(r"\[(INVALID|UNAUTHORIZED|NOT_FOUND|EXISTS|PHASE)\]\s*(.*)", re.S)
+_CODE_PATTERN = re.compile(r"\[(INVALID|UNAUTHORIZED|NOT_FOUND|EXISTS|PHASE|INTEGRITY|CRYPTO|LEDGER)\]\s*(.*)",
+                           re.S)
+
+
+def wire_message(error: BaseException) -> str:
+    """``error`` as ``[CODE] message``, so the receiving side's ``from_chaincode_message``
+    raises the same class again (a ledger service answering a Gateway client)."""
+    text = str(error)
+    if _CODE_PATTERN.match(text):
+        return text
+    for code, cls in _CODE_TO_ERROR.items():
+        if type(error) is cls:
+            return f"[{code}] {text}"
+    return text
 
 
 def from_chaincode_message(message: str) -> BlockFedMLError:

@@ -113,7 +113,13 @@ def rewrite_block(workdir: Path, number: int, writes: dict[str, bytes], resign: 
         signer = load_signing_identity(workdir / consortium.org(creator).msp_dir, creator)
         response = proposal_response_pb2.Response(status=parsed.status, message=parsed.message,
                                                    payload=parsed.result)
-        envelope = blocks.assemble_envelope(parsed.proposal, rwset, response, parsed.event, signer)
+        # The attacker is an organization: it has its own key, not the ledger node's, so the
+        # node's old endorsement is carried over (it no longer matches the new write set).
+        old = proposal_response_pb2.Endorsement(endorser=parsed.endorsements[0][0],
+                                                signature=parsed.endorsements[0][1])
+        keep_endorsement = type("KeepEndorsement", (), {"endorse": staticmethod(lambda payload: old)})()
+        envelope = blocks.assemble_envelope(parsed.proposal, rwset, response, parsed.event, signer,
+                                            keep_endorsement)
         if not resign:
             forged = common_pb2.Envelope.FromString(envelope)
             forged.signature = parsed.envelope_signature

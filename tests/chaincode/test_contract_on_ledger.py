@@ -14,13 +14,13 @@ GENESIS = "ab" * 32
 
 
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path, ledger_node):
     """Org1 (admin), Org2 (registered member), Stranger (in the channel, never registered),
     Outsider (has a CA, but is not in the channel at all)."""
     orgs = {name: create_organization(tmp_path / "crypto", name, f"{name}MSP", f"{name.lower()}.test")
             for name in ("Org1", "Org2", "Stranger", "Outsider")}
     channel_orgs = [(m.msp_id, m.ca_cert_pem) for n, m in orgs.items() if n != "Outsider"]
-    ledger = EmbeddedLedger.create(tmp_path / "ledger.sqlite", DEFAULT_CHANNEL, channel_orgs)
+    ledger = EmbeddedLedger.create(tmp_path / "ledger.sqlite", DEFAULT_CHANNEL, channel_orgs, node=ledger_node)
     contracts = {n: ledger.connect(m.admin()).network(DEFAULT_CHANNEL).contract("blockfedml")
                  for n, m in orgs.items()}
     contracts["Org1"].submit_json("InitConsortium", {}, GENESIS, 0)

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from blockfedml import ledger_host
 from blockfedml.consortium import Consortium
 from blockfedml.fl.task import TaskSpec
 
@@ -44,7 +45,10 @@ def _calls(consortium: Consortium, function: str) -> int:
 
 
 def test_three_member_processes_finish_a_round_over_the_exchange(tmp_path):
-    consortium = Consortium.create(tmp_path / "c", n_orgs=3, task=TaskSpec(), auditor=False)
+    """Every transaction, the admin's too, goes through the ledger service process."""
+    Consortium.create(tmp_path / "c", n_orgs=3, task=TaskSpec(), auditor=False).close()
+    ledger_host.start_background(tmp_path / "c")
+    consortium = Consortium.open(tmp_path / "c", ledger_access="service")
     admin = consortium.contract("Org1")
     for org in ("Org1", "Org2", "Org3"):
         consortium.contract(org).submit_json("Join")

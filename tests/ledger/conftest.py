@@ -19,14 +19,14 @@ def orgs(tmp_path_factory: pytest.TempPathFactory) -> list[OrgMaterial]:
 
 
 @pytest.fixture
-def make_ledger(tmp_path: Path, orgs: list[OrgMaterial]):
+def make_ledger(tmp_path: Path, orgs: list[OrgMaterial], ledger_node):
     """Create a ledger admitting the first ``members`` organizations."""
     opened: list[EmbeddedLedger] = []
 
     def make(members: int = 2, name: str = "ledger.db") -> EmbeddedLedger:
         ledger = EmbeddedLedger.create(tmp_path / name, CHANNEL,
                                        [(o.msp_id, o.ca_cert_pem) for o in orgs[:members]],
-                                       chaincodes=chaincodes())
+                                       chaincodes=chaincodes(), node=ledger_node)
         opened.append(ledger)
         return ledger
 

@@ -117,34 +117,34 @@ def test_range_reads_and_deletes(contract) -> None:
     assert contract.evaluate_json("Scan", "a", "b") == {"a2": "A2"}
 
 
-def test_state_survives_reopening(tmp_path, orgs) -> None:
+def test_state_survives_reopening(tmp_path, orgs, ledger_node) -> None:
     path = tmp_path / "l.db"
     with EmbeddedLedger.create(path, CHANNEL, [(orgs[0].msp_id, orgs[0].ca_cert_pem)],
-                               chaincodes=chaincodes()) as ledger:
+                               chaincodes=chaincodes(), node=ledger_node) as ledger:
         ledger.connect(orgs[0].admin()).network(CHANNEL).contract().submit("Put", "k", "v")
-    with EmbeddedLedger.open(path, chaincodes()) as ledger:
+    with EmbeddedLedger.open(path, chaincodes(), node=ledger_node) as ledger:
         assert ledger.channel == CHANNEL and list(ledger.organizations) == ["Org1MSP"]
         assert ledger.synchronous == "FULL"
         assert ledger.height() == 2
         assert ledger.connect(orgs[0].admin()).network(CHANNEL).contract().evaluate("Get", "k") == b"v"
 
 
-def test_create_refuses_an_existing_file_and_open_a_missing_one(tmp_path, orgs) -> None:
+def test_create_refuses_an_existing_file_and_open_a_missing_one(tmp_path, orgs, ledger_node) -> None:
     path = tmp_path / "l.db"
     path.write_bytes(b"")
     with pytest.raises(ConflictError, match="already exists"):
-        EmbeddedLedger.create(path, CHANNEL, [(orgs[0].msp_id, orgs[0].ca_cert_pem)])
+        EmbeddedLedger.create(path, CHANNEL, [(orgs[0].msp_id, orgs[0].ca_cert_pem)], node=ledger_node)
     with pytest.raises(NotFoundError, match="no ledger"):
         EmbeddedLedger.open(tmp_path / "missing.db")
 
 
-def test_create_checks_its_configuration(tmp_path, orgs) -> None:
+def test_create_checks_its_configuration(tmp_path, orgs, ledger_node) -> None:
     with pytest.raises(InvalidInputError):
-        EmbeddedLedger.create(tmp_path / "a.db", CHANNEL, [])
+        EmbeddedLedger.create(tmp_path / "a.db", CHANNEL, [], node=ledger_node)
     with pytest.raises(InvalidInputError, match="distinct"):
-        EmbeddedLedger.create(tmp_path / "b.db", CHANNEL, [("X", orgs[0].ca_cert_pem)] * 2)
+        EmbeddedLedger.create(tmp_path / "b.db", CHANNEL, [("X", orgs[0].ca_cert_pem)] * 2, node=ledger_node)
     with pytest.raises(InvalidInputError, match="not a CA"):
-        EmbeddedLedger.create(tmp_path / "c.db", CHANNEL, [("X", orgs[0].admin().certificate)])
+        EmbeddedLedger.create(tmp_path / "c.db", CHANNEL, [("X", orgs[0].admin().certificate)], node=ledger_node)
     assert not (tmp_path / "b.db").exists()
 
 

@@ -75,13 +75,13 @@ def test_each_creator_is_stored_once(ledger, orgs) -> None:
     assert sizes.total == sizes.blocks + sizes.certificates + sizes.dictionaries
 
 
-def test_dictionary_is_trained_at_block_64_and_pays(ledger, contract) -> None:
+def test_dictionary_is_trained_at_block_64_and_pays(ledger, contract, ledger_node) -> None:
     for i in range(81):
         contract.submit("Put", f"key-{i:04d}", f"value-{i}")
     assert [b for (b,) in _rows(ledger, "SELECT block FROM dictionaries")] == [64]
     # blocks 48 and 80 restart the chain (no previous body); only 80 has a dictionary
     assert ledger.block(80)["size_bytes"] < ledger.block(48)["size_bytes"] * 0.8
-    with EmbeddedLedger.open(ledger.path, chaincodes()) as fresh:  # nothing cached
+    with EmbeddedLedger.open(ledger.path, chaincodes(), node=ledger_node) as fresh:  # nothing cached
         assert fresh.block(79)["transaction"]["args"] == ["key-0078", "value-78"]
         assert fresh.verify().ok
 
@@ -151,21 +151,25 @@ def test_non_canonical_envelope_is_stored_whole_and_exact(ledger, contract) -> N
     assert ledger.verify().ok
 
 
-def test_a_ledger_in_another_format_is_refused(ledger) -> None:
+def test_a_ledger_in_another_format_is_refused(ledger, ledger_node) -> None:
     _sql(ledger, "UPDATE meta SET value = '1' WHERE name = 'schema_version'")
     with pytest.raises(LedgerError, match="storage format 1"):
-        EmbeddedLedger.open(ledger.path, chaincodes())
+        EmbeddedLedger.open(ledger.path, chaincodes(), node=ledger_node)
 
 
 def test_codec_round_trip_and_refusals(ledger, contract) -> None:
     tx = contract.new_proposal("Put", "k", "v" * 100).endorse()
     zdict = codec.preset(b"some dictionary", b"previous body", ["a" * 64, "b" * 64], tx.tx_id)
-    stored, creator, body = codec.pack(tx.envelope, zdict)
+    endorser = ledger.node_certificates.endorser
+    stored, creator, body = codec.pack(tx.envelope, zdict, endorser)
     assert codec.inflate(stored, zdict) == (codec.SKELETON, body) and len(body) < len(tx.envelope) // 2
     assert stored[0] == codec.SKELETON and creator == contract.network.gateway.identity.serialize()
-    assert codec.unpack(stored, zdict, creator) == tx.envelope
+    assert endorser not in body  # the pinned node identity is left out of the stored form
+    assert codec.unpack(stored, zdict, creator, endorser) == tx.envelope
+    with pytest.raises(IntegrityError, match="no endorser"):
+        codec.unpack(stored, zdict, creator)
     try:  # another tx ID in the dictionary: other bytes, or none at all
-        other = codec.unpack(stored, zdict[:-1] + bytes([zdict[-1] ^ 1]), creator)
+        other = codec.unpack(stored, zdict[:-1] + bytes([zdict[-1] ^ 1]), creator, endorser)
     except IntegrityError:
         other = None
     assert other != tx.envelope

@@ -81,7 +81,7 @@ def test_org_outside_the_channel_is_refused(make_ledger, orgs) -> None:
     assert only_org1.height() == 1
 
 
-def test_certificate_not_issued_by_the_org_ca_is_refused(make_ledger, orgs, tmp_path) -> None:
+def test_certificate_not_issued_by_the_org_ca_is_refused(make_ledger, orgs, tmp_path, ledger_node) -> None:
     org2_admin = orgs[1].admin()
     impostor = SigningIdentity("Org1MSP", org2_admin.certificate, org2_admin.private_key)
     ledger = make_ledger()
@@ -89,7 +89,7 @@ def test_certificate_not_issued_by_the_org_ca_is_refused(make_ledger, orgs, tmp_
         ledger.connect(impostor).network(CHANNEL).contract().submit("Put", "k", "v")
     # A ledger that (wrongly) trusts Org2's CA for Org1MSP endorses it; ours refuses it at commit.
     rogue = EmbeddedLedger.create(tmp_path / "rogue.db", CHANNEL, [("Org1MSP", orgs[1].ca_cert_pem)],
-                                  chaincodes=chaincodes())
+                                  chaincodes=chaincodes(), node=ledger_node)
     tx = rogue.connect(impostor).network(CHANNEL).contract().new_proposal("Put", "k", "v").endorse()
     rogue.close()
     with pytest.raises(NotAuthorizedError, match="not issued"):
@@ -159,9 +159,10 @@ def test_disjoint_keys_do_not_conflict(ledger, contract, orgs) -> None:
     assert contract.evaluate_json("Scan", "", "") == {"org1~n": "1", "org2~n": "1"}
 
 
-def test_transaction_for_another_channel_is_refused(tmp_path, orgs, ledger) -> None:
+def test_transaction_for_another_channel_is_refused(tmp_path, orgs, ledger, ledger_node) -> None:
     elsewhere = EmbeddedLedger.create(tmp_path / "x.db", "otherchannel",
-                                      [(orgs[0].msp_id, orgs[0].ca_cert_pem)], chaincodes=chaincodes())
+                                      [(orgs[0].msp_id, orgs[0].ca_cert_pem)], chaincodes=chaincodes(),
+                                      node=ledger_node)
     tx = elsewhere.connect(orgs[0].admin()).network("otherchannel").contract().new_proposal(
         "Put", "k", "v").endorse()
     elsewhere.close()

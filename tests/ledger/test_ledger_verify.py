@@ -162,8 +162,8 @@ def test_report_reads_well(filled) -> None:
     assert "1 problem(s)" in str(filled.verify())
 
 
-def test_ledger_verifies_after_reopen(filled, orgs) -> None:
-    with EmbeddedLedger.open(filled.path, chaincodes()) as again:
+def test_ledger_verifies_after_reopen(filled, orgs, ledger_node) -> None:
+    with EmbeddedLedger.open(filled.path, chaincodes(), node=ledger_node) as again:
         assert again.verify().ok
         again.connect(orgs[1].admin()).network(CHANNEL).contract().submit("Put", "c", "3")
     assert filled.height() == 7 and filled.verify().ok

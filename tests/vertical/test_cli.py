@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from blockfedml.cli.main import app
+from blockfedml import ledger_host
 from blockfedml.consortium import Consortium
 from blockfedml.vertical.ledger import VerticalLedger
 
@@ -45,6 +46,13 @@ def test_an_unreachable_collaborator_is_a_clear_error_and_writes_nothing(tmp_pat
     workdir = tmp_path / "v"
     assert run("vertical", "demo", "-w", str(workdir), "--encryption", "plain", "--in-process",
                "--max-iterations", "2", "--json").exit_code == 0
+    with ledger_host.serving(workdir):  # the parties reach the ledger through its service
+        _lonely_session(workdir)
+    ledger = VerticalLedger(Consortium.open(workdir).contract("Auditor"))
+    assert "lonely" not in [s["session"] for s in ledger.sessions()]
+
+
+def _lonely_session(workdir):
     party_a = subprocess.Popen([sys.executable, "-m", "blockfedml.cli.main", "vertical", "party", "A", "-w",
                                 str(workdir), "--data", str(workdir / "data" / "a.csv"), "--timeout", "30"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -57,8 +65,6 @@ def test_an_unreachable_collaborator_is_a_clear_error_and_writes_nothing(tmp_pat
     assert result.exit_code == 1
     assert "ExchangeError" in result.output and "collaborator C" in result.output
     assert "party B aborted" in a_err  # A was told, it did not wait for its timeout
-    ledger = VerticalLedger(Consortium.open(workdir).contract("Auditor"))
-    assert "lonely" not in [s["session"] for s in ledger.sessions()]
 
 
 @pytest.mark.slow

@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 
 from blockfedml.cli import fabric_admin
-from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, handle_errors, parse_settings, records_table
+from blockfedml.cli.common import (
+    JsonOption,
+    WorkdirOption,
+    console,
+    emit,
+    err_console,
+    handle_errors,
+    parse_settings,
+    records_table,
+)
 from blockfedml.consortium import ROLES, Consortium
 from blockfedml.errors import InvalidInputError, PhaseError
 from blockfedml.fl.session import Session
@@ -219,7 +228,8 @@ def round_run(
         raise InvalidInputError(f"--secure paillier needs a key holder that is not a member; the consortium in "
                                 f"{workdir} has none (create it with --collaborator)")
     if consortium.task.dataset == OWN_DATA:
-        _coordinate(consortium, rounds, mode, timeout, as_json)
+        consortium.close()
+        _coordinate(workdir, rounds, mode, timeout, as_json)
         return
     results = Session(consortium, mode=mode).run(rounds)
     if as_json:
@@ -241,22 +251,31 @@ def round_drive(
     """Drive whole rounds whose members run in their own processes, in any mode.
 
     Each member runs ``blockfedml member round`` (or ``member run --data FILE``),
-    the key holder of a paillier round ``blockfedml member keyholder``. This
+    the key holder of a paillier round ``blockfedml member keyholder``; all of
+    them, and this command, reach the ledger through the ledger service, which
+    this command starts in the background unless it runs already. This
     opens each round, closes each phase once every member has acted (screened,
     accepted; with masking also advertised and shared mask keys), waits while
     the sum is opened and proposed, then decides once all have endorsed.
     """
     from blockfedml.cli.demo import secure_mode
 
-    _coordinate(Consortium.open(workdir), rounds, secure_mode(secure), timeout, as_json)
+    _coordinate(workdir, rounds, secure_mode(secure), timeout, as_json)
 
 
-def _coordinate(consortium: Consortium, rounds: int, mode: str, timeout: float, as_json: bool) -> None:
-    """``round drive`` (and ``round run`` for own data): members in their own processes."""
+def _coordinate(workdir: Path, rounds: int, mode: str, timeout: float, as_json: bool) -> None:
+    """``round drive`` (and ``round run`` for own data): members in their own processes, all
+    reaching the ledger through its service, started here in the background unless it runs."""
+    from blockfedml import ledger_host
     from blockfedml.data.run import coordinate
     from blockfedml.fl.coordinator import coordinate_rounds
     from blockfedml.fl.task import OWN_DATA
 
+    started = ledger_host.ensure_running(workdir)
+    if started is not None:
+        err_console.print(f"started the ledger service (pid {started}); it keeps running for the members: "
+                          f"stop it with `blockfedml ledger stop -w {workdir}`", highlight=False)
+    consortium = Consortium.open(workdir, ledger_access="service")
     say = (lambda _: None) if as_json else (lambda line: console.print(line, highlight=False))
     if consortium.task.dataset == OWN_DATA:  # the federated statistics first
         results = coordinate(consortium, rounds, mode=mode, timeout=timeout, progress=say)

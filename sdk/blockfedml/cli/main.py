@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from blockfedml.cli import admin, audit, member, vertical
+from blockfedml.cli import admin, audit, ledger, member, vertical
 from blockfedml.cli.demo import demo
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(admin.app, name="admin")
 app.add_typer(member.app, name="member")
 app.add_typer(audit.app, name="audit")
+app.add_typer(ledger.app, name="ledger")
 app.add_typer(vertical.app, name="vertical")
 app.command("demo")(demo)
 

@@ -18,6 +18,11 @@ app = typer.Typer(help="Consortium members: join, and take part in rounds.", no_
 OrgOption = typer.Option(..., "--org", "-o", help="Your organization (name or MSP ID), e.g. Org2.")
 
 
+# A member process that takes part in rounds reaches the ledger only through the ledger service
+# (waiting for it to come up); one-shot commands use it when it is up (``Consortium.open``).
+LEDGER_ACCESS = "service"
+
+
 def _member(consortium: Consortium, org: str) -> Member:
     profile = consortium.org(org)
     if not profile.is_member or profile.partition is None:
@@ -66,7 +71,7 @@ def take_part(
     """
     from blockfedml.fl.coordinator import next_round
 
-    consortium = Consortium.open(workdir)
+    consortium = Consortium.open(workdir, ledger_access=LEDGER_ACCESS)
     member = _member(consortium, org)
     member.transport = open_transport(consortium, org, exchange, contract=member.contract)  # binds the port first:
     try:  # a process that cannot serve its exchange never joins, so no coordinator waits for it
@@ -131,7 +136,7 @@ def keyholder(
     from blockfedml.fl.coordinator import run_keyholder
 
     say = (lambda _: None) if as_json else (lambda line: console.print(line, highlight=False))
-    results = run_keyholder(Consortium.open(workdir), org, rounds=rounds, first=number or None, timeout=timeout,
+    results = run_keyholder(Consortium.open(workdir, ledger_access=LEDGER_ACCESS), org, rounds=rounds, first=number or None, timeout=timeout,
                             progress=say)
     emit(results, as_json, lambda r: records_table(
         "Key holder", [{"round": x["round"], "opened": ", ".join(x["opened"]) or "-",
@@ -185,7 +190,7 @@ def run(
     from blockfedml.data.run import run_member
 
     say = (lambda _: None) if as_json else (lambda line: console.print(line, highlight=False))
-    consortium = Consortium.open(workdir)
+    consortium = Consortium.open(workdir, ledger_access=LEDGER_ACCESS)
     results = run_member(consortium, org, data, label=label, rounds=rounds, val_fraction=val_fraction,
                          timeout=timeout, progress=say)
     rows = [{"round": r["round"], "aggregator": r["aggregator"], **(r["decision"] or {})} for r in results]

@@ -83,7 +83,7 @@ def party(
         raise InvalidInputError(f"party {role} needs --data")
     if role == "B" and label is None:
         raise InvalidInputError("party B needs --label: the label column of its data")
-    consortium = Consortium.open(workdir)
+    consortium = Consortium.open(workdir, ledger_access="service")
     roles = {"A": a, "B": b, "C": c}
     msp = {p: consortium.org(org).msp_id for p, org in roles.items()}
     me = roles[role]
@@ -217,8 +217,11 @@ def demo(
                       f"{data.b.X.shape[1]} features + label; {encryption}; "
                       f"{'three processes over mutual TLS' if processes else 'three threads'}…")
     try:
-        if processes:
-            results = run_party_processes(workdir, session, settings, data.model)
+        if processes:  # the parties reach the ledger through its service, run here meanwhile
+            from blockfedml import ledger_host
+
+            with ledger_host.serving(workdir):
+                results = run_party_processes(workdir, session, settings, data.model)
         else:
             run = run_in_process(data.a, data.b, settings, session=session, consortium=consortium,
                                  test_ids=data.test_ids)

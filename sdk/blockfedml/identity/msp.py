@@ -68,6 +68,7 @@ class OrgMaterial:
     admin_tls_dir: Path
     peer_msp_dir: Path
     peer_tls_dir: Path
+    orderer_msp_dir: Path | None = None  # only for a ledger node's organization (``orderer=True``)
 
     def admin(self) -> SigningIdentity:
         """The organization's Admin signing identity."""
@@ -77,10 +78,20 @@ class OrgMaterial:
         """The organization's peer signing identity."""
         return load_signing_identity(self.peer_msp_dir, self.msp_id)
 
+    def orderer(self) -> SigningIdentity:
+        """The organization's orderer signing identity (a ledger node's organization only)."""
+        if self.orderer_msp_dir is None:
+            raise InvalidInputError(f"organization {self.name} has no orderer identity")
+        return load_signing_identity(self.orderer_msp_dir, self.msp_id)
+
 
 def create_organization(base_dir: str | os.PathLike[str], name: str, msp_id: str,
-                        domain: str) -> OrgMaterial:
+                        domain: str, *, orderer: bool = False) -> OrgMaterial:
     """Create a CA, a TLS CA, an Admin and a peer0 for one organization.
+
+    With ``orderer`` also an ``orderers/orderer0.<domain>`` node: the ledger
+    service's organization has a peer (it endorses) and an orderer (it signs
+    blocks), each with its own key, as a Fabric ordering/peer pair has.
 
     ``ConflictError`` if the organization's folder already exists (material is
     never silently replaced: certificates on a ledger would stop matching).
@@ -110,8 +121,11 @@ def create_organization(base_dir: str | os.PathLike[str], name: str, msp_id: str
     admin_name, peer_name = f"Admin@{domain}", f"peer0.{domain}"
     admin_dir = org_dir / "users" / admin_name
     peer_dir = org_dir / "peers" / peer_name
-    for node_dir, cn, ou, tls_kind in ((admin_dir, admin_name, "admin", "client"),
-                                       (peer_dir, peer_name, "peer", "server")):
+    orderer_dir = org_dir / "orderers" / f"orderer0.{domain}"
+    nodes = [(admin_dir, admin_name, "admin", "client"), (peer_dir, peer_name, "peer", "server")]
+    if orderer:
+        nodes.append((orderer_dir, f"orderer0.{domain}", "orderer", "server"))
+    for node_dir, cn, ou, tls_kind in nodes:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _issue(ca_key, ca_cert, key.public_key(), cn, ou, tls=False)
         node_msp = node_dir / "msp"
@@ -129,6 +143,7 @@ def create_organization(base_dir: str | os.PathLike[str], name: str, msp_id: str
         ca_cert_pem=ca_pem, tls_ca_cert_pem=tls_pem,
         admin_msp_dir=admin_dir / "msp", admin_tls_dir=admin_dir / "tls",
         peer_msp_dir=peer_dir / "msp", peer_tls_dir=peer_dir / "tls",
+        orderer_msp_dir=orderer_dir / "msp" if orderer else None,
     )
 
 

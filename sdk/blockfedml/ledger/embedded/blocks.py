@@ -8,16 +8,19 @@ a second time: ``Proposal(header, payload)`` re-derived from the envelope is
 byte-identical to what was signed, so the stored signature still verifies
 (and would not if either were changed).
 
-Two deliberate departures from a Fabric block, both because here one process
-simulates and submits: the submitter's envelope signature over the action is
-the only endorsement (``endorsements`` is empty), and the
-``TransactionAction.header`` copy of the signature header is left out
-(it repeats the creator's certificate already in the payload header).
+The ledger node's peer endorses every transaction as a Fabric peer does
+(``ChaincodeEndorsedAction.endorsements``: its signature over the proposal
+response payload and its own identity, ``node.py``), so the write set is the
+one the contract computed and no client can change it. One departure from a
+Fabric block: the ``TransactionAction.header`` copy of the signature header is
+left out (it repeats the creator's certificate already in the payload header).
 
 A block holds one transaction. Its hash is Fabric's: SHA-256 of the ASN.1 DER
 ``SEQUENCE { number INTEGER, previous_hash OCTET STRING, data_hash OCTET
-STRING }``. The data hash covers the envelope, the proposal signature and the
-validation code, so an invalid transaction cannot later be passed off as valid.
+STRING }``, and the node's orderer signs those DER bytes (Fabric's orderer
+signs its block header too). The data hash covers the envelope, the proposal
+signature and the validation code, so an invalid transaction cannot later be
+passed off as valid.
 
 This module deals in envelopes as signed. On disk an envelope is stored in a
 compact form (certificate by reference, proposal hash recomputed, compressed:
@@ -45,6 +48,7 @@ from fabric_protos.peer import (
 
 from blockfedml.errors import IntegrityError
 from blockfedml.identity.signing import SigningIdentity
+from blockfedml.ledger.embedded.node import LedgerNode, NodeCertificates
 from blockfedml.ledger.embedded.stub import RangeRead, RWSet
 from blockfedml.ledger.proposal import Proposal, parse_proposal, rebuild_proposal_bytes
 
@@ -66,12 +70,26 @@ class ParsedTransaction:
     message: str
     result: bytes
     event: chaincode_event_pb2.ChaincodeEvent | None
+    response_payload: bytes = b""                                # what the endorsements sign
+    endorsements: tuple[tuple[bytes, bytes], ...] = ()          # (endorser, signature)
 
 
 def assemble_envelope(proposal: Proposal, rwset: RWSet, response: proposal_response_pb2.Response,
                       event: chaincode_event_pb2.ChaincodeEvent | None,
-                      signer: SigningIdentity) -> bytes:
-    """Build the submitter-signed ``common.Envelope`` for a simulated proposal."""
+                      signer: SigningIdentity, node: LedgerNode) -> bytes:
+    """Build the node-endorsed, submitter-signed ``common.Envelope`` for a simulated proposal."""
+    return sign_envelope(endorsed_payload(proposal, rwset, response, event, node), signer)
+
+
+def sign_envelope(payload: bytes, signer: SigningIdentity) -> bytes:
+    """The submitter's envelope around an endorsed payload (what a Gateway client does)."""
+    return common_pb2.Envelope(payload=payload, signature=signer.sign(payload)).SerializeToString()
+
+
+def endorsed_payload(proposal: Proposal, rwset: RWSet, response: proposal_response_pb2.Response,
+                     event: chaincode_event_pb2.ChaincodeEvent | None, node: LedgerNode) -> bytes:
+    """The transaction payload a Gateway's Endorse returns: the simulation's action,
+    endorsed by the node's peer, not yet signed by the submitter."""
     action = proposal_pb2.ChaincodeAction(
         results=rwset.to_proto().SerializeToString(),
         events=event.SerializeToString() if event is not None else b"",
@@ -80,17 +98,17 @@ def assemble_envelope(proposal: Proposal, rwset: RWSet, response: proposal_respo
     )
     response_payload = proposal_response_pb2.ProposalResponsePayload(
         proposal_hash=proposal.hash(), extension=action.SerializeToString())
+    response_bytes = response_payload.SerializeToString()
     action_payload = transaction_pb2.ChaincodeActionPayload(
         chaincode_proposal_payload=proposal.payload,
         action=transaction_pb2.ChaincodeEndorsedAction(
-            proposal_response_payload=response_payload.SerializeToString()),
+            proposal_response_payload=response_bytes, endorsements=[node.endorse(response_bytes)]),
     )
     tx = transaction_pb2.Transaction(
         actions=[transaction_pb2.TransactionAction(payload=action_payload.SerializeToString())])
-    payload = common_pb2.Payload(
+    return common_pb2.Payload(
         header=common_pb2.Header.FromString(proposal.header), data=tx.SerializeToString()
     ).SerializeToString()
-    return common_pb2.Envelope(payload=payload, signature=signer.sign(payload)).SerializeToString()
 
 
 def parse_envelope(envelope: bytes, proposal_signature: bytes) -> ParsedTransaction:
@@ -125,6 +143,9 @@ def parse_envelope(envelope: bytes, proposal_signature: bytes) -> ParsedTransact
         proposal=proposal, payload=bytes(env.payload), envelope_signature=bytes(env.signature),
         rwset=_rwset_from_proto(txrw, proposal), status=action.response.status,
         message=action.response.message, result=bytes(action.response.payload), event=event,
+        response_payload=bytes(action_payload.action.proposal_response_payload),
+        endorsements=tuple((bytes(e.endorser), bytes(e.signature))
+                           for e in action_payload.action.endorsements),
     )
 
 
@@ -160,11 +181,15 @@ def _der(tag: int, body: bytes) -> bytes:
     return bytes([tag]) + _der_length(len(body)) + body
 
 
-def block_header_hash(number: int, previous_hash: bytes, data_hash: bytes) -> bytes:
-    """Fabric's block hash: SHA-256 of the DER-encoded header (number, previous, data)."""
+def block_header_bytes(number: int, previous_hash: bytes, data_hash: bytes) -> bytes:
+    """Fabric's DER-encoded block header (number, previous, data): what is hashed and signed."""
     integer = number.to_bytes(number.bit_length() // 8 + 1, "big", signed=False)
-    header = _der(0x30, _der(0x02, integer) + _der(0x04, previous_hash) + _der(0x04, data_hash))
-    return hashlib.sha256(header).digest()
+    return _der(0x30, _der(0x02, integer) + _der(0x04, previous_hash) + _der(0x04, data_hash))
+
+
+def block_header_hash(number: int, previous_hash: bytes, data_hash: bytes) -> bytes:
+    """Fabric's block hash: SHA-256 of the DER-encoded header."""
+    return hashlib.sha256(block_header_bytes(number, previous_hash, data_hash)).digest()
 
 
 def transaction_data_hash(envelope: bytes, proposal_signature: bytes, validation_code: int) -> bytes:
@@ -179,11 +204,21 @@ def config_data_hash(config: bytes) -> bytes:
     return hashlib.sha256(config).digest()
 
 
-def encode_config(channel: str, organizations: list[tuple[str, bytes]]) -> bytes:
-    """The genesis block's data: canonical JSON of the channel and its organizations."""
+def encode_config(channel: str, organizations: list[tuple[str, bytes]], node: NodeCertificates) -> bytes:
+    """The genesis block's data: canonical JSON of the channel, its organizations
+    and the ledger node whose endorsements and block signatures count."""
     orgs = [{"msp_id": msp, "ca_cert_pem": pem.decode("ascii")} for msp, pem in organizations]
-    return json.dumps({"channel": channel, "organizations": orgs},
+    return json.dumps({"channel": channel, "organizations": orgs, "ledger_node": node.to_dict()},
                       sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode_node(data: bytes) -> NodeCertificates:
+    """The ledger node pinned in a genesis block's configuration."""
+    try:
+        entry = json.loads(data)["ledger_node"]
+    except Exception as exc:
+        raise IntegrityError(f"the genesis block names no ledger node: {exc}") from exc
+    return NodeCertificates.from_dict(entry)
 
 
 def decode_config(data: bytes) -> tuple[str, dict[str, bytes]]:

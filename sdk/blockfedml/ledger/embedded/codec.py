@@ -14,7 +14,8 @@ instead of DER — compressed with raw DEFLATE against a preset dictionary:
                                     || body of the block before || recent tx IDs || own tx ID)
 
 - The creator is stored once, in the ledger's ``certificates`` table, and the
-  block row refers to it (``store.py``).
+  block row refers to it (``store.py``). The ledger node's identity in the
+  endorsement is left out too: the genesis block pins it (``node.py``).
 - The dictionary is a sample of the ledger's own recent skeletons, taken when
   the chain reaches block 64, 256, 1024, ... (every time it has grown
   fourfold), and stored (zlib-compressed, about 3 KB) in the ``dictionaries``
@@ -104,10 +105,11 @@ def preset(dictionary: bytes, previous_body: bytes, recent_tx_ids: Sequence[str]
             + tx_id.encode())
 
 
-def pack(envelope: bytes, zdict: bytes) -> tuple[bytes, bytes | None, bytes]:
+def pack(envelope: bytes, zdict: bytes, endorser: bytes = b"") -> tuple[bytes, bytes | None, bytes]:
     """The stored form of ``envelope``, the creator it leaves out (None when the
-    envelope is stored whole) and its body (what the next block may refer to)."""
-    stripped = strip(envelope)
+    envelope is stored whole) and its body (what the next block may refer to).
+    ``endorser``: the pinned endorser identity, left out of endorsements that name it."""
+    stripped = strip(envelope, endorser)
     layout, body, creator = (WHOLE, envelope, None) if stripped is None else (SKELETON, *stripped)
     compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, zdict)
     return bytes([layout]) + compressor.compress(body) + compressor.flush(), creator, body
@@ -129,21 +131,21 @@ def inflate(stored: bytes, zdict: bytes) -> tuple[int, bytes]:
     return stored[0], body
 
 
-def unpack(stored: bytes, zdict: bytes, creator: bytes | None) -> bytes:
+def unpack(stored: bytes, zdict: bytes, creator: bytes | None, endorser: bytes = b"") -> bytes:
     """The envelope exactly as signed. ``creator`` is required for the skeleton layout."""
-    return dress_layout(*inflate(stored, zdict), creator)
+    return dress_layout(*inflate(stored, zdict), creator, endorser)
 
 
-def dress_layout(layout: int, body: bytes, creator: bytes | None) -> bytes:
+def dress_layout(layout: int, body: bytes, creator: bytes | None, endorser: bytes = b"") -> bytes:
     """The envelope from an inflated body of either layout."""
     if layout == WHOLE:
         return body
     if creator is None:
         raise IntegrityError("stored transaction refers to no certificate")
-    return dress(body, creator)
+    return dress(body, creator, endorser)
 
 
-def strip(envelope: bytes) -> tuple[bytes, bytes] | None:
+def strip(envelope: bytes, endorser: bytes = b"") -> tuple[bytes, bytes] | None:
     """(skeleton, creator), or None unless ``dress`` restores ``envelope`` exactly."""
     try:
         env = common_pb2.Envelope.FromString(envelope)
@@ -167,19 +169,22 @@ def strip(envelope: bytes) -> tuple[bytes, bytes] | None:
         return None
     signature_header.creator = b""
     response.proposal_hash = b""
+    for endorsement in action_payload.action.endorsements:
+        if endorser and endorsement.endorser == endorser:
+            endorsement.endorser = b""
     skeleton = _rebuild(env, payload, signature_header.SerializeToString(), tx, action_payload,
                         response)
     try:
-        restored = dress(skeleton, creator)
+        restored = dress(skeleton, creator, endorser)
     except IntegrityError:
         return None
     return (skeleton, creator) if restored == envelope else None
 
 
-def dress(skeleton: bytes, creator: bytes) -> bytes:
-    """Put the creator back, recompute the proposal hash (Fabric's: SHA-256 of
-    channel header, signature header and proposal payload) and DER-encode the
-    signature again."""
+def dress(skeleton: bytes, creator: bytes, endorser: bytes = b"") -> bytes:
+    """Put the creator (and the pinned endorser) back, recompute the proposal hash
+    (Fabric's: SHA-256 of channel header, signature header and proposal payload)
+    and DER-encode the signature again."""
     try:
         env = common_pb2.Envelope.FromString(skeleton)
         payload = common_pb2.Payload.FromString(env.payload)
@@ -199,6 +204,11 @@ def dress(skeleton: bytes, creator: bytes) -> bytes:
     except Exception as exc:
         raise IntegrityError(f"malformed stored transaction: {exc}") from exc
     signature_header.creator = creator
+    for endorsement in action_payload.action.endorsements:
+        if not endorsement.endorser:
+            if not endorser:
+                raise IntegrityError("a stored endorsement names no endorser and none is pinned")
+            endorsement.endorser = endorser
     header_bytes = signature_header.SerializeToString()
     response.proposal_hash = hashlib.sha256(
         payload.header.channel_header + header_bytes + action_payload.chaincode_proposal_payload).digest()

@@ -7,12 +7,19 @@ developed here behaves the same on a real network:
 2. the chaincode is simulated in-process against a snapshot of committed
    state (``stub.py``), producing a read/write set; a refusal raises the
    contract's error and writes nothing;
-3. the submitter signs the transaction envelope (``blocks.py``);
-4. commit, in one SQLite write transaction: signatures and the creator's
-   certificate are checked against the channel's genesis configuration, the
-   transaction ID must be new, and every version read must still be current
-   (MVCC). A valid transaction's writes are applied; a conflicting one is still
-   recorded in its block, marked ``MVCC_READ_CONFLICT``, and changes nothing.
+3. the ledger node's peer endorses the result (signs the response payload,
+   ``node.py``) and the submitter signs the transaction envelope (``blocks.py``);
+4. commit, in one SQLite write transaction: signatures, the node's endorsement
+   and the creator's certificate are checked against the channel's genesis
+   configuration, the transaction ID must be new, and every version read must
+   still be current (MVCC). A valid transaction's writes are applied; a
+   conflicting one is still recorded in its block, marked
+   ``MVCC_READ_CONFLICT``, and changes nothing. The node's orderer signs every
+   block.
+
+Only a ledger object that holds the node's keys (``LedgerNode``) endorses and
+commits: the ledger service (``service.py``), or one process that holds every
+identity anyway (the demo, tests). Opened without them, a ledger is read-only.
 
 The chaincode's coroutines run on one persistent event loop per ledger object:
 creating a loop per transaction would cost more than the transaction. A ledger
@@ -26,6 +33,7 @@ never carry an open one across: SQLite connections must not cross ``fork``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import threading
 import time
@@ -53,6 +61,7 @@ from blockfedml.identity.signing import Identity, SigningIdentity, load_certific
 from blockfedml.ledger.base import DEFAULT_CHAINCODE
 from blockfedml.ledger.embedded import blocks
 from blockfedml.ledger.embedded.blocks import ParsedTransaction
+from blockfedml.ledger.embedded.node import LedgerNode, NodeCertificates
 from blockfedml.ledger.embedded.store import DEFAULT_SYNCHRONOUS, BlockRow, LedgerStore, StoredBytes
 from blockfedml.ledger.embedded.stub import EmbeddedStub, RWSet
 from blockfedml.ledger.proposal import Proposal
@@ -92,7 +101,8 @@ class Endorsement:
 class EmbeddedLedger:
     """A Fabric-like ledger in one SQLite file (see the module docstring)."""
 
-    def __init__(self, store: LedgerStore, chaincodes: Mapping[str, Any] | None) -> None:
+    def __init__(self, store: LedgerStore, chaincodes: Mapping[str, Any] | None,
+                 node: LedgerNode | None = None) -> None:
         self._store = store
         self._lock = threading.RLock()
         self._chaincodes: dict[str, Any] = dict(chaincodes or {})
@@ -103,15 +113,20 @@ class EmbeddedLedger:
         if genesis is None or genesis.kind != "config":
             raise IntegrityError(f"{store.path}: block 0 is not a channel configuration")
         self._channel, self._organizations = blocks.decode_config(genesis.data)
+        self._node_certificates = blocks.decode_node(genesis.data)
+        if node is not None and node.certificates() != self._node_certificates:
+            raise NotAuthorizedError(f"{store.path}: these keys are not the ledger node its genesis block names")
+        self._node = node
         self._closed = False
 
     # -- lifecycle --------------------------------------------------------------
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], channel: str, organizations: list[tuple[str, bytes]],
-               *, chaincodes: Mapping[str, Any] | None = None,
+               *, node: LedgerNode, chaincodes: Mapping[str, Any] | None = None,
                synchronous: str = DEFAULT_SYNCHRONOUS) -> "EmbeddedLedger":
-        """Create a ledger whose genesis block names the channel and its organizations.
+        """Create a ledger whose genesis block names the channel, its organizations and
+        the ledger ``node`` (whose keys alone may write it).
 
         ``ConflictError`` if ``path`` exists: a ledger is never overwritten.
         """
@@ -131,6 +146,9 @@ class EmbeddedLedger:
                 raise InvalidInputError(f"CA certificate of {msp_id} is unusable: {exc}") from exc
             if not is_ca:
                 raise InvalidInputError(f"the certificate given for {msp_id} is not a CA certificate")
+        if node.peer.msp_id in seen:
+            raise InvalidInputError(f"the ledger node's organization {node.peer.msp_id} cannot be a member")
+        node.certificates().check()
         path = Path(path)
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -139,7 +157,7 @@ class EmbeddedLedger:
         except OSError as exc:
             raise LedgerError(f"cannot create {path}: {exc}") from exc
         os.close(fd)
-        config = blocks.encode_config(channel, organizations)
+        config = blocks.encode_config(channel, organizations, node.certificates())
         data_hash = blocks.config_data_hash(config)
         genesis = BlockRow(0, blocks.GENESIS_PREVIOUS_HASH, data_hash,
                            blocks.block_header_hash(0, blocks.GENESIS_PREVIOUS_HASH, data_hash),
@@ -150,20 +168,21 @@ class EmbeddedLedger:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return cls(store, chaincodes)
+        return cls(store, chaincodes, node)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], chaincodes: Mapping[str, Any] | None = None, *,
-             synchronous: str = DEFAULT_SYNCHRONOUS) -> "EmbeddedLedger":
+             node: LedgerNode | None = None, synchronous: str = DEFAULT_SYNCHRONOUS) -> "EmbeddedLedger":
         """Open an existing ledger. ``chaincodes`` maps chaincode names to chaincode
-        objects (``ContractChaincode``); ``blockfedml`` defaults to the federation contract."""
+        objects (``ContractChaincode``); ``blockfedml`` defaults to the federation contract.
+        Without the ledger ``node``'s keys it is read-only (queries, blocks, verify)."""
         path = Path(path)
         if not path.is_file():
             raise NotFoundError(f"no ledger at {path}; create one first")
         store = LedgerStore(path, synchronous=synchronous)
         try:
             store.meta()
-            return cls(store, chaincodes)
+            return cls(store, chaincodes, node)
         except BaseException:
             store.close()
             raise
@@ -200,6 +219,16 @@ class EmbeddedLedger:
         return dict(self._organizations)
 
     @property
+    def node_certificates(self) -> NodeCertificates:
+        """The ledger node pinned in the genesis block."""
+        return self._node_certificates
+
+    @property
+    def writable(self) -> bool:
+        """True when this object holds the node's keys (it may endorse and commit)."""
+        return self._node is not None
+
+    @property
     def synchronous(self) -> str:
         return self._store.synchronous
 
@@ -221,6 +250,14 @@ class EmbeddedLedger:
         if row is None:
             raise NotFoundError(f"block {number} does not exist (height {self.height()})")
         return _block_dict(row)
+
+    def block_row(self, number: int) -> BlockRow:
+        """One block as stored (envelope rebuilt, signatures as they are); ``NotFoundError`` beyond the tip."""
+        with self._lock:
+            row = self._store.block(number)
+        if row is None:
+            raise NotFoundError(f"block {number} does not exist (height {self.height()})")
+        return row
 
     def iter_blocks(self, start: int = 0) -> Iterator[dict[str, Any]]:
         """Every block from ``start`` on, decoded, in order."""
@@ -295,7 +332,7 @@ class EmbeddedLedger:
         if proposal.channel != self._channel:
             raise NotFoundError(f"channel {proposal.channel} does not exist on this ledger "
                                 f"(its channel is {self._channel})")
-        problem = self._creator_problem(proposal.creator)
+        problem = self.creator_problem(proposal.creator)
         if problem is not None:
             raise problem
         chaincode = self.chaincode(proposal.chaincode)
@@ -328,13 +365,35 @@ class EmbeddedLedger:
         return self._helper.submit(self._loop.run_until_complete, coroutine).result()
 
     def endorse(self, proposal: Proposal, signer: SigningIdentity) -> Endorsement:
-        """Simulate and, if the chaincode agrees, return the signed transaction.
-        A refusal raises the contract's error (``from_chaincode_message``)."""
+        """Simulate and, if the chaincode agrees, return the node-endorsed transaction
+        signed by ``signer``. A refusal raises the contract's error (``from_chaincode_message``)."""
+        payload, result = self.endorse_payload(proposal)
+        return Endorsement(proposal.tx_id, blocks.sign_envelope(payload, signer), proposal.signature, result)
+
+    def endorse_payload(self, proposal: Proposal) -> tuple[bytes, bytes]:
+        """What a Gateway's Endorse returns: the node-endorsed transaction payload (for the
+        submitter to sign) and the contract's result. The proposal's signature is checked
+        here, as a Fabric peer checks it before simulating."""
+        node = self._require_node("endorse")
+        identity_problem = self.creator_problem(proposal.creator)
+        if identity_problem is not None:
+            raise identity_problem
+        if not verify_signature(self._identity(proposal.creator).certificate, proposal.proposal_bytes,
+                                proposal.signature):
+            raise IntegrityError(f"proposal {proposal.tx_id}: its signature does not verify against its creator")
         response, stub = self.simulate(proposal)
         if not 200 <= response.status < 400:
             raise from_chaincode_message(response.message or f"chaincode returned status {response.status}")
-        envelope = blocks.assemble_envelope(proposal, stub.rwset, response, stub.event, signer)
-        return Endorsement(proposal.tx_id, envelope, proposal.signature, bytes(response.payload))
+        payload = blocks.endorsed_payload(proposal, stub.rwset, response, stub.event, node)
+        return payload, bytes(response.payload)
+
+    def _require_node(self, action: str) -> LedgerNode:
+        if self._node is None:
+            raise NotAuthorizedError(
+                f"this process cannot {action} on {self._store.path}: it does not hold the ledger node's "
+                "keys, so it may read the ledger but not write it; send transactions through the ledger "
+                "service (`blockfedml ledger serve`)")
+        return self._node
 
     def evaluate(self, proposal: Proposal) -> bytes:
         """Simulate a query and return its result; nothing is committed."""
@@ -351,6 +410,7 @@ class EmbeddedLedger:
         ``ConflictError`` tx_id already on the ledger). An MVCC conflict is
         recorded as an invalid block, then raised as ``ConflictError``.
         """
+        node = self._require_node("commit")
         parsed = blocks.parse_envelope(envelope, proposal_signature)
         problem = self.transaction_problem(parsed)
         if problem is not None:
@@ -367,11 +427,13 @@ class EmbeddedLedger:
                 tip, tip_hash = store.tip()
                 number = tip + 1
                 data_hash = blocks.transaction_data_hash(envelope, proposal_signature, code)
+                header = blocks.block_header_bytes(number, tip_hash, data_hash)
                 store.insert_block(BlockRow(
-                    number, tip_hash, data_hash, blocks.block_header_hash(number, tip_hash, data_hash),
+                    number, tip_hash, data_hash, hashlib.sha256(header).digest(),
                     "transaction", tx_id, self._identity(parsed.proposal.creator).msp_id,
                     parsed.proposal.chaincode,
-                    parsed.proposal.function, code, envelope, proposal_signature))
+                    parsed.proposal.function, code, envelope, proposal_signature,
+                    orderer_signature=node.sign_block(header)))
                 if code == blocks.VALID:
                     ns = parsed.rwset.namespace
                     for key, value in parsed.rwset.writes.items():
@@ -395,7 +457,7 @@ class EmbeddedLedger:
         if proposal.channel != self._channel:
             return NotFoundError(f"transaction {proposal.tx_id} is for channel {proposal.channel}, "
                                  f"not {self._channel}")
-        problem = self._creator_problem(proposal.creator)
+        problem = self.creator_problem(proposal.creator)
         if problem is not None:
             return problem
         cert = self._identity(proposal.creator).certificate
@@ -403,12 +465,18 @@ class EmbeddedLedger:
             return IntegrityError(f"transaction {proposal.tx_id}: the proposal signature does not verify")
         if not verify_signature(cert, parsed.payload, parsed.envelope_signature):
             return IntegrityError(f"transaction {proposal.tx_id}: the envelope signature does not verify")
+        endorsement = self._node_certificates.endorsement_problem(parsed.response_payload,
+                                                                  list(parsed.endorsements))
+        if endorsement is not None:
+            return IntegrityError(f"transaction {proposal.tx_id}: {endorsement}")
         if not 200 <= parsed.status < 400:
             return InvalidInputError(f"transaction {proposal.tx_id} carries a failed chaincode response "
                                      f"({parsed.status}); it cannot be committed")
         return None
 
-    def _creator_problem(self, creator: bytes) -> BlockFedMLError | None:
+    def creator_problem(self, creator: bytes) -> BlockFedMLError | None:
+        """Why ``creator`` may not act on this channel (unknown organization, certificate
+        not from its CA), or None."""
         if creator in self._members:
             return None
         try:
@@ -465,8 +533,10 @@ def _block_dict(row: BlockRow) -> dict[str, Any]:
     }
     if row.kind == "config":
         channel, orgs = blocks.decode_config(row.data)
-        out.update(channel=channel, organizations={m: p.decode() for m, p in orgs.items()})
+        out.update(channel=channel, organizations={m: p.decode() for m, p in orgs.items()},
+                   ledger_node=blocks.decode_node(row.data).to_dict())
         return out
+    out["orderer_signature"] = (row.orderer_signature or b"").hex()
     if row.defect is not None:
         raise IntegrityError(f"block {row.number}: {row.defect}")
     out["transaction"] = blocks.transaction_dict(blocks.parse_envelope(row.data, row.proposal_signature or b""))

@@ -66,7 +66,7 @@ from typing import Iterator
 from blockfedml.errors import BlockFedMLError, IntegrityError, LedgerError
 from blockfedml.ledger.embedded import codec
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 DEFAULT_SYNCHRONOUS = "FULL"
 DEFAULT_BUSY_TIMEOUT_S = 60.0
@@ -106,7 +106,8 @@ CREATE TABLE blocks (
     validation_code    INTEGER NOT NULL,   -- peer.TxValidationCode
     data               BLOB    NOT NULL,   -- config JSON, or the compact envelope (codec.py)
     proposal_signature BLOB,               -- the creator's signature on the proposal (DER)
-    creator            INTEGER             -- certificates.id left out of data (NULL: none)
+    creator            INTEGER,            -- certificates.id left out of data (NULL: none)
+    orderer_signature  BLOB                -- the ledger node's orderer signature on the header (r || s)
 );
 """
 
@@ -128,8 +129,9 @@ class BlockRow:
     validation_code: int
     data: bytes
     proposal_signature: bytes | None
-    stored_bytes: int = 0          # len(stored data) + len(proposal_signature)
+    stored_bytes: int = 0          # len(stored data) + len(proposal_signature) + len(orderer_signature)
     defect: str | None = None      # why ``data`` could not be rebuilt (then it is b"")
+    orderer_signature: bytes | None = None  # over ``blocks.block_header_bytes`` (None: genesis)
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ class StoredBytes:
 _Context = tuple[tuple[str, ...], bytes]
 
 _BLOCK_COLUMNS = ("number, previous_hash, data_hash, hash, kind, tx_id, creator_msp, chaincode, "
-                  "function, validation_code, data, proposal_signature, creator")
+                  "function, validation_code, data, proposal_signature, creator, orderer_signature")
 
 
 class LedgerStore:
@@ -177,6 +179,7 @@ class LedgerStore:
         self._bodies: dict[bytes, bytes] = {}      # block hash -> inflated body (verify clears)
         self._tail: tuple[int, bytes, _Context] | None = None  # the last block this process wrote
         self._prefetched: int | None = None  # data_version at the last prefetch
+        self._endorser: bytes | None = None  # the pinned endorser, read from genesis once
 
     # -- set-up ---------------------------------------------------------------
 
@@ -294,10 +297,10 @@ class LedgerStore:
             self._tail = (block.number, block.hash, context)
             self._remember(block.hash, context[1])  # a body depends on its envelope only
         self._db.execute(
-            f"INSERT INTO blocks ({_BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO blocks ({_BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (block.number, block.previous_hash, block.data_hash, block.hash, block.kind, block.tx_id,
              block.creator_msp, block.chaincode, block.function, block.validation_code, data,
-             block.proposal_signature, creator))
+             block.proposal_signature, creator, block.orderer_signature))
 
     def prefetch(self) -> None:
         """Inflate the tip's body into the cache, so that a commit after other
@@ -356,7 +359,7 @@ class LedgerStore:
         recent, previous = known
         zdict = codec.preset(self._dictionary(number, train=True),
                              previous if codec.chained(number) else b"", recent, tx_id)
-        stored, creator, body = codec.pack(envelope, zdict)
+        stored, creator, body = codec.pack(envelope, zdict, self.endorser())
         context = ((*recent, tx_id)[-codec.RECENT_TX_IDS:], body)
         if creator is None:
             return stored, None, context
@@ -423,13 +426,26 @@ class LedgerStore:
         """Drop cached dictionaries and bodies, so the next reads trust only the file (``verify``)."""
         self._dictionaries.clear()
         self._bodies.clear()
+        self._endorser = None
+
+    def endorser(self) -> bytes:
+        """The ledger node's endorser identity pinned in the genesis block (left out of stored
+        endorsements); ``b""`` when the genesis block is unreadable (rebuilding then fails)."""
+        if self._endorser is None:
+            from blockfedml.ledger.embedded.blocks import decode_node
+            row = self._db.execute("SELECT data FROM blocks WHERE number = 0").fetchone()
+            try:
+                self._endorser = decode_node(row[0]).endorser if row else b""
+            except BlockFedMLError:
+                self._endorser = b""
+        return self._endorser
 
     def _row(self, row: tuple) -> BlockRow:
         """A ``blocks`` row with its envelope rebuilt."""
-        *columns, stored, signature, creator_id = row
-        stored_bytes = len(stored) + len(signature or b"")
+        *columns, stored, signature, creator_id, orderer_signature = row
+        stored_bytes = len(stored) + len(signature or b"") + len(orderer_signature or b"")
         if columns[4] != "transaction":
-            return BlockRow(*columns, stored, signature, stored_bytes)
+            return BlockRow(*columns, stored, signature, stored_bytes, orderer_signature=orderer_signature)
         number, block_hash, tx_id = columns[0], columns[3], columns[5] or ""
         try:
             creator = None
@@ -441,11 +457,11 @@ class LedgerStore:
                 creator = found[0]
             layout, body = codec.inflate(stored, self._preset(number, tx_id))
             self._remember(block_hash, body)
-            envelope = codec.dress_layout(layout, body, creator)
+            envelope = codec.dress_layout(layout, body, creator, self.endorser())
         except BlockFedMLError as exc:
             return BlockRow(*columns, b"", signature, stored_bytes,
-                            f"the stored transaction cannot be rebuilt: {exc}")
-        return BlockRow(*columns, envelope, signature, stored_bytes)
+                            f"the stored transaction cannot be rebuilt: {exc}", orderer_signature)
+        return BlockRow(*columns, envelope, signature, stored_bytes, orderer_signature=orderer_signature)
 
     def block(self, number: int) -> BlockRow | None:
         row = self._db.execute(f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE number = ?",
@@ -483,7 +499,8 @@ class LedgerStore:
         """Bytes of the stored records (see ``StoredBytes``)."""
         one = lambda sql: self._db.execute(sql).fetchone()[0] or 0  # noqa: E731
         return StoredBytes(
-            blocks=one("SELECT SUM(LENGTH(data) + IFNULL(LENGTH(proposal_signature), 0)) FROM blocks"),
+            blocks=one("SELECT SUM(LENGTH(data) + IFNULL(LENGTH(proposal_signature), 0) "
+                       "+ IFNULL(LENGTH(orderer_signature), 0)) FROM blocks"),
             certificates=one("SELECT SUM(LENGTH(creator)) FROM certificates"),
             dictionaries=one("SELECT SUM(LENGTH(data)) FROM dictionaries"))
 

@@ -2,7 +2,8 @@
 
 Trusts nothing stored but the genesis block's content: rebuilds every
 envelope from its stored form (no cached dictionary is used), recomputes every
-data and block hash and the chain links, re-verifies both signatures and the
+data and block hash and the chain links, re-verifies the orderer signature of
+every block, the creator's signatures, the ledger node's endorsement and the
 certificate issuance of every transaction, re-runs MVCC validation by replaying
 the chain from genesis (so a validation code flipped in place is found),
 compares the replayed world state with the ``state`` table and checks that
@@ -88,7 +89,9 @@ def verify_ledger(ledger: "EmbeddedLedger", store: LedgerStore) -> VerifyReport:
             else:
                 try:
                     channel, orgs = blocks.decode_config(row.data)
-                    if (channel, orgs) != (ledger.channel, ledger.organizations):
+                    node = blocks.decode_node(row.data)
+                    if (channel, orgs, node) != (ledger.channel, ledger.organizations,
+                                                 ledger.node_certificates):
                         report.add(f"{where}: channel configuration changed since the ledger was opened")
                 except BlockFedMLError as exc:
                     report.add(f"{where}: {exc}")
@@ -101,9 +104,12 @@ def verify_ledger(ledger: "EmbeddedLedger", store: LedgerStore) -> VerifyReport:
             _verify_transaction(ledger, row, where, report, seen_tx, replay, version_of, scan)
         if data_hash != row.data_hash:
             report.add(f"{where}: data hash does not match its transaction (tx {row.tx_id})")
-        block_hash = blocks.block_header_hash(row.number, row.previous_hash, row.data_hash)
-        if block_hash != row.hash:
+        header = blocks.block_header_bytes(row.number, row.previous_hash, row.data_hash)
+        if hashlib.sha256(header).digest() != row.hash:
             report.add(f"{where}: block hash does not match its header")
+        if row.number > 0 and not ledger.node_certificates.block_signature_ok(header, row.orderer_signature):
+            report.add(f"{where}: the orderer signature does not verify (the block was altered or "
+                       "forged without the ledger node's key)")
         expected_number, previous_hash = row.number + 1, row.hash
     if report.blocks == 0:
         report.add("the ledger has no genesis block")

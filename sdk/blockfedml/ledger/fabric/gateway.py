@@ -26,12 +26,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import grpc
 from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
-from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
+from fabric_protos.peer import events_pb2_grpc, proposal_pb2, proposal_response_pb2, transaction_pb2
 
 from blockfedml.errors import ChaincodeError, IntegrityError, InvalidInputError, LedgerError
 from blockfedml.identity.signing import SigningIdentity
@@ -42,6 +42,7 @@ from blockfedml.ledger.base import (
     Network,
     ProposalContract,
 )
+from blockfedml.ledger.deliver import seek_envelope
 from blockfedml.ledger.fabric.errors import commit_error, map_rpc_error
 from blockfedml.ledger.proposal import Proposal
 
@@ -107,6 +108,7 @@ class FabricGateway(Gateway):
         self.options = options or GatewayOptions()
         self._channel = open_channel(endpoint)
         self._stub = gateway_pb2_grpc.GatewayStub(self._channel)
+        self._deliver = events_pb2_grpc.DeliverStub(self._channel)
 
     @classmethod
     def connect(cls, identity: SigningIdentity, endpoint: PeerEndpoint,
@@ -179,6 +181,33 @@ class FabricGateway(Gateway):
         timeout = self.options.commit_timeout
         return self._call("commit status", tx_id, timeout,
                           lambda: self._stub.CommitStatus(signed, timeout=timeout), retry_unavailable=True)
+
+
+    def blocks(self, channel: str, start: int | None, stop: int | None = None, *, wait: bool = False,
+               timeout: float | None = None) -> Iterator[common_pb2.Block]:
+        """Blocks ``start..stop`` from the node's Deliver service (a signed seek request).
+
+        ``wait``: block until they are cut (``LedgerError`` after ``timeout``);
+        otherwise stop at the current tip.
+        """
+        request = seek_envelope(self.identity, channel, start, stop, wait)
+        stream = self._deliver.Deliver(iter([request]), timeout=timeout)
+        try:
+            for response in stream:
+                kind = response.WhichOneof("Type")
+                if kind == "block":
+                    yield response.block
+                    if stop is not None and response.block.header.number >= stop:
+                        return
+                elif kind == "status":
+                    if response.status in (common_pb2.SUCCESS, common_pb2.NOT_FOUND):
+                        return
+                    raise LedgerError(f"block delivery from {self.endpoint.address} refused: "
+                                      f"{common_pb2.Status.Name(response.status)}")
+        except grpc.RpcError as error:
+            raise map_rpc_error(error, "deliver", "-", self.endpoint.address, timeout) from None
+        finally:
+            stream.cancel()
 
 
 class FabricNetwork(Network):

@@ -1,0 +1,202 @@
+"""The ledger service (ledger/embedded/service.py): the same Gateway client as Fabric, over
+real gRPC with mutual TLS, and every attack of the issue refused with the state unchanged.
+
+The service runs in this process (``ledger_host.serving``: real server threads, real
+sockets); the crash test runs it as its own process and kills it."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from fabric_protos.common import common_pb2
+from session_builder import build_session
+from test_ledger_node import forge_write
+
+from blockfedml import ledger_host
+from blockfedml.consortium import Consortium
+from blockfedml.errors import ConflictError, IntegrityError, LedgerError, NotAuthorizedError
+from blockfedml.fl.task import TaskSpec
+from blockfedml.identity import SigningIdentity, create_organization
+from blockfedml.ledger.deliver import embedded_block
+from blockfedml.ledger.embedded import blocks as blk
+from blockfedml.ledger.embedded.node import NodeCertificates
+from blockfedml.ledger.fabric import FabricGateway, PeerEndpoint
+
+
+def state_digest(workdir: Path) -> str:
+    with sqlite3.connect(workdir / "ledger.sqlite") as db:
+        rows = db.execute("SELECT namespace, key, value, block, txnum FROM state ORDER BY 1, 2").fetchall()
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def banned_session(tmp_path_factory) -> Path:
+    """Three rounds: Org3 is banned in round 2 (see session_builder.py)."""
+    return build_session(tmp_path_factory.mktemp("service") / "session")
+
+
+@pytest.fixture
+def served(banned_session, tmp_path):
+    """A copy of the session with its ledger service running; members reach it over gRPC."""
+    workdir = Path(shutil.copytree(banned_session, tmp_path / "c"))
+    with ledger_host.serving(workdir):
+        consortium = Consortium.open(workdir, ledger_access="service")
+        yield consortium
+        consortium.close()
+
+
+def test_members_reach_the_ledger_through_the_same_gateway_client_as_fabric(served) -> None:
+    org2 = served.contract("Org2")
+    assert served.via_service and isinstance(served.gateway("Org2"), FabricGateway)
+    height = served.ledger_height()
+    result = served.contract("Org1").submit_json("SetSettings", {"reward": 7})
+    assert result["reward"] == 7 and org2.evaluate_json("GetSettings")["reward"] == 7
+    assert served.ledger_height() == height + 1
+
+
+def test_a_write_set_built_by_the_client_is_refused(served) -> None:
+    """Org2 asks for an allowed transaction, then writes itself admin into the write set."""
+    before = state_digest(served.workdir)
+    gateway = served.gateway("Org2")
+    tx = served.contract("Org2").new_proposal("GetSettings").endorse()
+    forged = forge_write(tx.envelope.payload, "org~Org2MSP",
+                         b'{"msp_id":"Org2MSP","roles":["admin","member"],"status":"active"}')
+    envelope = common_pb2.Envelope(payload=forged, signature=gateway.identity.sign(forged))
+    with pytest.raises(IntegrityError, match="endorsement signature does not verify"):
+        gateway.submit(tx.tx_id, served.channel, envelope)
+    assert state_digest(served.workdir) == before
+
+
+def test_a_proposal_signed_with_another_organizations_key_is_refused(served) -> None:
+    org1, org2 = (served.gateway(o).identity for o in ("Org1", "Org2"))
+    impostor = SigningIdentity(org1.msp_id, org1.certificate, org2.private_key)
+    before = state_digest(served.workdir)
+    with FabricGateway.connect(impostor, served.service_endpoint("Org2")) as gateway:
+        contract = gateway.network(served.channel).contract()
+        with pytest.raises(IntegrityError, match="signature does not verify"):
+            contract.submit("SetSettings", '{"reward": 1}')
+    # An endorsed transaction of Org2, its envelope then signed with Org1's key: refused at submit.
+    gateway = served.gateway("Org2")
+    tx = served.contract("Org2").new_proposal("GetSettings").endorse()
+    swapped = common_pb2.Envelope(payload=tx.envelope.payload, signature=org1.sign(tx.envelope.payload))
+    with pytest.raises(IntegrityError, match="envelope signature does not verify"):
+        gateway.submit(tx.tx_id, served.channel, swapped)
+    assert state_digest(served.workdir) == before
+
+
+def test_a_replayed_envelope_is_refused_or_acknowledged_without_a_second_block(served) -> None:
+    gateway = served.gateway("Org1")
+    tx = served.contract("Org1").new_proposal("SetSettings", '{"reward": 9}').endorse()
+    tx.submit()
+    height, before = served.ledger_height(), state_digest(served.workdir)
+    gateway.submit(tx.tx_id, served.channel, tx.envelope)  # the same bytes again: a client retry
+    resigned = common_pb2.Envelope(payload=tx.envelope.payload, signature=gateway.identity.sign(tx.envelope.payload))
+    with pytest.raises(ConflictError, match="replay refused"):
+        gateway.submit(tx.tx_id, served.channel, resigned)  # other bytes, same transaction ID
+    assert (served.ledger_height(), state_digest(served.workdir)) == (height, before)
+
+
+def test_a_client_certificate_from_an_unknown_ca_is_refused_at_the_tls_layer(served, tmp_path) -> None:
+    outsider = create_organization(tmp_path / "outsider", "Outsider", "OutsiderMSP", "outsider.example.com")
+    own = served.service_endpoint("Org2")
+    endpoint = PeerEndpoint(own.address, own.tls_ca, own.server_name,
+                            outsider.admin_tls_dir / "client.crt", outsider.admin_tls_dir / "client.key")
+    before = state_digest(served.workdir)
+    with FabricGateway.connect(outsider.admin(), endpoint) as gateway:
+        with pytest.raises(LedgerError, match="cannot reach"):
+            gateway.network(served.channel).contract().evaluate("GetSettings")
+    # Its TLS certificate from Org2's CA, its signing identity the outsider's: refused by the ledger.
+    with FabricGateway.connect(outsider.admin(), own) as gateway:
+        with pytest.raises(NotAuthorizedError, match="OutsiderMSP is not a member"):
+            gateway.network(served.channel).contract().submit("Join")
+    assert state_digest(served.workdir) == before
+
+
+def test_a_banned_member_and_an_auditor_cannot_write(served) -> None:
+    assert served.contract("Org1").evaluate_json("GetOrg", "Org3MSP")["status"] == "banned"
+    before = state_digest(served.workdir)
+    with pytest.raises(NotAuthorizedError, match="banned"):
+        served.contract("Org3").submit_json("OpenRound", "plaintext")
+    with pytest.raises(NotAuthorizedError, match="auditor"):
+        served.contract("Auditor").submit_json("Join")
+    assert state_digest(served.workdir) == before
+
+
+def test_blocks_are_delivered_with_orderer_signatures_that_verify(served) -> None:
+    gateway = served.gateway("Auditor")  # read access is enough
+    delivered = [embedded_block(b) for b in gateway.blocks(served.channel, 0, None)]
+    assert len(delivered) == served.ledger_height()
+    node = blk.decode_node(delivered[0].envelope)
+    assert isinstance(node, NodeCertificates) and node == served.ledger.node_certificates
+    previous = blk.GENESIS_PREVIOUS_HASH
+    for block in delivered:
+        assert block.previous_hash == previous
+        if block.number > 0:
+            assert block.data_hash == blk.transaction_data_hash(block.envelope, block.proposal_signature,
+                                                                block.validation_code)
+            assert node.block_signature_ok(block.header, block.orderer_signature), block.number
+        previous = block.hash
+    # A block altered in transit no longer carries a valid signature.
+    forged = delivered[5]
+    assert not node.block_signature_ok(blk.block_header_bytes(forged.number, forged.previous_hash,
+                                                              b"\x00" * 32), forged.orderer_signature)
+
+
+def test_a_waiting_deliver_request_wakes_on_the_next_block(served) -> None:
+    gateway = served.gateway("Org2")
+    height = served.ledger_height()
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.extend(
+        b.header.number for b in gateway.blocks(served.channel, height, height, wait=True, timeout=30)))
+    reader.start()
+    served.contract("Org1").submit_json("SetSettings", {"reward": 3})
+    reader.join(timeout=30)
+    assert got == [height]
+
+
+def test_a_deliver_request_from_outside_the_channel_is_refused(served, tmp_path) -> None:
+    outsider = create_organization(tmp_path / "outsider", "Outsider", "OutsiderMSP", "outsider.example.com")
+    with FabricGateway.connect(outsider.admin(), served.service_endpoint("Org2")) as gateway:
+        with pytest.raises(LedgerError, match="FORBIDDEN"):
+            list(gateway.blocks(served.channel, 0, None))
+
+
+def test_the_service_killed_mid_commit_loses_nothing_acknowledged(tmp_path) -> None:
+    """kill -9 while a client commits in a loop, restart: every acknowledged transaction is there,
+    the chain verifies, and the client reconnects to the new process."""
+    workdir = tmp_path / "c"
+    Consortium.create(workdir, n_orgs=2, task=TaskSpec(), auditor=False).close()
+    ledger_host.start_background(workdir)
+    writer = subprocess.Popen([sys.executable, str(Path(__file__).with_name("service_writer.py")), str(workdir)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        acknowledged = []
+        for line in writer.stdout:  # wait for 20 acknowledged commits, then kill the service
+            acknowledged.append(line.split()[1])
+            if len(acknowledged) == 20:
+                break
+        pid = ledger_host.running_pid(workdir)
+        ledger_host.os.kill(pid, signal.SIGKILL)
+        rest, _ = writer.communicate(timeout=60)  # the writer stops at its first failed call
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    acknowledged += [line.split()[1] for line in rest.splitlines() if line.startswith("committed")]
+    (workdir / ledger_host.PID_FILE).unlink()
+    ledger_host.start_background(workdir)  # restart
+    consortium = Consortium.open(workdir, ledger_access="service")
+    try:
+        for tx_id in acknowledged:
+            assert consortium.ledger.transaction_status(tx_id).valid
+        assert consortium.ledger.verify().ok
+        consortium.contract("Org1").submit_json("SetSettings", {"reward": 4})  # clients reconnect
+    finally:
+        consortium.close()
