@@ -1,9 +1,12 @@
 """Embedded ledger throughput: signed, MVCC-validated, durably committed tx/s.
 
-Every transaction here is the full flow: sign the proposal, simulate the
-chaincode, sign the envelope, then commit (verify both signatures and the
-creator's certificate, check the tx ID, MVCC-check the reads, append a
-hash-chained block and apply the writes in one SQLite transaction).
+Every transaction here is the full flow, in-process (the ledger node's keys in
+the writing process; ``bench_ledger_service.py`` measures it through the
+service): sign and verify the proposal, simulate the chaincode, the node's
+endorsement, sign the envelope, then commit (verify the signatures, the
+endorsement and the creator's certificate, check the tx ID, MVCC-check the
+reads, append a hash-chained block the node's orderer signs and apply the
+writes in one SQLite transaction).
 
 Runs: one writer with the default ``synchronous=FULL`` and, for comparison,
 ``NORMAL``; four writer processes on one file (each writing its own keys);
@@ -30,6 +33,7 @@ sys.path.insert(0, str(ROOT / "tests" / "ledger"))  # the tiny key-value test co
 
 from blockfedml.identity import create_organization, load_signing_identity  # noqa: E402
 from blockfedml.ledger.embedded import EmbeddedLedger  # noqa: E402
+from blockfedml.ledger.embedded.node import LedgerNode  # noqa: E402
 
 
 def _chaincodes() -> dict:
@@ -38,9 +42,9 @@ def _chaincodes() -> dict:
 
 
 def _writer(path: str, msp_dir: str, msp_id: str, prefix: str, count: int, synchronous: str,
-            start_at: float, out: "mp.Queue") -> None:
+            start_at: float, out: "mp.Queue", node_dir: str) -> None:
     identity = load_signing_identity(msp_dir, msp_id)
-    ledger = EmbeddedLedger.open(path, _chaincodes(), synchronous=synchronous)
+    ledger = EmbeddedLedger.open(path, _chaincodes(), synchronous=synchronous, node=LedgerNode.load(node_dir))
     contract = ledger.connect(identity).network(ledger.channel).contract("blockfedml")
     contract.submit("Put", f"{prefix}-warmup", "v")
     while time.time() < start_at:
@@ -60,11 +64,13 @@ def run(tx: int, writers: int) -> dict:
         orgs = [create_organization(base, f"Org{i}", f"Org{i}MSP", f"org{i}.example.com")
                 for i in range(1, writers + 1)]
         config = [(o.msp_id, o.ca_cert_pem) for o in orgs]
+        node_material = create_organization(base, "Ledger", "LedgerMSP", "ledger.example.com", orderer=True)
+        node = LedgerNode.from_material(node_material)
 
         for sync in ("FULL", "NORMAL"):
             path = base / f"single-{sync}.db"
             ledger = EmbeddedLedger.create(path, "fedchannel", config, chaincodes=_chaincodes(),
-                                           synchronous=sync)
+                                           synchronous=sync, node=node)
             contract = ledger.connect(orgs[0].admin()).network("fedchannel").contract("blockfedml")
             contract.submit("Put", "warmup", "v")
             size0 = ledger.size_bytes()
@@ -94,13 +100,14 @@ def run(tx: int, writers: int) -> dict:
 
         for sync in ("FULL",):
             path = base / f"multi-{sync}.db"
-            EmbeddedLedger.create(path, "fedchannel", config, synchronous=sync).close()
+            EmbeddedLedger.create(path, "fedchannel", config, synchronous=sync, node=node).close()
             ctx = mp.get_context("spawn")
             queue: mp.Queue = ctx.Queue()
             per = max(1, tx // writers)
             start_at = time.time() + 3.0
             procs = [ctx.Process(target=_writer, args=(str(path), str(o.admin_msp_dir), o.msp_id,
-                                                       f"w{n}", per, sync, start_at, queue))
+                                                       f"w{n}", per, sync, start_at, queue,
+                                                       str(node_material.org_dir)))
                      for n, o in enumerate(orgs)]
             for p in procs:
                 p.start()

@@ -24,6 +24,7 @@ under ``"backend"``. Everything above the ``Contract`` interface is unchanged.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 import time
@@ -479,8 +480,13 @@ def service_reachable(address: str, timeout: float = 0.5) -> bool:
 def wait_for_service(address: str, timeout: float) -> None:
     """Wait until the ledger service accepts connections; ``LedgerError`` after ``timeout``."""
     deadline = time.monotonic() + timeout
-    delay = 0.02
+    delay, told = 0.02, False
     while not service_reachable(address):
+        if not told and time.monotonic() + timeout - deadline > 1.0:
+            told = True
+            logging.getLogger("blockfedml").warning(
+                "waiting up to %g s for the ledger service at %s (start it with `blockfedml ledger start -w "
+                "<workdir>`; `admin round drive` starts it too)", timeout, address)
         if time.monotonic() >= deadline:
             raise LedgerError(f"the ledger service at {address} did not come up within {timeout:g} s; start "
                               "it with `blockfedml ledger start -w <workdir>` (or `ledger serve`)")

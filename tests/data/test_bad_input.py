@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from blockfedml import ledger_host
 from blockfedml.cli.main import app
 from blockfedml.data import DataFileError
 from blockfedml.data.run import own_data_session, run_member
@@ -113,8 +114,9 @@ def test_cli_refuses_with_one_clear_line(data_consortium, hospitals, tmp_path) -
     before = snapshot(data_consortium)
     runner = CliRunner()
     for command in ("check", "run"):
-        result = runner.invoke(app, ["member", command, "-w", str(data_consortium.workdir), "--org", "Org1",
-                                     "--data", str(bad), "--label", "diagnosis"])
+        with ledger_host.serving(data_consortium.workdir):  # `member run` reaches the ledger through it
+            result = runner.invoke(app, ["member", command, "-w", str(data_consortium.workdir), "--org", "Org1",
+                                         "--data", str(bad), "--label", "diagnosis"])
         output = " ".join(result.output.split())  # rich wraps long lines
         assert result.exit_code == 1
         assert "DataFileError" in output and "row 1 (line 2), column 'mean area'" in output

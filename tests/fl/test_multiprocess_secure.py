@@ -2,7 +2,8 @@
 
 Three ``blockfedml member round --exchange grpc`` processes, the key holder's
 ``blockfedml member keyholder`` (Paillier) and the admin's ``blockfedml admin
-round drive``: each round ends with an accepted checkpoint whose parameters are
+round drive``, all through the ledger service (the drive starts it), then the
+auditor's ``blockfedml audit verify``: each round ends with an accepted checkpoint whose parameters are
 the in-process plaintext session's to the fixed-point step, and no sealed update
 ever reaches the shared store. A member killed after committing is recovered
 by the others' mask shares and the coordinator's timeout.
@@ -20,6 +21,7 @@ import time
 import numpy as np
 import pytest
 
+from blockfedml import ledger_host
 from blockfedml.consortium import Consortium
 from blockfedml.errors import InvalidInputError, LedgerError, NotFoundError
 from blockfedml.fl.coordinator import coordinate_rounds
@@ -78,9 +80,10 @@ def plaintext_params(tmp_path_factory) -> np.ndarray:
 
 @pytest.mark.parametrize("secure", ["masking", "paillier"])
 def test_secure_round_with_every_organization_in_its_own_process(tmp_path, secure, plaintext_params):
-    consortium = Consortium.create(tmp_path / "c", n_orgs=3, task=TaskSpec(), auditor=False,
+    consortium = Consortium.create(tmp_path / "c", n_orgs=3, task=TaskSpec(), auditor=True,
                                    collaborator=secure == "paillier")
     outcomes = _run_processes(consortium.workdir, secure)
+    assert ledger_host.running_pid(consortium.workdir) is not None  # the drive started the service
     for name, (code, _, err) in outcomes.items():
         assert code == 0, f"{name} failed: {err}"
     [summary] = json.loads(outcomes["admin"][1])
@@ -102,6 +105,10 @@ def test_secure_round_with_every_organization_in_its_own_process(tmp_path, secur
         assert served["opened"] == ["decrypt [0]"] and round_["keyholder"] == "CollaboratorMSP"
     else:
         assert {r["msp_id"] for r in admin.evaluate_json("GetMaskReveals", 1)} == set(round_["participants"])
+    # Every block was endorsed and signed by the ledger node, and the auditor's checks all pass.
+    audit = subprocess.run([sys.executable, "-m", "blockfedml.cli.main", "audit", "verify", "-w",
+                            str(consortium.workdir), "--json"], capture_output=True, text=True, timeout=300)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
     consortium.close()
 
 

@@ -81,6 +81,10 @@ def assemble_envelope(proposal: Proposal, rwset: RWSet, response: proposal_respo
     return sign_envelope(endorsed_payload(proposal, rwset, response, event, node), signer)
 
 
+def unsigned_envelope(payload: bytes) -> bytes:
+    return common_pb2.Envelope(payload=payload).SerializeToString()
+
+
 def sign_envelope(payload: bytes, signer: SigningIdentity) -> bytes:
     """The submitter's envelope around an endorsed payload (what a Gateway client does)."""
     return common_pb2.Envelope(payload=payload, signature=signer.sign(payload)).SerializeToString()

@@ -387,6 +387,12 @@ class EmbeddedLedger:
         payload = blocks.endorsed_payload(proposal, stub.rwset, response, stub.event, node)
         return payload, bytes(response.payload)
 
+    @staticmethod
+    def endorsed_digest(proposal: Proposal, payload: bytes) -> bytes:
+        """``endorsement_digest`` of a payload ``endorse_payload`` returned (for ``commit_batch``)."""
+        parsed = blocks.parse_envelope(blocks.unsigned_envelope(payload), proposal.signature)
+        return endorsement_digest(proposal, parsed.response_payload, parsed.endorsements)
+
     def _require_node(self, action: str) -> LedgerNode:
         if self._node is None:
             raise NotAuthorizedError(
@@ -410,49 +416,86 @@ class EmbeddedLedger:
         ``ConflictError`` tx_id already on the ledger). An MVCC conflict is
         recorded as an invalid block, then raised as ``ConflictError``.
         """
+        [outcome] = self.commit_batch([(envelope, proposal_signature, None)])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def commit_batch(self, items: list[tuple[bytes, bytes, bytes | None]]
+                     ) -> list[CommitStatus | BlockFedMLError]:
+        """Validate and append several transactions, one block each, in one durable write
+        (one fsync for the batch: the service's group commit). ``items`` are (envelope,
+        proposal signature, endorsed) where ``endorsed`` is what ``endorse_payload``
+        reported as this node's endorsement of that transaction (or None): when the
+        envelope carries exactly that, its signatures need not be verified again.
+
+        Each outcome is the transaction's ``CommitStatus`` or the error it gets from
+        ``commit``; the transactions are validated in order, each against the state
+        the ones before it left (MVCC as if committed one by one).
+        """
         node = self._require_node("commit")
-        parsed = blocks.parse_envelope(envelope, proposal_signature)
-        problem = self.transaction_problem(parsed)
-        if problem is not None:
-            raise problem
-        tx_id = parsed.proposal.tx_id
+        outcomes: list[CommitStatus | BlockFedMLError | None] = []
+        parsed_items = []
+        for envelope, proposal_signature, endorsed in items:
+            try:
+                parsed = blocks.parse_envelope(envelope, proposal_signature)
+                problem = self.transaction_problem(parsed, endorsed)
+            except BlockFedMLError as exc:
+                problem, parsed = exc, None
+            outcomes.append(problem)
+            parsed_items.append(parsed)
         with self._lock:
             self._check_open()
             store = self._store
             store.prefetch()
             with store.write():
-                if store.tx_exists(tx_id):
-                    raise ConflictError(f"transaction {tx_id} is already on the ledger (replay refused)")
-                code, where = mvcc_check(parsed.rwset, store.version, store.range_state)
-                tip, tip_hash = store.tip()
-                number = tip + 1
-                data_hash = blocks.transaction_data_hash(envelope, proposal_signature, code)
-                header = blocks.block_header_bytes(number, tip_hash, data_hash)
-                store.insert_block(BlockRow(
-                    number, tip_hash, data_hash, hashlib.sha256(header).digest(),
-                    "transaction", tx_id, self._identity(parsed.proposal.creator).msp_id,
-                    parsed.proposal.chaincode,
-                    parsed.proposal.function, code, envelope, proposal_signature,
-                    orderer_signature=node.sign_block(header)))
-                if code == blocks.VALID:
-                    ns = parsed.rwset.namespace
-                    for key, value in parsed.rwset.writes.items():
-                        if value is None:
-                            store.delete_state(ns, key)
-                        else:
-                            store.put_state(ns, key, value, number, 0)
+                batch: set[str] = set()
+                for i, ((envelope, proposal_signature, _), parsed) in enumerate(zip(items, parsed_items)):
+                    if outcomes[i] is None:
+                        outcomes[i] = self._append(store, node, parsed, envelope, proposal_signature, batch)
+        return outcomes  # type: ignore[return-value]
+
+    def _append(self, store: LedgerStore, node: LedgerNode, parsed: ParsedTransaction, envelope: bytes,
+                proposal_signature: bytes, batch: set[str]) -> CommitStatus | BlockFedMLError:
+        """One block inside the caller's write transaction; the error for a replay or MVCC conflict."""
+        tx_id = parsed.proposal.tx_id
+        if tx_id in batch or store.tx_exists(tx_id):
+            return ConflictError(f"transaction {tx_id} is already on the ledger (replay refused)")
+        batch.add(tx_id)
+        code, where = mvcc_check(parsed.rwset, store.version, store.range_state)
+        tip, tip_hash = store.tip()
+        number = tip + 1
+        data_hash = blocks.transaction_data_hash(envelope, proposal_signature, code)
+        header = blocks.block_header_bytes(number, tip_hash, data_hash)
+        store.insert_block(BlockRow(
+            number, tip_hash, data_hash, hashlib.sha256(header).digest(),
+            "transaction", tx_id, self._identity(parsed.proposal.creator).msp_id, parsed.proposal.chaincode,
+            parsed.proposal.function, code, envelope, proposal_signature,
+            orderer_signature=node.sign_block(header)))
         if code != blocks.VALID:
             error = ConflictError(f"transaction {tx_id} ({parsed.proposal.function}) is invalid: "
                                   f"{blocks.validation_code_name(code)} on {where}; it was recorded in "
                                   f"block {number} and changed nothing; simulate it again and resubmit")
             error.tx_id, error.block_number, error.key = tx_id, number, where  # type: ignore[attr-defined]
-            raise error
+            return error
+        ns = parsed.rwset.namespace
+        for key, value in parsed.rwset.writes.items():
+            if value is None:
+                store.delete_state(ns, key)
+            else:
+                store.put_state(ns, key, value, number, 0)
         return CommitStatus(tx_id, number, code)
 
     # -- checks shared by commit and verify -------------------------------------
 
-    def transaction_problem(self, parsed: ParsedTransaction) -> BlockFedMLError | None:
-        """Why this transaction may not be committed, or None. Does not look at state."""
+    def transaction_problem(self, parsed: ParsedTransaction, endorsed: bytes | None = None
+                            ) -> BlockFedMLError | None:
+        """Why this transaction may not be committed, or None. Does not look at state.
+
+        ``endorsed``: ``endorsement_digest`` of what this very node endorsed for the
+        transaction, whose proposal signature it verified then; when the transaction
+        carries exactly that, those two signatures are not verified a second time.
+        """
         proposal = parsed.proposal
         if proposal.channel != self._channel:
             return NotFoundError(f"transaction {proposal.tx_id} is for channel {proposal.channel}, "
@@ -461,12 +504,14 @@ class EmbeddedLedger:
         if problem is not None:
             return problem
         cert = self._identity(proposal.creator).certificate
-        if not verify_signature(cert, proposal.proposal_bytes, proposal.signature):
+        known = endorsed is not None and endorsed == endorsement_digest(proposal, parsed.response_payload,
+                                                                        parsed.endorsements)
+        if not known and not verify_signature(cert, proposal.proposal_bytes, proposal.signature):
             return IntegrityError(f"transaction {proposal.tx_id}: the proposal signature does not verify")
         if not verify_signature(cert, parsed.payload, parsed.envelope_signature):
             return IntegrityError(f"transaction {proposal.tx_id}: the envelope signature does not verify")
-        endorsement = self._node_certificates.endorsement_problem(parsed.response_payload,
-                                                                  list(parsed.endorsements))
+        endorsement = None if known else self._node_certificates.endorsement_problem(
+            parsed.response_payload, list(parsed.endorsements))
         if endorsement is not None:
             return IntegrityError(f"transaction {proposal.tx_id}: {endorsement}")
         if not 200 <= parsed.status < 400:
@@ -506,6 +551,17 @@ class EmbeddedLedger:
     def _check_open(self) -> None:
         if self._closed:
             raise LedgerError(f"ledger {self._store.path} is closed")
+
+
+def endorsement_digest(proposal: Proposal, response_payload: bytes,
+                       endorsements: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    """What identifies one endorsement of one signed proposal: the proposal bytes and its
+    signature, the response payload and every (endorser, signature)."""
+    digest = hashlib.sha256()
+    for part in (proposal.proposal_bytes, proposal.signature, response_payload,
+                 *(b for pair in endorsements for b in pair)):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.digest()
 
 
 def mvcc_check(rwset: RWSet, version_of: Any, scan: Any) -> tuple[int, str | None]:
