@@ -30,7 +30,7 @@ import socket
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from blockfedml.errors import (
     BlockFedMLError,
@@ -43,7 +43,8 @@ from blockfedml.errors import (
 from blockfedml.exchange.credentials import ExchangePeer, TLSMaterial
 from blockfedml.fl.task import OWN_DATA, TaskSpec, task_model
 from blockfedml.identity import create_organization, load_signing_identity
-from blockfedml.ledger.deliver import NEWEST
+from blockfedml.identity.signing import SigningIdentity
+from blockfedml.ledger.deliver import NEWEST, DeliveredBlock, embedded_block
 from blockfedml.ledger.base import DEFAULT_CHAINCODE, DEFAULT_CHANNEL, Contract, Gateway
 from blockfedml.ledger.embedded import EmbeddedLedger
 from blockfedml.ledger.embedded.node import LEDGER_MSP_ID, LedgerNode
@@ -59,6 +60,7 @@ CONFIG_FILE = "consortium.json"
 FABRIC_POLL_SECONDS = 0.1  # how often a member looks at a Fabric ledger for the next phase
 ROLES = ("admin", "member", "keyholder", "auditor")
 LEDGER_NODE_FOLDER = "ledger-node"
+TIP_FILE = "tip.json"  # in an organization's folder: the newest signed block header it has seen
 LEDGER_NODE_DOMAIN = "ledger.blockfedml.local"
 LEDGER_ACCESS = ("auto", "service", "direct")
 SERVICE_WAIT_SECONDS = 60.0  # how long a member waits for the ledger service to come up
@@ -312,6 +314,51 @@ class Consortium:
         return PeerEndpoint(self.service.address, _single_pem(node_dir / "msp" / "tlscacerts"),
                             self.service.server_name, tls.client_cert, tls.client_key)
 
+    def signing_identity(self, name_or_msp: str) -> SigningIdentity:
+        """The organization's signing identity (its own key: only its own processes can read it)."""
+        profile = self.org(name_or_msp)
+        return load_signing_identity(self.workdir / profile.msp_dir, profile.msp_id)
+
+    def org_folder(self, name_or_msp: str) -> Path:
+        """The organization's own folder (``peerOrganizations/<domain>``): keys, its signed tip."""
+        return (self.workdir / self.org(name_or_msp).msp_dir).parents[2]
+
+    def audit_folder(self, name_or_msp: str) -> Path:
+        """Where an auditing organization keeps its own copy of the chain and its pinned genesis."""
+        return self.workdir / "audit" / self.org(name_or_msp).msp_id
+
+    def block_source(self, name_or_msp: str) -> Iterator[DeliveredBlock]:
+        """Every block from genesis, as ``name_or_msp`` receives them: over the ledger service's
+        Deliver protocol, or read from the ledger file by a process that holds it."""
+        from blockfedml.audit.copy import file_source
+
+        if self.fabric is not None:
+            raise InvalidInputError("block delivery from Fabric peers is not supported yet")
+        if self.via_service:
+            gateway = self.gateway(name_or_msp)
+            assert isinstance(gateway, FabricGateway)
+            return (embedded_block(b) for b in gateway.blocks(self.channel, 0, None, timeout=300.0))
+        return iter(file_source(self.ledger_path))
+
+    def record_tip(self, name_or_msp: str) -> dict[str, Any] | None:
+        """Keep the newest orderer-signed block header this organization has seen in its own
+        folder (``tip.json``): a witness an auditor can hold the chain to. The tip, or None."""
+        from blockfedml.audit.copy import tip_record, write_tip
+
+        if self.fabric is not None:
+            return None
+        if self.via_service:
+            gateway = self.gateway(name_or_msp)
+            assert isinstance(gateway, FabricGateway)
+            newest = [embedded_block(b) for b in gateway.blocks(self.channel, NEWEST, NEWEST, timeout=30.0)]
+            if not newest:
+                return None
+            record = tip_record(newest[-1])
+        else:
+            record = tip_record(self.ledger.block_row(self.ledger.height() - 1))
+        write_tip(self.org_folder(name_or_msp) / TIP_FILE, record)
+        return record
+
     def _reader_gateway(self) -> FabricGateway:
         """A service gateway of an organization this process acts for (the last one it opened)."""
         for gateway in reversed(list(self._gateways.values())):
@@ -384,7 +431,7 @@ class Consortium:
         profile = self.org(name_or_msp)
         if profile.msp_id in self._gateways:  # one TLS channel per organization, reused
             return self._gateways[profile.msp_id]
-        identity = load_signing_identity(self.workdir / profile.msp_dir, profile.msp_id)
+        identity = self.signing_identity(profile.name)
         if self.fabric is None and not self.via_service:
             return self.ledger.connect(identity)
         endpoint = self.fabric.org(profile.msp_id).endpoint if self.fabric else self.service_endpoint(profile.name)

@@ -17,5 +17,6 @@ def finished_session(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def session_copy(finished_session, tmp_path) -> Path:
-    """A private copy of the finished session, to tamper with."""
-    return Path(shutil.copytree(finished_session, tmp_path / "copy"))
+    """A private copy of the finished session, to tamper with, audited by a new auditor (its own
+    copy of the chain, kept under ``audit/`` once a test audits the finished session, is left out)."""
+    return Path(shutil.copytree(finished_session, tmp_path / "copy", ignore=shutil.ignore_patterns("audit")))

@@ -20,6 +20,7 @@ from blockfedml.identity import load_signing_identity
 from blockfedml.identity.signing import Identity
 from blockfedml.ledger.embedded import EmbeddedLedger
 from blockfedml.ledger.embedded import blocks
+from blockfedml.ledger.embedded.node import LedgerNode
 from blockfedml.ledger.embedded.store import LedgerStore
 
 NAMESPACE = "blockfedml"
@@ -73,34 +74,45 @@ def find_block(workdir: Path, function: str, round_number: int | None = None, cr
     raise LookupError(f"no {function} block for round {round_number}")
 
 
-def rehash_from(workdir: Path, start: int) -> None:
-    """Recompute every data hash and block hash from block ``start`` on (a careful attacker)."""
+def rehash_from(workdir: Path, start: int, node: LedgerNode | None = None) -> None:
+    """Recompute every data hash and block hash from block ``start`` on (a careful attacker);
+    with the ledger ``node``'s keys (a malicious ledger operator) re-sign the blocks too."""
     store = LedgerStore(ledger_path(workdir))
     try:
         previous = store.block(start - 1).hash
         rows = []
         for row in store.iter_blocks(start):
             data_hash = blocks.transaction_data_hash(row.data, row.proposal_signature or b"", row.validation_code)
+            header = blocks.block_header_bytes(row.number, previous, data_hash)
             block_hash = blocks.block_header_hash(row.number, previous, data_hash)
-            rows.append((previous, data_hash, block_hash, row.number))
+            signature = node.sign_block(header) if node is not None else row.orderer_signature
+            rows.append((previous, data_hash, block_hash, signature, row.number))
             previous = block_hash
     finally:
         store.close()
     db = sqlite3.connect(ledger_path(workdir))
     try:
-        db.executemany("UPDATE blocks SET previous_hash = ?, data_hash = ?, hash = ? WHERE number = ?", rows)
+        db.executemany("UPDATE blocks SET previous_hash = ?, data_hash = ?, hash = ?, orderer_signature = ? "
+                       "WHERE number = ?", rows)
         db.commit()
     finally:
         db.close()
 
 
+def ledger_operator(workdir: Path) -> LedgerNode:
+    """The ledger node's keys: what a malicious operator of the ledger service holds."""
+    return Consortium.open(workdir).ledger_node()
+
+
 def rewrite_block(workdir: Path, number: int, writes: dict[str, bytes], resign: bool = True,
-                  update_state: bool = True) -> None:
+                  update_state: bool = True, node: LedgerNode | None = None) -> None:
     """Change what block ``number``'s transaction wrote and store it back, hashes recomputed.
 
     ``resign``: sign the new envelope with the creator's own key (else keep the old
     signature, which then no longer matches). ``update_state``: put the new values
-    in the world-state table too, so state and blocks agree.
+    in the world-state table too, so state and blocks agree. ``node``: the attacker
+    also holds the ledger node's keys (a malicious ledger operator): it endorses the
+    new write set and re-signs every block from there.
     """
     consortium = Consortium.open(workdir)
     store = LedgerStore(ledger_path(workdir))
@@ -119,20 +131,20 @@ def rewrite_block(workdir: Path, number: int, writes: dict[str, bytes], resign: 
                                                 signature=parsed.endorsements[0][1])
         keep_endorsement = type("KeepEndorsement", (), {"endorse": staticmethod(lambda payload: old)})()
         envelope = blocks.assemble_envelope(parsed.proposal, rwset, response, parsed.event, signer,
-                                            keep_endorsement)
+                                            node or keep_endorsement)
         if not resign:
             forged = common_pb2.Envelope.FromString(envelope)
             forged.signature = parsed.envelope_signature
             envelope = forged.SerializeToString()
     finally:
         store.close()
-    store_envelopes(workdir, number, {number: envelope})
+    store_envelopes(workdir, number, {number: envelope}, node)
     if update_state:
         for key, value in writes.items():
             set_state(workdir, key, value)
 
 
-def store_envelopes(workdir: Path, start: int, changed: dict[int, bytes]) -> None:
+def store_envelopes(workdir: Path, start: int, changed: dict[int, bytes], node: LedgerNode | None = None) -> None:
     """Put changed envelopes into the file as the ledger stores them and recompute the hashes.
 
     A block's stored form is compressed against the block before it, so every block
@@ -148,7 +160,7 @@ def store_envelopes(workdir: Path, start: int, changed: dict[int, bytes]) -> Non
             sql(workdir, "UPDATE blocks SET data = ?, creator = ? WHERE number = ?", stored, certificate, number)
     finally:
         store.close()
-    rehash_from(workdir, start)
+    rehash_from(workdir, start, node)
 
 
 def corrupt_file(path: Path) -> None:

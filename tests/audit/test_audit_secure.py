@@ -46,7 +46,7 @@ def sessions(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture
 def copy_of(sessions, tmp_path):
-    return lambda name: Path(shutil.copytree(sessions[name], tmp_path / name))
+    return lambda name: Path(shutil.copytree(sessions[name], tmp_path / name, ignore=shutil.ignore_patterns("audit")))
 
 
 def run_audit(workdir):

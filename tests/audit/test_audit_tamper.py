@@ -9,19 +9,30 @@ with its creator's own key), a decision re-signed by the admin.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
-from tamper import corrupt_file, find_block, flip_stored_byte, rehash_from, rewrite_block, set_state, sql, state_value
+from tamper import (
+    corrupt_file,
+    find_block,
+    flip_stored_byte,
+    ledger_operator,
+    rehash_from,
+    rewrite_block,
+    set_state,
+    sql,
+    state_value,
+)
 
 from blockfedml.audit.verify import audit_consortium
 from blockfedml.consortium import Consortium
 from blockfedml.store import ModelStore
 
 
-def run_audit(workdir):
+def run_audit(workdir, witnesses=None):
     consortium = Consortium.open(workdir)
     try:
-        return audit_consortium(consortium)
+        return audit_consortium(consortium, witnesses=witnesses)
     finally:
         consortium.close()
 
@@ -116,13 +127,49 @@ def test_a_tampered_block_is_caught(session_copy, how):
         forged = {**state(session_copy, key), "metric": 1_000_000}
         rewrite_block(session_copy, number, {key: json.dumps(forged).encode()}, resign=False)
     findings = failed(run_audit(session_copy))["ledger"]
+    # The auditor's first pull stops at the block that fails its checks and keeps nothing after it.
     if how == "deleted":
-        assert any("missing" in f.message and f.object == f"block {number + 1}" for f in findings)
+        assert any("missing" in f.message and f.object == f"block {number}" for f in findings)
     elif how == "flipped byte":  # it no longer inflates, or inflates to other bytes: either way named
-        assert any(f.object == f"block {number}" and tx_id in f"{f.tx} {f.message}" for f in findings)
+        assert any(f.object == f"block {number}" and "data hash" in f.message for f in findings)
     else:
-        assert any(f.tx == tx_id and f.round == 2 and f.object == f"block {number}"
-                   and "envelope signature does not verify" in f.message for f in findings)
+        assert any(f.tx == tx_id and f.object == f"block {number}"
+                   and "orderer signature does not verify" in f.message for f in findings)
+
+
+@pytest.mark.parametrize("how", ["rewritten by the ledger operator", "tail cut"])
+def test_history_changed_after_the_auditor_copied_it_is_caught(session_copy, how):
+    """The auditor pulled the chain once; then the history it holds is rewritten (even with the
+    ledger node's own keys) or its tail is cut (what is left still carries valid signatures)."""
+    assert run_audit(session_copy).ok
+    block = find_block(session_copy, "Endorse", 3, "Org1MSP")
+    number = block["number"]
+    if how == "tail cut":
+        sql(session_copy, "DELETE FROM blocks WHERE number >= ?", number)
+        message = "the chain's tail was cut"
+    else:
+        key = "endorse~00000003~Org1MSP"
+        rewrite_block(session_copy, number, {key: json.dumps({**state(session_copy, key), "metric": 1}).encode()},
+                      node=ledger_operator(session_copy))
+        message = "another block at this height than the auditor's copy holds"
+    findings = failed(run_audit(session_copy))["ledger"]
+    assert any(f.object == f"block {number}" and message in f.message for f in findings), findings
+
+
+def test_a_chain_shorter_than_a_members_signed_tip_is_caught(session_copy, tmp_path):
+    """A fresh auditor is handed a cut chain: only the member's signed tip shows it."""
+    consortium = Consortium.open(session_copy)
+    tip = consortium.record_tip("Org2")
+    witness = tmp_path / "org2-tip.json"
+    witness.write_text(json.dumps(tip))
+    assert run_audit(session_copy, witnesses={"org2": tip}).ok
+    shutil.rmtree(consortium.audit_folder("Auditor"))  # a new auditor, with no copy yet
+    sql(session_copy, "DELETE FROM blocks WHERE number >= ?", tip["number"] - 3)
+    problems = failed(run_audit(session_copy, witnesses={"org2": tip}))["ledger"]
+    assert any(f.object == f"block {tip['number']}" and "its tail was cut" in f.message for f in problems)
+    forged = {**tip, "orderer_signature": tip["orderer_signature"][:-2] + "00"}
+    problems = failed(run_audit(session_copy, witnesses={"forged": forged}))["ledger"]
+    assert any("tip forged: its orderer signature does not verify" in f.message for f in problems)
 
 
 def test_a_swapped_signature_is_caught_even_when_the_chain_is_rehashed(session_copy):
@@ -132,12 +179,21 @@ def test_a_swapped_signature_is_caught_even_when_the_chain_is_rehashed(session_c
                       "WHERE number = ?) WHERE number = ?", other, target)
     rehash_from(session_copy, target)
     findings = failed(run_audit(session_copy))["ledger"]
-    assert (findings[0].object, findings[0].round) == (f"block {target}", 2)
+    # Rehashing needs the orderer's key to re-sign: the first block edited is named.
+    assert findings[0].object == f"block {target}"
+    assert "orderer signature does not verify" in findings[0].message
+
+
+def test_a_swapped_signature_re_signed_by_the_ledger_operator_is_caught(session_copy):
+    """Even the ledger node's own keys cannot make a swapped proposal signature pass."""
+    target = find_block(session_copy, "CommitUpdate", 2, "Org2MSP")["number"]
+    other = find_block(session_copy, "CommitUpdate", 1, "Org2MSP")["number"]
+    sql(session_copy, "UPDATE blocks SET proposal_signature = (SELECT proposal_signature FROM blocks "
+                      "WHERE number = ?) WHERE number = ?", other, target)
+    rehash_from(session_copy, target, ledger_operator(session_copy))
+    findings = failed(run_audit(session_copy))["ledger"]
+    assert [(f.object, f.round) for f in findings] == [(f"block {target}", 2)]
     assert "proposal signature does not verify" in findings[0].message
-    # Rehashing needs the orderer's key to re-sign: every block from the edit on is named.
-    unsigned = {f.object for f in findings if "orderer signature does not verify" in f.message}
-    height = find_block(session_copy, "Decide", 3)["number"]  # the last rounds' blocks are all there
-    assert {f"block {n}" for n in range(target, height + 1)} <= unsigned
 
 
 def _forged_penalty(workdir) -> dict[str, bytes]:
@@ -160,16 +216,26 @@ def test_a_reputation_entry_edited_in_world_state_is_caught(session_copy):
     assert problems["reputation"][0].round == 2
 
 
-def test_a_reputation_entry_rewritten_in_its_block_and_re_signed_is_caught(session_copy):
-    """The admin re-signs its own past transaction with its own key: the ledger node's
-    endorsement no longer matches the write set, and the contract's rules disagree."""
+def test_a_reputation_entry_rewritten_in_its_block_and_re_signed_by_its_creator_is_caught(session_copy):
+    """The admin re-signs its own past transaction with its own key, not the ledger node's: the
+    block's orderer signature no longer verifies (and its endorsement would not either)."""
     decide = find_block(session_copy, "Decide", 2)
     rewrite_block(session_copy, decide["number"], _forged_penalty(session_copy), resign=True)
+    problems = failed(run_audit(session_copy))
+    ledger = problems["ledger"]
+    assert ledger[0].object == f"block {decide['number']}" and "orderer signature" in ledger[0].message
+
+
+def test_a_reputation_entry_rewritten_and_re_signed_by_the_ledger_operator_is_caught(session_copy):
+    """With the node's keys too, hashes, signatures and endorsements all agree: only the
+    contract's own rules, re-executed by the auditor, disagree."""
+    decide = find_block(session_copy, "Decide", 2)
+    rewrite_block(session_copy, decide["number"], _forged_penalty(session_copy), resign=True,
+                  node=ledger_operator(session_copy))
     report = run_audit(session_copy)
     problems = failed(report)
-    assert {"ledger", "replay", "reputation"} == set(problems)
-    ledger = problems["ledger"]
-    assert ledger[0].object == f"block {decide['number']}" and "endorsement" in ledger[0].message
+    assert report.check("ledger").status == "pass"
+    assert {"replay", "reputation"} == set(problems)
     (replayed,) = problems["replay"]
     assert (replayed.round, replayed.tx, replayed.object) == (2, decide["transaction"]["tx_id"],
                                                               f"block {decide['number']}")
@@ -178,12 +244,13 @@ def test_a_reputation_entry_rewritten_in_its_block_and_re_signed_is_caught(sessi
     assert rep[0].object == "rephist~Org3MSP~00000001" and rep[0].tx == decide["transaction"]["tx_id"]
 
 
-def test_a_decision_rewritten_and_re_signed_by_the_admin_is_caught(session_copy):
+def test_a_decision_rewritten_and_re_signed_by_the_admin_and_the_ledger_operator_is_caught(session_copy):
     decide = find_block(session_copy, "Decide", 2)
     record = state(session_copy, "round~00000002")
     assert record["decision"]["status"] == "rolled_back"
     forged = {**record, "decision": {**record["decision"], "status": "accepted"}}
-    rewrite_block(session_copy, decide["number"], {"round~00000002": json.dumps(forged).encode()})
+    rewrite_block(session_copy, decide["number"], {"round~00000002": json.dumps(forged).encode()},
+                  node=ledger_operator(session_copy))
     problems = failed(run_audit(session_copy))
     assert {"replay", "decisions", "checkpoints"} <= set(problems)
     (decision,) = problems["decisions"]

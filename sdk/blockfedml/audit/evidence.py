@@ -7,9 +7,11 @@ the checks, the HTML report and the provenance export need, read once.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from blockfedml.audit.copy import AuditorCopy, state_differences
 from blockfedml.errors import BlockFedMLError, IntegrityError, LedgerError, NotFoundError
 from blockfedml.ledger.base import Contract
 from blockfedml.store import ModelStore
@@ -129,21 +131,45 @@ class Evidence:
         return self.state
 
 
-def gather(consortium: "Consortium", as_org: str | None = None, verify: bool = True) -> Evidence:
+def gather(consortium: "Consortium", as_org: str | None = None, verify: bool = True,
+           witnesses: dict[str, dict] | None = None) -> Evidence:
     """Read world state through the contract, and on the embedded ledger the blocks too
-    (verified and re-executed unless ``verify`` is false: then only indexed)."""
+    (verified and re-executed unless ``verify`` is false: then only indexed).
+
+    On the embedded ledger the blocks are the auditor's own copy (``audit/copy.py``),
+    brought up to date first from the ledger service (or the ledger file, when this
+    process can read it); ``witnesses`` are members' signed tips (name -> ``tip.json``
+    content) the copy must not be shorter than or diverge from. The world state is
+    read as the members see it, through the contract's queries, so the
+    recomputations check what everybody acts on; the state the copy's blocks
+    produce is compared with the ledger file's where this process can read it.
+    """
     from blockfedml.audit.replay import read_blocks
 
-    contract, store = auditor_contract(consortium, as_org), local_store(consortium)
-    before = consortium.ledger.height() if consortium.kind == "embedded" else None
-    state, error = _read_state(contract)
-    if before is None:
+    org = auditor_org(consortium, as_org)
+    store = local_store(consortium)
+    if consortium.kind != "embedded":
+        state, error = _read_state(consortium.contract(org))
         return Evidence(state, store, None, consortium.kind, [], error)
-    blocks = read_blocks(consortium.ledger, verify=verify)
-    notes = []
-    if blocks.height != before:
-        notes.append(f"the ledger grew from {before} to {blocks.height} blocks while it was read; "
-                     "run again on a quiet ledger for a consistent result")
+    state, error = _read_state(consortium.contract(org))
+    copy = AuditorCopy(consortium.audit_folder(org))
+    synced = copy.sync(consortium.block_source(org))
+    if not copy.path.is_file():
+        raise IntegrityError(f"the auditor cannot start its copy of the chain: {'; '.join(synced.problems)}")
+    ledger = copy.ledger()
+    try:
+        blocks = read_blocks(ledger, verify=verify)
+    finally:
+        ledger.close()
+    problems = blocks.ledger.problems
+    problems[:0] = synced.problems
+    problems.extend(copy.check_tips(witnesses or {}))
+    if consortium.ledger_path.is_file() and os.access(consortium.ledger_path, os.R_OK):
+        problems.extend(state_differences(copy.path, consortium.ledger_path))
+    notes = list(synced.notes)
+    if synced.problems:
+        notes.append(f"the auditor's copy holds the {synced.held + synced.added} blocks that passed its checks; "
+                     "everything after the first problem was not kept")
     return Evidence(state, store, blocks, "embedded", notes, error)
 
 
@@ -160,12 +186,17 @@ def _read_state(contract: Contract) -> tuple[WorldState | None, str | None]:
         return None, f"malformed record: {type(exc).__name__}: {exc}"
 
 
-def auditor_contract(consortium: "Consortium", as_org: str | None = None) -> Contract:
-    """The contract as ``as_org`` sees it; by default as the first auditor, else the admin."""
+def auditor_org(consortium: "Consortium", as_org: str | None = None) -> str:
+    """Who audits: ``as_org``, by default the first auditor, else the admin."""
     if as_org is None:
         auditors = [o.name for o in consortium.orgs if "auditor" in o.roles]
         as_org = auditors[0] if auditors else consortium.admin.name
-    return consortium.contract(as_org)
+    return consortium.org(as_org).name
+
+
+def auditor_contract(consortium: "Consortium", as_org: str | None = None) -> Contract:
+    """The contract as ``as_org`` sees it; by default as the first auditor, else the admin."""
+    return consortium.contract(auditor_org(consortium, as_org))
 
 
 def local_store(consortium: "Consortium") -> ModelStore | None:

@@ -70,9 +70,11 @@ def audit(state: WorldState | None, store: ModelStore | None = None, blocks: Blo
     return AuditReport(backend, checks, blocks.height if blocks is not None else None, notes)
 
 
-def audit_consortium(consortium: Consortium, as_org: str | None = None) -> AuditReport:
-    """Audit a consortium work directory: its ledger (embedded or Fabric) and its model store."""
-    evidence = gather(consortium, as_org)
+def audit_consortium(consortium: Consortium, as_org: str | None = None,
+                     witnesses: dict[str, dict] | None = None) -> AuditReport:
+    """Audit a consortium work directory: its ledger (embedded: through the auditor's own copy,
+    held to the members' signed tips in ``witnesses``; or Fabric) and its model store."""
+    evidence = gather(consortium, as_org, witnesses=witnesses)
     report = audit(evidence.state, evidence.store, evidence.blocks, evidence.backend, evidence.state_error)
     report.notes.extend(evidence.notes)
     return report

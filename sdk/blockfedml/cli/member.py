@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -110,11 +112,24 @@ def _take_part(consortium: Consortium, member: Member, number: int, timeout: flo
                     actions.append({"round": number, "phase": "update", "action": "aggregate"})
                     continue
             if round_["phase"] == "closed":
+                consortium.record_tip(member.msp_id)  # a signed witness of the chain, in its own folder
                 return {"round": number, "actions": actions, "decision": round_.get("decision")}
         if time.monotonic() > deadline:
             phase = round_["phase"] if round_ else "not opened"
             raise LedgerError(f"round {number} did not close within {timeout:.0f} s (phase {phase})")
         consortium.wait_for_block(height, timeout=1.0)  # woken by the next block, from any process
+
+
+@app.command("tip")
+@handle_errors
+def tip(org: str = OrgOption, workdir: Path = WorkdirOption) -> None:
+    """Print (and keep, in the organization's folder) the newest orderer-signed block header it has
+    seen: a witness an auditor holds the chain to (`audit verify --witness`)."""
+    consortium = Consortium.open(workdir)
+    record = consortium.record_tip(org)
+    if record is None:
+        raise InvalidInputError("tips are kept on the embedded ledger only")
+    sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
 
 
 @app.command("keyholder")
