@@ -70,3 +70,18 @@ def test_errors_are_one_clear_line_and_exit_code_1(tmp_path):
     assert result.exit_code == 1 and "round 7 does not exist" in result.output
     result = runner.invoke(app, ["admin", "settings", "set", "penalty=lots", "-w", w])
     assert result.exit_code != 0 and "penalty" in result.output
+
+
+def test_readme_attack_example_ends_with_a_table_when_every_member_is_banned(tmp_path):
+    """The README's attack example: rollback alone bans everyone; the session stops cleanly, says why,
+    and leaves no round stuck on the ledger."""
+    w = str(tmp_path / "att")
+    result = runner.invoke(app, ["demo", "--attack", "sign_flip", "--attackers", "0.3", "--lie", "-w", w],
+                           env={"COLUMNS": "200"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "rolled back" in result.output and "Stopped after round 4 of 10" in result.output
+    assert "every member is banned" in result.output and "min_participants=2" in result.output
+    rounds = json.loads(run("audit", "rounds", "-w", w, "--json").output)
+    assert [r["phase"] for r in rounds] == ["closed"] * 4  # no fifth round opened and left in selection
+    as_json = json.loads(run("demo", "--attack", "sign_flip", "--lie", "--rounds", "6", "-w", w, "--json").output)
+    assert len(as_json["rounds"]) == 4 and "every member is banned" in as_json["stopped"]

@@ -221,11 +221,15 @@ def round_run(
     if consortium.task.dataset == OWN_DATA:
         _coordinate(consortium, rounds, mode, timeout, as_json)
         return
-    results = Session(consortium, mode=mode).run(rounds)
+    session = Session(consortium, mode=mode)
+    results = session.run(rounds)
     if as_json:
         emit([r.to_dict() for r in results], True)
     else:
         print_wide(rounds_table(results))
+        if session.stopped:
+            console.print(f"[yellow]Stopped after {len(results)} of {rounds} rounds:[/] {session.stopped}.",
+                          highlight=False)
 
 
 @round_app.command("drive")

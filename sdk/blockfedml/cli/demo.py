@@ -77,7 +77,8 @@ def demo(
         consortium = Consortium.create(workdir, n_orgs=orgs, task=task, settings=parse_settings(setting), overwrite=True,
                                        collaborator=mode == "paillier")
     try:
-        results = _run(consortium, rounds, quiet=as_json, attack=plan, screening=screening, strategy=rule, mode=mode)
+        results, stopped = _run(consortium, rounds, quiet=as_json, attack=plan, screening=screening, strategy=rule,
+                                mode=mode)
         elapsed = time.perf_counter() - started
         summary = {
             "workdir": str(workdir.resolve()),
@@ -88,6 +89,7 @@ def demo(
             "mode": mode,
             "rounds": [r.to_dict() for r in results],
             "attackers": plan.attackers([p.msp_id for p in consortium.members]) if plan else [],
+            "stopped": stopped,
         }
     finally:
         consortium.close()
@@ -99,6 +101,8 @@ def demo(
         console.print(f"Aggregation: [bold]{mode}[/] (secure: only sums were opened, docs/secure-aggregation.md)")
     if plan:
         console.print(f"Attack: [bold]{plan.name}[/] by {', '.join(summary['attackers'])}")
+    if stopped:
+        console.print(f"[yellow]Stopped after round {len(results)} of {rounds}:[/] {stopped}.", highlight=False)
     console.print(
         f"Ledger: [bold]{summary['ledger']}[/] ({summary['blocks'] or '?'} blocks)\n"
         f"Model store: [bold]{summary['store']}[/]\n"
@@ -106,7 +110,8 @@ def demo(
     )
 
 
-def _run(consortium: Consortium, rounds: int, quiet: bool, **options: object) -> list[RoundResult]:
+def _run(consortium: Consortium, rounds: int, quiet: bool, **options: object) -> tuple[list[RoundResult], str | None]:
+    """The session's rounds, and why it stopped early (None if it ran them all)."""
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -122,9 +127,11 @@ def _run(consortium: Consortium, rounds: int, quiet: bool, **options: object) ->
         session.join_all()
         results = []
         for _ in range(rounds):
+            if session.why_stop() is not None:
+                break
             results.append(session.run_round())
             progress.advance(bar)
-    return results
+    return results, session.stopped
 
 
 def print_wide(table: Table) -> None:
