@@ -85,3 +85,21 @@ def test_readme_attack_example_ends_with_a_table_when_every_member_is_banned(tmp
     assert [r["phase"] for r in rounds] == ["closed"] * 4  # no fifth round opened and left in selection
     as_json = json.loads(run("demo", "--attack", "sign_flip", "--lie", "--rounds", "6", "-w", w, "--json").output)
     assert len(as_json["rounds"]) == 4 and "every member is banned" in as_json["stopped"]
+
+
+def test_demo_hint_runs_as_printed_when_the_venv_is_not_activated(tmp_path):
+    """After ``make demo`` the venv is not on PATH: the closing hint names a command that works anyway."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "COLUMNS": "300"}
+    demo = subprocess.run([sys.executable, "-m", "blockfedml.cli.main", "demo", "--rounds", "1", "-w", "d"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    hint = next(line for line in demo.stdout.splitlines() if line.startswith("Audit it:"))
+    command = hint.removeprefix("Audit it:").split("(")[0].strip()
+    assert not command.startswith("blockfedml "), command  # not on this PATH
+    assert "/activate" in demo.stdout
+    verify = subprocess.run(shlex.split(command), cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich import box
 from rich.table import Table
 
-from blockfedml.cli.common import JsonOption, console, emit, handle_errors, parse_settings
+from blockfedml.cli.common import JsonOption, cli_command, console, emit, handle_errors, parse_settings
 from blockfedml.consortium import Consortium
 from blockfedml.fl.attacks import ATTACKS, AttackPlan
 from blockfedml.fl.session import RoundResult, Session
@@ -106,8 +106,11 @@ def demo(
     console.print(
         f"Ledger: [bold]{summary['ledger']}[/] ({summary['blocks'] or '?'} blocks)\n"
         f"Model store: [bold]{summary['store']}[/]\n"
-        f"Audit it: [bold]blockfedml audit verify -w {workdir}[/]   ({elapsed:.1f} s in all)"
+        f"Audit it: [bold]{cli_command()} audit verify -w {workdir}[/]   ({elapsed:.1f} s in all)"
     )
+    if cli_command() != "blockfedml":
+        console.print(f"([bold]. {Path(cli_command()).parent}/activate[/] puts blockfedml on your PATH, as the "
+                      "README's examples expect)", highlight=False)
 
 
 def _run(consortium: Consortium, rounds: int, quiet: bool, **options: object) -> tuple[list[RoundResult], str | None]:
