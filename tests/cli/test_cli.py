@@ -103,3 +103,27 @@ def test_demo_hint_runs_as_printed_when_the_venv_is_not_activated(tmp_path):
     assert "/activate" in demo.stdout
     verify = subprocess.run(shlex.split(command), cwd=tmp_path, env=env, capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_every_number_says_what_it_is_and_on_which_data(tmp_path):
+    """The demo table names dataset, model and metric and ends with the centralized baseline; the
+    audit commands show the same validation metric as a fraction, not the ledger's integer."""
+    w = str(tmp_path / "d")
+    result = runner.invoke(app, ["demo", "--rounds", "2", "-w", w], env={"COLUMNS": "250"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())  # captions wrap at the table width
+    assert "breast_cancer (iid), logreg model, 3 organizations" in out
+    assert "test accuracy" in out and "validation accuracy" in out and "held-out test data (113 samples)" in out
+    assert "Centralized baseline: test accuracy 0." in out and "gap to centralized" in out
+    summary = json.loads(run("demo", "--rounds", "2", "-w", w, "--json").output)
+    last = summary["rounds"][-1]
+    assert 0 < last["validation_accuracy"] <= 1 and last["test_accuracy"] == last["head_accuracy"]
+    assert summary["task"]["model"] == "logreg" and 0.5 < summary["task"]["centralized"]["test_accuracy"] <= 1
+    ledger_int = json.loads(run("audit", "rounds", "-w", w, "--json").output)[-1]
+    assert ledger_int["decision"]["metric"] == round(last["validation_accuracy"] * 1_000_000)  # raw, labelled
+    assert ledger_int["validation_accuracy"] == last["validation_accuracy"]
+    table = runner.invoke(app, ["audit", "rounds", "-w", w], env={"COLUMNS": "250"}).output
+    assert "validation accuracy" in table and f"{last['validation_accuracy']:.4f}" in table
+    assert str(ledger_int["decision"]["metric"]) not in table
+    checkpoints = runner.invoke(app, ["audit", "checkpoints", "-w", w], env={"COLUMNS": "250"}).output
+    assert "0.0000" not in checkpoints  # the genesis model was never endorsed: no placeholder 0 shown

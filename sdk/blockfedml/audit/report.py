@@ -249,14 +249,15 @@ def rounds_table(state: WorldState) -> str:
                      decision.get("endorsements", ""), ", ".join(decision.get("banned") or []),
                      _short(phase_tx(r, "closed"))])
     return _table("rounds-table", ["round", "mode", "phase", "participants", "aggregator", "decision",
-                                   "endorsed metric", "improvement", "endorsements", "banned", "decided by tx"], rows)
+                                   "validation metric (median)", "improvement", "endorsements", "banned", "decided by tx"], rows)
 
 
 def checkpoints_table(state: WorldState) -> str:
-    rows = [[c["round"], (c.get("status", "").replace("_", " "), c.get("status", "")), _fmt_metric(c.get("metric")),
+    rows = [[c["round"], (c.get("status", "").replace("_", " "), c.get("status", "")),
+             _fmt_metric(c.get("metric")) if c["round"] else "(not endorsed)",
              _short(c.get("digest")), _short(c.get("parent")) or "(genesis)", ", ".join(c.get("contributors") or [])]
             for c in state.checkpoints]
-    return _table("checkpoints-table", ["round", "status", "metric", "digest", "parent", "contributors"], rows)
+    return _table("checkpoints-table", ["round", "status", "validation metric", "digest", "parent", "contributors"], rows)
 
 
 def penalties_table(state: WorldState) -> str:

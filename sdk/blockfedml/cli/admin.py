@@ -10,6 +10,7 @@ from blockfedml.cli import fabric_admin
 from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, handle_errors, parse_settings, records_table
 from blockfedml.consortium import ROLES, Consortium
 from blockfedml.errors import InvalidInputError, PhaseError
+from blockfedml.fl.measures import VALIDATION, fraction, key, label, shown
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import TaskSpec
 
@@ -210,7 +211,7 @@ def round_run(
     this command coordinates them instead: it fixes the federated statistics,
     then opens each round and closes each phase once every member has acted.
     """
-    from blockfedml.cli.demo import print_wide, rounds_table, secure_mode
+    from blockfedml.cli.demo import baseline_line, print_wide, round_json, rounds_table, secure_mode, task_facts
     from blockfedml.fl.task import OWN_DATA
 
     mode = secure_mode(secure) if secure is not None else mode
@@ -224,9 +225,12 @@ def round_run(
     session = Session(consortium, mode=mode)
     results = session.run(rounds)
     if as_json:
-        emit([r.to_dict() for r in results], True)
+        emit([round_json(r) for r in results], True)
     else:
-        print_wide(rounds_table(results))
+        facts = task_facts(consortium, len(results))
+        print_wide(rounds_table(results, consortium.kind, facts))
+        if baseline_line(results, facts):
+            console.print(baseline_line(results, facts), highlight=False)
         if session.stopped:
             console.print(f"[yellow]Stopped after {len(results)} of {rounds} rounds:[/] {session.stopped}.",
                           highlight=False)
@@ -267,18 +271,18 @@ def _coordinate(consortium: Consortium, rounds: int, mode: str, timeout: float, 
     else:
         results = [{**r, "metric_name": "accuracy"}
                    for r in coordinate_rounds(consortium, rounds, mode=mode, timeout=timeout, progress=say)]
+    results = [{**r, key(r["metric_name"], VALIDATION): fraction(r["metric"])} for r in results]
     if as_json:
         emit(results, True)
         return
     orgs = list(results[0]["reputation"]) if results else []
-    metric = results[0]["metric_name"] if results else "metric"
-    rows = [{"round": r["round"], "orgs": len(r["participants"]),
-             metric: f"{r['metric'] / 1e6:.4f}" if r["metric"] is not None else "-",
+    metric = label(results[0]["metric_name"] if results else "metric", VALIDATION)
+    rows = [{"round": r["round"], "orgs": len(r["participants"]), metric: shown(fraction(r["metric"])),
              "checkpoint": (r["digest"] or "")[:10], "decision": r["status"],
              **{o.removesuffix("MSP"): r["reputation"].get(o, "-") for o in orgs}} for r in results]
     whose = "the members' own data" if consortium.task.dataset == OWN_DATA else "members in their own processes"
-    console.print(records_table(f"Federated session on {whose} ({metric}: median of the "
-                                "members' validation)", rows,
+    console.print(records_table(f"Federated session on {whose} ({metric}: median of the members' "
+                                "on their own validation data, as endorsed on the ledger)", rows,
                                 ["round", "orgs", metric, "checkpoint", "decision"] + [o.removesuffix("MSP") for o in orgs]))
 
 

@@ -20,6 +20,7 @@ from blockfedml.cli.common import (
     records_table,
 )
 from blockfedml.consortium import Consortium
+from blockfedml.fl.measures import VALIDATION, fraction, key, label, ledger_metric, shown
 from blockfedml.ledger.base import Contract
 
 app = typer.Typer(help="Auditors (read-only): history, verification, HTML report, provenance export.",
@@ -37,17 +38,32 @@ def _contract(workdir: Path, org: str) -> Contract:
 @handle_errors
 def rounds(workdir: Path = WorkdirOption, org: str = AsOption, as_json: bool = JsonOption) -> None:
     """Every round with its phase, participants and decision."""
-    records = _contract(workdir, org).evaluate_json("ListRounds")
+    contract = _contract(workdir, org)
+    metric = ledger_metric(contract)
+    records = [with_fraction(r, metric, (r.get("decision") or {}).get("metric"))
+               for r in contract.evaluate_json("ListRounds")]
     rows = [
         {
             "round": r["round"], "phase": r["phase"], "mode": r["mode"],
             "participants": len(r.get("participants") or []), "aggregator": r.get("aggregator"),
             "decision": (r.get("decision") or {}).get("status"),
-            "metric": (r.get("decision") or {}).get("metric"),
+            label(metric, VALIDATION): shown(r[key(metric, VALIDATION)]),
         }
         for r in records
     ]
     emit(records, as_json, lambda _: records_table("Rounds", rows, list(rows[0]) if rows else ["round"]))
+
+
+def with_fraction(record: dict, metric: str, ledger_value: int | None) -> dict:
+    """A raw ledger record plus its metric as a fraction under the vocabulary's name (``validation_accuracy``);
+    the record's own ``metric`` fields stay the ledger's integers (fraction x 10^6)."""
+    return {**record, key(metric, VALIDATION): fraction(ledger_value)}
+
+
+def _checkpoint_rows(records: list[dict], metric: str) -> list[dict]:
+    """Checkpoints for a table: the genesis model was never endorsed, so its ledger metric (0) is no measurement."""
+    return [{**c, label(metric, VALIDATION): "-" if c.get("round") == 0 else shown(fraction(c.get("metric")))}
+            for c in records]
 
 
 @app.command("round")
@@ -56,17 +72,22 @@ def round_detail(number: int = typer.Argument(...), workdir: Path = WorkdirOptio
                  as_json: bool = JsonOption) -> None:
     """One round: phases with their transactions, commitments and endorsements."""
     contract = _contract(workdir, org)
+    metric = ledger_metric(contract)
     detail = {
         "round": contract.evaluate_json("GetRound", number),
         "updates": contract.evaluate_json("GetUpdates", number),
-        "endorsements": contract.evaluate_json("GetEndorsements", number),
+        "endorsements": [with_fraction(e, metric, e.get("metric"))
+                         for e in contract.evaluate_json("GetEndorsements", number)],
     }
     if as_json:
         emit(detail, True)
         return
     console.print(records_table(f"Round {number}: phases", detail["round"]["history"], ["phase", "tx", "time"]))
     console.print(records_table("Committed updates", detail["updates"], ["msp_id", "digest", "size", "num_samples"]))
-    console.print(records_table("Endorsements", detail["endorsements"], ["msp_id", "digest", "metric"]))
+    rows = [{**e, f"{metric} (own validation data)": shown(e[key(metric, VALIDATION)]),
+             f"base {metric}": shown(fraction(e.get("base_metric")))} for e in detail["endorsements"]]
+    console.print(records_table("Endorsements", rows, ["msp_id", "digest", f"{metric} (own validation data)",
+                                                       f"base {metric}"]))
 
 
 @app.command("checkpoint")
@@ -75,17 +96,22 @@ def checkpoint(number: int = typer.Argument(..., help="Round of the checkpoint (
                workdir: Path = WorkdirOption, org: str = AsOption, as_json: bool = JsonOption) -> None:
     """A checkpoint and its history back to genesis (parent links)."""
     contract = _contract(workdir, org)
-    lineage = checkpoint_lineage(contract, number)
+    metric = ledger_metric(contract)
+    lineage = [with_fraction(c, metric, c.get("metric")) for c in checkpoint_lineage(contract, number)]
     emit(lineage, as_json, lambda rows: records_table(
-        f"Checkpoint {number} and its ancestors", rows, ["round", "status", "metric", "digest", "parent"]))
+        f"Checkpoint {number} and its ancestors", _checkpoint_rows(rows, metric),
+        ["round", "status", label(metric, VALIDATION), "digest", "parent"]))
 
 
 @app.command("checkpoints")
 @handle_errors
 def checkpoints(workdir: Path = WorkdirOption, org: str = AsOption, as_json: bool = JsonOption) -> None:
     """The whole checkpoint chain, accepted and rolled back."""
-    records = _contract(workdir, org).evaluate_json("ListCheckpoints")
-    emit(records, as_json, lambda rows: records_table("Checkpoints", rows, ["round", "status", "metric", "digest", "parent"]))
+    contract = _contract(workdir, org)
+    metric = ledger_metric(contract)
+    records = [with_fraction(c, metric, c.get("metric")) for c in contract.evaluate_json("ListCheckpoints")]
+    emit(records, as_json, lambda rows: records_table("Checkpoints", _checkpoint_rows(rows, metric),
+                                                      ["round", "status", label(metric, VALIDATION), "digest", "parent"]))
 
 
 @app.command("reputation")
