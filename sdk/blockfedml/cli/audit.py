@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from blockfedml.audit.findings import AuditReport
+from blockfedml.audit.findings import FAILED, PARTLY_VERIFIED, VERIFIED, AuditReport
 from blockfedml.audit.history import checkpoint_lineage
 from blockfedml.audit.verify import audit_consortium
 from blockfedml.cli.common import (
@@ -132,7 +132,8 @@ def reputation(msp_id: str = typer.Option(None, "--org", help="Only this organiz
 @handle_errors
 def verify(workdir: Path = WorkdirOption, org: str = typer.Option(None, "--as", help=AS_HELP),
            as_json: bool = JsonOption) -> None:
-    """Replay and check the whole history; exit 1 if any check fails.
+    """Replay and check the whole history: exit 0 when verified, 1 if any check fails, 3 when
+    partly verified (nothing failed, but something could not be recomputed; the last line says what and why).
 
     Block hash chain and signatures, the contract re-executing every transaction,
     the checkpoint chain and stored models, phase sequences, aggregates recomputed
@@ -144,8 +145,8 @@ def verify(workdir: Path = WorkdirOption, org: str = typer.Option(None, "--as", 
         emit(report.to_dict(), True)
     else:
         print_report(report, f"Audit of {workdir}")
-    if not report.ok:
-        raise typer.Exit(code=1)
+    if report.exit_code:
+        raise typer.Exit(code=report.exit_code)
 
 
 def print_report(report: AuditReport, heading: str) -> None:
@@ -160,14 +161,17 @@ def print_report(report: AuditReport, heading: str) -> None:
             console.print(f"      [red]FAIL[/] {escape(str(finding))}", highlight=False, soft_wrap=True)
         if len(check.findings) > MAX_SHOWN:
             console.print(f"      ... and {len(check.findings) - MAX_SHOWN} more (all of them with --json)")
-        if check.status != "skip":
-            for reason in check.skipped:
-                console.print(f"      [yellow]skip[/] {escape(reason)}", highlight=False, soft_wrap=True)
+        reasons = [r for r in check.skipped if r != check.detail]  # a whole-check skip's reason is its detail
+        for reason in reasons[:MAX_SHOWN]:
+            console.print(f"      [yellow]skip[/] {escape(reason)}", highlight=False, soft_wrap=True)
+        if len(reasons) > MAX_SHOWN:
+            console.print(f"      ... and {len(reasons) - MAX_SHOWN} more skipped (all of them with --json)")
     for note in report.notes:
         console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
-    counts = {s: sum(c.status == s for c in report.checks) for s in ("fail", "pass", "skip")}
-    summary = f"{counts['fail']} failed, {counts['pass']} passed, {counts['skip']} skipped"
-    console.print(f"[{'green' if report.ok else 'red'}]{'OK' if report.ok else 'FAILED'}[/]: {summary}")
+    colour = {VERIFIED: "green", PARTLY_VERIFIED: "yellow", FAILED: "red"}[report.verdict]
+    verdict, _, rest = report.summary().partition(":")
+    exit_note = f" (exit {report.exit_code})" if report.exit_code else ""
+    console.print(f"[{colour}]{verdict}[/]:{escape(rest)}{exit_note}", highlight=False, soft_wrap=True)
 
 
 @app.command("report")
@@ -184,8 +188,10 @@ def report(output: Path = typer.Option(Path("report.html"), "--output", "-o", he
     from blockfedml.audit.report import consortium_report  # plotly: only when a report is asked for
 
     path, result = consortium_report(Consortium.open(workdir), output, org, verify=not no_verify)
-    verdict = "" if result is None else ("; every check passed" if result.ok else
-                                         "; [red]the verification found problems[/] (see the report)")
+    verdict = "" if result is None else {
+        VERIFIED: "; verified: every check recomputed everything",
+        PARTLY_VERIFIED: f"; [yellow]partly verified[/]: {len(result.unchecked)} item(s) not recomputed (see the report)",
+        FAILED: "; [red]the verification found problems[/] (see the report)"}[result.verdict]
     console.print(f"wrote {escape(str(path))} ({path.stat().st_size // 1024} KiB){verdict}", highlight=False)
 
 
