@@ -127,3 +127,13 @@ def test_every_number_says_what_it_is_and_on_which_data(tmp_path):
     assert str(ledger_int["decision"]["metric"]) not in table
     checkpoints = runner.invoke(app, ["audit", "checkpoints", "-w", w], env={"COLUMNS": "250"}).output
     assert "0.0000" not in checkpoints  # the genesis model was never endorsed: no placeholder 0 shown
+
+
+def test_org_register_refuses_an_organization_the_consortium_does_not_have(tmp_path):
+    w = str(tmp_path / "c")
+    assert run("admin", "consortium", "create", "-w", w, "--orgs", "2", "--json").exit_code == 0
+    before = json.loads(run("admin", "org", "list", "-w", w, "--json").output)
+    refused = runner.invoke(app, ["admin", "org", "register", "Org9MSP", "-w", w])
+    assert refused.exit_code == 1
+    assert "'Org9MSP' is not in the consortium" in refused.output and "Org1MSP, Org2MSP" in refused.output
+    assert json.loads(run("admin", "org", "list", "-w", w, "--json").output) == before  # nothing written

@@ -9,7 +9,7 @@ import typer
 from blockfedml.cli import fabric_admin
 from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, handle_errors, parse_settings, records_table
 from blockfedml.consortium import ROLES, Consortium
-from blockfedml.errors import InvalidInputError, PhaseError
+from blockfedml.errors import InvalidInputError, NotFoundError, PhaseError
 from blockfedml.fl.measures import VALIDATION, fraction, key, label, shown
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import TaskSpec
@@ -105,9 +105,18 @@ def register(
     workdir: Path = WorkdirOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Register an organization of the channel with its roles."""
+    """Register an organization of the consortium with its roles.
+
+    Only an organization the consortium has (its MSP folder in consortium.json)
+    can be registered: an MSP ID nobody holds identities for could never sign
+    a transaction, so registering it would only leave a dead entry on the ledger.
+    """
     role_list = [r.strip() for r in roles.split(",") if r.strip()]
     consortium = Consortium.open(workdir)
+    if not any(msp_id == o.msp_id for o in consortium.orgs):
+        known = ", ".join(o.msp_id for o in consortium.orgs)
+        raise NotFoundError(f"organization {msp_id!r} is not in the consortium in {workdir} (its organizations: "
+                            f"{known}); add its identities to the consortium first, then register its MSP ID")
     record = consortium.contract(consortium.admin.name).submit_json("RegisterOrg", msp_id, role_list)
     emit(record, as_json, lambda r: records_table("Registered", [r], ["msp_id", "roles", "status"]))
 
