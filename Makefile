@@ -32,7 +32,13 @@ browser:
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not slow" $(ARGS)
 
-bench: $(STAMP)
+# The benchmarks' extra (matplotlib for the integrity figure), installed as quietly as the rest.
+$(VENV)/.bench: $(STAMP)
+	@$(BIN)/pip install --quiet -e '.[test,bench]' >>$(LOG) 2>&1 || \
+		{ cat $(LOG); echo "Installing the bench extra failed: see $(LOG)"; exit 1; }
+	@touch $@
+
+bench: $(VENV)/.bench
 	$(BIN)/python bench/run_all.py
 
 clean:
