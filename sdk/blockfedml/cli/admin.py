@@ -236,7 +236,7 @@ def round_run(
     if as_json:
         emit([round_json(r) for r in results], True)
     else:
-        facts = task_facts(consortium, len(results))
+        facts = task_facts(consortium, results[-1].round if results else 0)  # the head trained over every round so far
         print_wide(rounds_table(results, consortium.kind, facts))
         if baseline_line(results, facts):
             console.print(baseline_line(results, facts), highlight=False)
@@ -285,12 +285,13 @@ def _coordinate(consortium: Consortium, rounds: int, mode: str, timeout: float, 
         emit(results, True)
         return
     orgs = list(results[0]["reputation"]) if results else []
-    metric = label(results[0]["metric_name"] if results else "metric", VALIDATION)
+    name = results[0]["metric_name"] if results else "metric"
+    metric = label(name, VALIDATION)
     rows = [{"round": r["round"], "orgs": len(r["participants"]), metric: shown(fraction(r["metric"])),
              "checkpoint": (r["digest"] or "")[:10], "decision": r["status"],
              **{o.removesuffix("MSP"): r["reputation"].get(o, "-") for o in orgs}} for r in results]
     whose = "the members' own data" if consortium.task.dataset == OWN_DATA else "members in their own processes"
-    console.print(records_table(f"Federated session on {whose} ({metric}: median of the members' "
+    console.print(records_table(f"Federated session on {whose} ({metric}: median of the members' {name} "
                                 "on their own validation data, as endorsed on the ledger)", rows,
                                 ["round", "orgs", metric, "checkpoint", "decision"] + [o.removesuffix("MSP") for o in orgs]))
 
