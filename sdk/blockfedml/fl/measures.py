@@ -29,8 +29,7 @@ DATA = {
     VALIDATION: "the members' own validation data (median of their endorsements, as on the ledger)",
 }
 
-__all__ = ["DATA", "METRIC_SCALE", "TEST", "VALIDATION", "describe", "fraction", "key", "label", "ledger_metric",
-           "shown"]
+__all__ = ["DATA", "METRIC_SCALE", "TEST", "VALIDATION", "fraction", "key", "label", "ledger_metric", "shown"]
 
 
 def label(metric: str, data: str) -> str:
@@ -41,11 +40,6 @@ def label(metric: str, data: str) -> str:
 def key(metric: str, data: str) -> str:
     """JSON field name of the fraction: ``validation_accuracy``."""
     return f"{data}_{metric}"
-
-
-def describe(metric: str, data: str) -> str:
-    """One sentence for a caption: what the number is and where it was measured."""
-    return f"{label(metric, data)}: {metric} (a fraction) on {DATA[data]}"
 
 
 def fraction(ledger_value: int | None) -> float | None:
@@ -59,7 +53,7 @@ def shown(value: float | None) -> str:
 
 
 def ledger_metric(contract: Any) -> str:
-    """The name of the metric members endorse with: the data schema's, else the demo tasks' accuracy."""
+    """The name of the metric members endorse with: the data schema's, else the demo task's accuracy."""
     try:
         return str(contract.evaluate_json("data:GetSchema").get("metric") or "accuracy")
     except NotFoundError:
