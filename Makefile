@@ -6,14 +6,18 @@ STAMP   = $(VENV)/.installed
 
 .PHONY: demo test test-fast bench clean browser
 
+LOG     = $(VENV)/install.log
+
+# The installers' output goes to $(LOG), shown only when they fail: the demo's output is the demo.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@echo "Installing BlockFedML into $(VENV) (log: $(LOG))"
+	@$(PYTHON) -m venv $(VENV)
+	@( $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet -e '.[test]' ) >$(LOG) 2>&1 || \
+		{ cat $(LOG); echo "Installing BlockFedML failed: the installer's output is above and in $(LOG)"; exit 1; }
+	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/blockfedml demo $(ARGS)
+	@$(BIN)/blockfedml demo $(ARGS)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest tests -q $(ARGS)
@@ -28,7 +32,13 @@ browser:
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not slow" $(ARGS)
 
-bench: $(STAMP)
+# The benchmarks' extra (matplotlib for the integrity figure), installed as quietly as the rest.
+$(VENV)/.bench: $(STAMP)
+	@$(BIN)/pip install --quiet -e '.[test,bench]' >>$(LOG) 2>&1 || \
+		{ cat $(LOG); echo "Installing the bench extra failed: see $(LOG)"; exit 1; }
+	@touch $@
+
+bench: $(VENV)/.bench
 	$(BIN)/python bench/run_all.py
 
 clean:

@@ -170,7 +170,11 @@ def _cell(session: dict | None) -> str:
 def plot(sessions: list[dict], path: Path, headline: str) -> None:
     """Accuracy per round (clean, no defense, all defenses) for every attack, and reputation per
     organization under all defenses for the headline attack; one row per dataset."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # an optional extra: the tables and JSON do not need it
+        print(f"no figure: matplotlib is not installed (pip install -e '.[bench]', or make bench); {path} not written")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -74,5 +74,27 @@ def test_report_writes_one_html_file(finished_session, tmp_path):
     out = tmp_path / "report.html"
     result = run("report", "-o", str(out), "-w", str(finished_session))
     assert result.exit_code == 0, result.output
-    assert "every check passed" in result.output
+    assert "verified: every check recomputed everything" in result.output
     assert out.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_verify_says_partly_verified_with_the_reasons_and_exits_3_when_something_was_not_recomputed(session_copy):
+    rounds = json.loads(run("rounds", "-w", str(session_copy), "--json").output)
+    store = ModelStore(session_copy / "store")
+    for number in (r["round"] for r in rounds):  # as on a multi-process run: the updates went over gRPC
+        for update in json.loads(run("round", str(number), "-w", str(session_copy), "--json").output)["updates"]:
+            store.path(update["digest"]).unlink(missing_ok=True)
+    result = run("verify", "-w", str(session_copy))
+    assert result.exit_code == 3, result.output
+    summary = result.output.strip().splitlines()[-1]
+    assert summary.startswith("PARTLY VERIFIED: 0 failed") and "OK" not in summary
+    assert "aggregates not run: round 1: the update blobs of" in summary and "not kept in the store" in summary
+    assert summary.endswith("(exit 3)")
+    assert "skip round 2: the update blobs" in " ".join(result.output.split())  # reasons beneath the check
+    document = json.loads(run("verify", "-w", str(session_copy), "--json").output)
+    assert document["verdict"] == "partly verified" and document["exit_code"] == 3 and document["ok"] is True
+    assert len(document["unchecked"]) == len(rounds) and document["summary"].startswith("PARTLY VERIFIED")
+    report = run("report", "-o", str(session_copy / "r.html"), "-w", str(session_copy))
+    assert report.exit_code == 0 and "partly verified" in report.output
+    page = (session_copy / "r.html").read_text()
+    assert "partly verified: nothing failed" in page and "every check recomputed" not in page

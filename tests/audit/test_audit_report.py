@@ -88,3 +88,20 @@ def test_the_report_renders_its_plots_and_tables_in_headless_chromium(report, tm
     _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2600", report.as_uri())
     png = shot.read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 50_000  # a page with plots, not a blank one
+
+
+def test_the_metric_plot_starts_at_the_genesis_models_measured_metric(finished_session):
+    from blockfedml.audit.evidence import gather
+    from blockfedml.audit.report import metric_figure
+    from blockfedml_chaincode import rules
+
+    consortium = Consortium.open(finished_session)
+    try:
+        state = gather(consortium, None).require_state()
+    finally:
+        consortium.close()
+    first = state.endorsements[1]
+    measured = rules.lower_median([e["base_metric"] for e in first]) / rules.METRIC_SCALE
+    assert state.checkpoint(0)["metric"] == 0 and measured > 0  # the ledger's genesis metric is a placeholder
+    line = next(t for t in metric_figure(state).data if t.name == "accepted model")
+    assert line.x[0] == 0 and line.y[0] == measured

@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
+VERIFIED, PARTLY_VERIFIED, FAILED = "verified", "partly verified", "failed"
+EXIT_CODES = {VERIFIED: 0, FAILED: 1, PARTLY_VERIFIED: 3}
+"""``audit verify``'s exit code per verdict, so scripts tell "verified" from "partly verified"."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,8 @@ class CheckResult:
 
 @dataclass
 class AuditReport:
-    """Every check of one audit; ``ok`` when none failed (skips do not fail an audit)."""
+    """Every check of one audit; ``ok`` when none failed (skips do not fail an audit, but they
+    make it only partly verified: ``verdict``)."""
 
     backend: str
     checks: list[CheckResult]
@@ -57,7 +61,41 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
+        """Nothing failed (something may still have gone unchecked: see ``verdict``)."""
         return all(c.status != FAIL for c in self.checks)
+
+    @property
+    def unchecked(self) -> list[str]:
+        """What was not recomputed and why: every skip reason of a check that did not fail."""
+        return [f"{c.name}: {reason}" for c in self.checks if c.status != FAIL for reason in c.skipped]
+
+    @property
+    def verdict(self) -> str:
+        """``verified`` only when every check recomputed all it covers; ``partly verified`` when
+        nothing failed but something was skipped; ``failed`` on any finding."""
+        if not self.ok:
+            return FAILED
+        return PARTLY_VERIFIED if self.unchecked else VERIFIED
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def summary(self) -> str:
+        """One line: the verdict, the counts, and for a partial audit what went unchecked and why."""
+        counts = {s: sum(c.status == s for c in self.checks) for s in (FAIL, PASS, SKIP)}
+        line = f"{counts[FAIL]} failed, {counts[PASS]} passed, {counts[SKIP]} skipped"
+        if self.verdict == VERIFIED:
+            return f"OK: {line}"
+        if self.verdict == FAILED:
+            return f"FAILED: {line}"
+        per_check = []
+        for check in self.checks:
+            if check.status != FAIL and check.skipped:
+                more = f" (and {len(check.skipped) - 1} more)" if len(check.skipped) > 1 else ""
+                per_check.append(f"{check.name} {'not run' if check.status == SKIP else 'in part'}: "
+                                 f"{check.skipped[0]}{more}")
+        return f"PARTLY VERIFIED: {line}; not recomputed: " + "; ".join(per_check)
 
     @property
     def findings(self) -> list[Finding]:
@@ -68,7 +106,8 @@ class AuditReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "backend": self.backend, "blocks": self.height, "notes": list(self.notes),
+            "ok": self.ok, "verdict": self.verdict, "exit_code": self.exit_code, "unchecked": self.unchecked,
+            "summary": self.summary(), "backend": self.backend, "blocks": self.height, "notes": list(self.notes),
             "checks": [c.to_dict() for c in self.checks],
             "problems": [f"{c.name}: {f}" for c in self.checks for f in c.findings],
         }

@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from blockfedml_chaincode import rules
 
 from blockfedml.audit.evidence import Record, WorldState, gather, phase_tx
-from blockfedml.audit.findings import AuditReport
+from blockfedml.audit.findings import FAILED, PARTLY_VERIFIED, VERIFIED, AuditReport
 from blockfedml.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #212121; }
 main { max-width: 1120px; margin: 0 auto; padding: 24px; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-.meta { color: #616161; } .ok { color: #2e7d32; font-weight: bold; } .bad { color: #c62828; font-weight: bold; }
+.meta { color: #616161; } .ok { color: #2e7d32; font-weight: bold; } .partly { color: #ef6c00; font-weight: bold; } .bad { color: #c62828; font-weight: bold; }
 table { border-collapse: collapse; width: 100%; font-size: 0.88em; margin: 0.6em 0; }
 th, td { border: 1px solid #ddd; padding: 4px 6px; text-align: left; vertical-align: top; }
 th { background: #f5f5f5; } tr:nth-child(even) td { background: #fafafa; }
@@ -120,9 +120,14 @@ def render_report(state: WorldState, audit: AuditReport | None, title: str) -> s
 
 def metric_figure(state: WorldState) -> go.Figure:
     """Endorsed metric of every decided round; rollbacks as red crosses; the head's metric as a line."""
-    genesis = state.checkpoint(0) or {}
-    head_x, head_y = [0], [_metric(genesis.get("metric"))]
+    start = genesis_metric(state)
+    head_x, head_y = ([0], [start]) if start is not None else ([], [])
     fig = go.Figure()
+    if start is not None:
+        fig.add_trace(go.Scatter(x=[0], y=[start], mode="markers", name="genesis model",
+                                 marker={"symbol": "diamond", "size": 11, "color": "#455a64"},
+                                 hovertemplate="genesis model<br>%{y:.4f} (its first round's participants' "
+                                               "median base metric)<extra></extra>"))
     for status, symbol in (("accepted", "circle"), ("rolled_back", "x")):
         rounds = [r for r in state.rounds if (r.get("decision") or {}).get("status") == status]
         fig.add_trace(go.Scatter(
@@ -140,11 +145,22 @@ def metric_figure(state: WorldState) -> go.Figure:
             head_y.append(_metric(decision.get("metric")))
         elif decision:
             head_x.append(r["round"])
-            head_y.append(head_y[-1])
+            head_y.append(head_y[-1] if head_y else None)
     fig.add_trace(go.Scatter(x=head_x, y=head_y, mode="lines", name="accepted model", line={"color": "#455a64"},
                              line_shape="hv", hoverinfo="skip"))
     higher = state.settings.get("higher_is_better", 1)
     return _layout(fig, "round", "validation accuracy (median)" if higher else "validation loss (median)")
+
+
+def genesis_metric(state: WorldState) -> float | None:
+    """The genesis model's measured metric: the lower median of the base metrics its first round's
+    participants endorsed with (the genesis record's own metric is a placeholder, never measured)."""
+    genesis = (state.checkpoint(0) or {}).get("digest")
+    for r in state.rounds:
+        bases = [e["base_metric"] for e in state.endorsements.get(r["round"], []) if "base_metric" in e]
+        if r.get("base_checkpoint") == genesis and bases:
+            return _metric(rules.lower_median(bases))
+    return None
 
 
 def reputation_figure(state: WorldState) -> go.Figure:
@@ -227,8 +243,13 @@ def _balance_after(entries: list[Record], round_number: int) -> int | None:
 def _audit_section(audit: AuditReport | None) -> str:
     if audit is None:
         return "<p class='meta'>Verification was not run for this report.</p>"
-    verdict = ("<span class='ok'>every check passed</span>" if audit.ok
-               else "<span class='bad'>the audit found problems</span>")
+    verdict = {
+        VERIFIED: "<span class='ok'>verified: every check recomputed everything it covers</span>",
+        PARTLY_VERIFIED: f"<span class='partly'>partly verified: nothing failed, but {len(audit.unchecked)} "
+                         f"item(s) were not recomputed</span> ({_e('; '.join(audit.unchecked[:5]))}"
+                         f"{'; ...' if len(audit.unchecked) > 5 else ''})",
+        FAILED: "<span class='bad'>the audit found problems</span>",
+    }[audit.verdict]
     rows = []
     for check in audit.checks:
         found = "<br>".join(_e(str(f)) for f in check.findings) or "<br>".join(_e(s) for s in check.skipped)
@@ -249,14 +270,15 @@ def rounds_table(state: WorldState) -> str:
                      decision.get("endorsements", ""), ", ".join(decision.get("banned") or []),
                      _short(phase_tx(r, "closed"))])
     return _table("rounds-table", ["round", "mode", "phase", "participants", "aggregator", "decision",
-                                   "endorsed metric", "improvement", "endorsements", "banned", "decided by tx"], rows)
+                                   "validation metric (median)", "improvement", "endorsements", "banned", "decided by tx"], rows)
 
 
 def checkpoints_table(state: WorldState) -> str:
-    rows = [[c["round"], (c.get("status", "").replace("_", " "), c.get("status", "")), _fmt_metric(c.get("metric")),
+    rows = [[c["round"], (c.get("status", "").replace("_", " "), c.get("status", "")),
+             _fmt_metric(c.get("metric")) if c["round"] else "(not endorsed)",
              _short(c.get("digest")), _short(c.get("parent")) or "(genesis)", ", ".join(c.get("contributors") or [])]
             for c in state.checkpoints]
-    return _table("checkpoints-table", ["round", "status", "metric", "digest", "parent", "contributors"], rows)
+    return _table("checkpoints-table", ["round", "status", "validation metric", "digest", "parent", "contributors"], rows)
 
 
 def penalties_table(state: WorldState) -> str:

@@ -18,7 +18,8 @@ from blockfedml.cli.common import (
     records_table,
 )
 from blockfedml.consortium import ROLES, Consortium
-from blockfedml.errors import InvalidInputError, PhaseError
+from blockfedml.errors import InvalidInputError, NotFoundError, PhaseError
+from blockfedml.fl.measures import VALIDATION, fraction, key, label, shown
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import TaskSpec
 
@@ -83,14 +84,25 @@ def show(workdir: Path = WorkdirOption, as_json: bool = JsonOption) -> None:
     """Organizations, roles and where the ledger and store are."""
     consortium = Consortium.open(workdir)
     info = _describe(consortium)
-    emit(info, as_json, lambda i: records_table("Organizations", i["orgs"], ["name", "msp_id", "roles", "status"]))
+
+    def table(i: dict):
+        shown = records_table("Organizations", i["orgs"], ["name", "msp_id", "roles", "status"])
+        if i["genesis_block_hash"]:
+            shown.caption = f"genesis block {i['genesis_block_hash']} (auditors pin it: `audit pin --genesis`)"
+        return shown
+
+    emit(info, as_json, table)
 
 
 def _describe(consortium: Consortium) -> dict:
     contract = consortium.contract(consortium.admin.name)
     on_chain = {o["msp_id"]: o for o in contract.evaluate_json("ListOrgs")}
+    embedded = consortium.kind == "embedded"
     return {
         "ledger": str(consortium.ledger_path),
+        # What auditors pin out of band (`audit pin --genesis`): the founder hands it over.
+        "genesis_block_hash": consortium.ledger.block_row(0).hash.hex() if embedded else None,
+        "ledger_service": consortium.service.address if embedded and consortium.service else None,
         "store": str(consortium.store_path),
         "channel": consortium.channel,
         "task": consortium.task.to_dict(),
@@ -113,9 +125,18 @@ def register(
     workdir: Path = WorkdirOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Register an organization of the channel with its roles."""
+    """Register an organization of the consortium with its roles.
+
+    Only an organization the consortium has (its MSP folder in consortium.json)
+    can be registered: an MSP ID nobody holds identities for could never sign
+    a transaction, so registering it would only leave a dead entry on the ledger.
+    """
     role_list = [r.strip() for r in roles.split(",") if r.strip()]
     consortium = Consortium.open(workdir)
+    if not any(msp_id == o.msp_id for o in consortium.orgs):
+        known = ", ".join(o.msp_id for o in consortium.orgs)
+        raise NotFoundError(f"organization {msp_id!r} is not in the consortium in {workdir} (its organizations: "
+                            f"{known}); add its identities to the consortium first, then register its MSP ID")
     record = consortium.contract(consortium.admin.name).submit_json("RegisterOrg", msp_id, role_list)
     emit(record, as_json, lambda r: records_table("Registered", [r], ["msp_id", "roles", "status"]))
 
@@ -219,7 +240,7 @@ def round_run(
     this command coordinates them instead: it fixes the federated statistics,
     then opens each round and closes each phase once every member has acted.
     """
-    from blockfedml.cli.demo import print_wide, rounds_table, secure_mode
+    from blockfedml.cli.demo import baseline_line, print_wide, round_json, rounds_table, secure_mode, task_facts
     from blockfedml.fl.task import OWN_DATA
 
     mode = secure_mode(secure) if secure is not None else mode
@@ -231,11 +252,18 @@ def round_run(
         consortium.close()
         _coordinate(workdir, rounds, mode, timeout, as_json)
         return
-    results = Session(consortium, mode=mode).run(rounds)
+    session = Session(consortium, mode=mode)
+    results = session.run(rounds)
     if as_json:
-        emit([r.to_dict() for r in results], True)
+        emit([round_json(r) for r in results], True)
     else:
-        print_wide(rounds_table(results))
+        facts = task_facts(consortium, results[-1].round if results else 0)  # the head trained over every round so far
+        print_wide(rounds_table(results, consortium.kind, facts))
+        if baseline_line(results, facts):
+            console.print(baseline_line(results, facts), highlight=False)
+        if session.stopped:
+            console.print(f"[yellow]Stopped after {len(results)} of {rounds} rounds:[/] {session.stopped}.",
+                          highlight=False)
 
 
 @round_app.command("drive")
@@ -282,18 +310,19 @@ def _coordinate(workdir: Path, rounds: int, mode: str, timeout: float, as_json: 
     else:
         results = [{**r, "metric_name": "accuracy"}
                    for r in coordinate_rounds(consortium, rounds, mode=mode, timeout=timeout, progress=say)]
+    results = [{**r, key(r["metric_name"], VALIDATION): fraction(r["metric"])} for r in results]
     if as_json:
         emit(results, True)
         return
     orgs = list(results[0]["reputation"]) if results else []
-    metric = results[0]["metric_name"] if results else "metric"
-    rows = [{"round": r["round"], "orgs": len(r["participants"]),
-             metric: f"{r['metric'] / 1e6:.4f}" if r["metric"] is not None else "-",
+    name = results[0]["metric_name"] if results else "metric"
+    metric = label(name, VALIDATION)
+    rows = [{"round": r["round"], "orgs": len(r["participants"]), metric: shown(fraction(r["metric"])),
              "checkpoint": (r["digest"] or "")[:10], "decision": r["status"],
              **{o.removesuffix("MSP"): r["reputation"].get(o, "-") for o in orgs}} for r in results]
     whose = "the members' own data" if consortium.task.dataset == OWN_DATA else "members in their own processes"
-    console.print(records_table(f"Federated session on {whose} ({metric}: median of the "
-                                "members' validation)", rows,
+    console.print(records_table(f"Federated session on {whose} ({metric}: median of the members' {name} "
+                                "on their own validation data, as endorsed on the ledger)", rows,
                                 ["round", "orgs", metric, "checkpoint", "decision"] + [o.removesuffix("MSP") for o in orgs]))
 
 

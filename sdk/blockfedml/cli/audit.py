@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from blockfedml.audit.findings import AuditReport
+from blockfedml.audit.findings import FAILED, PARTLY_VERIFIED, VERIFIED, AuditReport
 from blockfedml.audit.history import checkpoint_lineage
 from blockfedml.audit.verify import audit_consortium
 from blockfedml.cli.common import (
@@ -20,6 +20,7 @@ from blockfedml.cli.common import (
     records_table,
 )
 from blockfedml.consortium import Consortium
+from blockfedml.fl.measures import VALIDATION, fraction, key, label, ledger_metric, shown
 from blockfedml.ledger.base import Contract
 
 app = typer.Typer(help="Auditors (read-only): history, verification, HTML report, provenance export.",
@@ -37,17 +38,32 @@ def _contract(workdir: Path, org: str) -> Contract:
 @handle_errors
 def rounds(workdir: Path = WorkdirOption, org: str = AsOption, as_json: bool = JsonOption) -> None:
     """Every round with its phase, participants and decision."""
-    records = _contract(workdir, org).evaluate_json("ListRounds")
+    contract = _contract(workdir, org)
+    metric = ledger_metric(contract)
+    records = [with_fraction(r, metric, (r.get("decision") or {}).get("metric"))
+               for r in contract.evaluate_json("ListRounds")]
     rows = [
         {
             "round": r["round"], "phase": r["phase"], "mode": r["mode"],
             "participants": len(r.get("participants") or []), "aggregator": r.get("aggregator"),
             "decision": (r.get("decision") or {}).get("status"),
-            "metric": (r.get("decision") or {}).get("metric"),
+            label(metric, VALIDATION): shown(r[key(metric, VALIDATION)]),
         }
         for r in records
     ]
     emit(records, as_json, lambda _: records_table("Rounds", rows, list(rows[0]) if rows else ["round"]))
+
+
+def with_fraction(record: dict, metric: str, ledger_value: int | None) -> dict:
+    """A raw ledger record plus its metric as a fraction under the vocabulary's name (``validation_accuracy``);
+    the record's own ``metric`` fields stay the ledger's integers (fraction x 10^6)."""
+    return {**record, key(metric, VALIDATION): fraction(ledger_value)}
+
+
+def _checkpoint_rows(records: list[dict], metric: str) -> list[dict]:
+    """Checkpoints for a table: the genesis model was never endorsed, so its ledger metric (0) is no measurement."""
+    return [{**c, label(metric, VALIDATION): "-" if c.get("round") == 0 else shown(fraction(c.get("metric")))}
+            for c in records]
 
 
 @app.command("round")
@@ -56,17 +72,22 @@ def round_detail(number: int = typer.Argument(...), workdir: Path = WorkdirOptio
                  as_json: bool = JsonOption) -> None:
     """One round: phases with their transactions, commitments and endorsements."""
     contract = _contract(workdir, org)
+    metric = ledger_metric(contract)
     detail = {
         "round": contract.evaluate_json("GetRound", number),
         "updates": contract.evaluate_json("GetUpdates", number),
-        "endorsements": contract.evaluate_json("GetEndorsements", number),
+        "endorsements": [with_fraction(e, metric, e.get("metric"))
+                         for e in contract.evaluate_json("GetEndorsements", number)],
     }
     if as_json:
         emit(detail, True)
         return
     console.print(records_table(f"Round {number}: phases", detail["round"]["history"], ["phase", "tx", "time"]))
     console.print(records_table("Committed updates", detail["updates"], ["msp_id", "digest", "size", "num_samples"]))
-    console.print(records_table("Endorsements", detail["endorsements"], ["msp_id", "digest", "metric"]))
+    rows = [{**e, f"{metric} (own validation data)": shown(e[key(metric, VALIDATION)]),
+             f"base {metric}": shown(fraction(e.get("base_metric")))} for e in detail["endorsements"]]
+    console.print(records_table("Endorsements", rows, ["msp_id", "digest", f"{metric} (own validation data)",
+                                                       f"base {metric}"]))
 
 
 @app.command("checkpoint")
@@ -75,17 +96,22 @@ def checkpoint(number: int = typer.Argument(..., help="Round of the checkpoint (
                workdir: Path = WorkdirOption, org: str = AsOption, as_json: bool = JsonOption) -> None:
     """A checkpoint and its history back to genesis (parent links)."""
     contract = _contract(workdir, org)
-    lineage = checkpoint_lineage(contract, number)
+    metric = ledger_metric(contract)
+    lineage = [with_fraction(c, metric, c.get("metric")) for c in checkpoint_lineage(contract, number)]
     emit(lineage, as_json, lambda rows: records_table(
-        f"Checkpoint {number} and its ancestors", rows, ["round", "status", "metric", "digest", "parent"]))
+        f"Checkpoint {number} and its ancestors", _checkpoint_rows(rows, metric),
+        ["round", "status", label(metric, VALIDATION), "digest", "parent"]))
 
 
 @app.command("checkpoints")
 @handle_errors
 def checkpoints(workdir: Path = WorkdirOption, org: str = AsOption, as_json: bool = JsonOption) -> None:
     """The whole checkpoint chain, accepted and rolled back."""
-    records = _contract(workdir, org).evaluate_json("ListCheckpoints")
-    emit(records, as_json, lambda rows: records_table("Checkpoints", rows, ["round", "status", "metric", "digest", "parent"]))
+    contract = _contract(workdir, org)
+    metric = ledger_metric(contract)
+    records = [with_fraction(c, metric, c.get("metric")) for c in contract.evaluate_json("ListCheckpoints")]
+    emit(records, as_json, lambda rows: records_table("Checkpoints", _checkpoint_rows(rows, metric),
+                                                      ["round", "status", label(metric, VALIDATION), "digest", "parent"]))
 
 
 @app.command("reputation")
@@ -108,7 +134,8 @@ def verify(workdir: Path = WorkdirOption, org: str = typer.Option(None, "--as", 
            witness: list[Path] = typer.Option([], "--witness", help="A member's signed tip (tip.json, or the "
                                               "output of `member tip`); the chain must reach it. Repeatable."),
            as_json: bool = JsonOption) -> None:
-    """Replay and check the whole history; exit 1 if any check fails.
+    """Replay and check the whole history: exit 0 when verified, 1 if any check fails, 3 when
+    partly verified (nothing failed, but something could not be recomputed; the last line says what and why).
 
     The auditor first brings its own copy of the chain up to date (pulled block
     by block, each checked against the pinned genesis and its orderer
@@ -126,8 +153,8 @@ def verify(workdir: Path = WorkdirOption, org: str = typer.Option(None, "--as", 
         emit(report.to_dict(), True)
     else:
         print_report(report, f"Audit of {workdir}")
-    if not report.ok:
-        raise typer.Exit(code=1)
+    if report.exit_code:
+        raise typer.Exit(code=report.exit_code)
 
 
 @app.command("pin")
@@ -157,14 +184,17 @@ def print_report(report: AuditReport, heading: str) -> None:
             console.print(f"      [red]FAIL[/] {escape(str(finding))}", highlight=False, soft_wrap=True)
         if len(check.findings) > MAX_SHOWN:
             console.print(f"      ... and {len(check.findings) - MAX_SHOWN} more (all of them with --json)")
-        if check.status != "skip":
-            for reason in check.skipped:
-                console.print(f"      [yellow]skip[/] {escape(reason)}", highlight=False, soft_wrap=True)
+        reasons = [r for r in check.skipped if r != check.detail]  # a whole-check skip's reason is its detail
+        for reason in reasons[:MAX_SHOWN]:
+            console.print(f"      [yellow]skip[/] {escape(reason)}", highlight=False, soft_wrap=True)
+        if len(reasons) > MAX_SHOWN:
+            console.print(f"      ... and {len(reasons) - MAX_SHOWN} more skipped (all of them with --json)")
     for note in report.notes:
         console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
-    counts = {s: sum(c.status == s for c in report.checks) for s in ("fail", "pass", "skip")}
-    summary = f"{counts['fail']} failed, {counts['pass']} passed, {counts['skip']} skipped"
-    console.print(f"[{'green' if report.ok else 'red'}]{'OK' if report.ok else 'FAILED'}[/]: {summary}")
+    colour = {VERIFIED: "green", PARTLY_VERIFIED: "yellow", FAILED: "red"}[report.verdict]
+    verdict, _, rest = report.summary().partition(":")
+    exit_note = f" (exit {report.exit_code})" if report.exit_code else ""
+    console.print(f"[{colour}]{verdict}[/]:{escape(rest)}{exit_note}", highlight=False, soft_wrap=True)
 
 
 @app.command("report")
@@ -181,8 +211,10 @@ def report(output: Path = typer.Option(Path("report.html"), "--output", "-o", he
     from blockfedml.audit.report import consortium_report  # plotly: only when a report is asked for
 
     path, result = consortium_report(Consortium.open(workdir), output, org, verify=not no_verify)
-    verdict = "" if result is None else ("; every check passed" if result.ok else
-                                         "; [red]the verification found problems[/] (see the report)")
+    verdict = "" if result is None else {
+        VERIFIED: "; verified: every check recomputed everything",
+        PARTLY_VERIFIED: f"; [yellow]partly verified[/]: {len(result.unchecked)} item(s) not recomputed (see the report)",
+        FAILED: "; [red]the verification found problems[/] (see the report)"}[result.verdict]
     console.print(f"wrote {escape(str(path))} ({path.stat().st_size // 1024} KiB){verdict}", highlight=False)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +40,21 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def cli_command() -> str:
+    """How to call ``blockfedml`` from here: its name when it is on PATH, else the path of the
+    virtual environment's script (after ``make demo`` the venv is not activated), so every hint
+    the command line prints can be pasted as is."""
+    if shutil.which("blockfedml"):
+        return "blockfedml"
+    script = Path(sys.executable).parent / "blockfedml"
+    if not script.exists():
+        return "blockfedml"
+    try:
+        return os.path.relpath(script)
+    except ValueError:  # another drive (Windows)
+        return str(script)
 
 
 def emit(data: Any, as_json: bool, table: Callable[[Any], Table] | None = None) -> None:

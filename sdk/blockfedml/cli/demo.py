@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich import box
 from rich.table import Table
 
-from blockfedml.cli.common import JsonOption, console, emit, handle_errors, parse_settings
+from blockfedml.cli.common import JsonOption, cli_command, console, emit, handle_errors, parse_settings
 from blockfedml.consortium import Consortium
 from blockfedml.fl.attacks import ATTACKS, AttackPlan
 from blockfedml.fl.session import RoundResult, Session
 from blockfedml.fl.strategy import STRATEGIES, get_strategy
-from blockfedml.fl.task import TaskSpec
+from blockfedml.fl.measures import DATA, TEST, VALIDATION, key, label, shown
+from blockfedml.fl.task import OWN_DATA, TaskSpec, task_split
+from blockfedml.ml.baseline import fit_centralized
+from blockfedml.ml.models import default_kind
 
 PHASES = ("selection", "configuration", "update", "feedback")
 SECURE = {"none": "plaintext", "paillier": "paillier", "masking": "masking"}
@@ -77,8 +81,10 @@ def demo(
         consortium = Consortium.create(workdir, n_orgs=orgs, task=task, settings=parse_settings(setting), overwrite=True,
                                        collaborator=mode == "paillier")
     try:
-        results = _run(consortium, rounds, quiet=as_json, attack=plan, screening=screening, strategy=rule, mode=mode)
+        results, stopped = _run(consortium, rounds, quiet=as_json, attack=plan, screening=screening, strategy=rule,
+                                mode=mode)
         elapsed = time.perf_counter() - started
+        facts = task_facts(consortium, rounds)
         summary = {
             "workdir": str(workdir.resolve()),
             "ledger": str(consortium.ledger_path.resolve()) if ledger == "embedded" else "fabric",
@@ -86,27 +92,37 @@ def demo(
             "blocks": consortium.ledger.height() if ledger == "embedded" else None,
             "seconds": round(elapsed, 3),
             "mode": mode,
-            "rounds": [r.to_dict() for r in results],
+            "task": facts,
+            "rounds": [round_json(r) for r in results],
             "attackers": plan.attackers([p.msp_id for p in consortium.members]) if plan else [],
+            "stopped": stopped,
         }
     finally:
         consortium.close()
     if as_json:
         emit(summary, True)
         return
-    print_wide(rounds_table(results, ledger))
+    print_wide(rounds_table(results, ledger, facts))
+    if baseline_line(results, facts):
+        console.print(baseline_line(results, facts), highlight=False)
     if mode != "plaintext":
         console.print(f"Aggregation: [bold]{mode}[/] (secure: only sums were opened, docs/secure-aggregation.md)")
     if plan:
         console.print(f"Attack: [bold]{plan.name}[/] by {', '.join(summary['attackers'])}")
+    if stopped:
+        console.print(f"[yellow]Stopped after round {len(results)} of {rounds}:[/] {stopped}.", highlight=False)
     console.print(
         f"Ledger: [bold]{summary['ledger']}[/] ({summary['blocks'] or '?'} blocks)\n"
         f"Model store: [bold]{summary['store']}[/]\n"
-        f"Audit it: [bold]blockfedml audit verify -w {workdir}[/]   ({elapsed:.1f} s in all)"
+        f"Audit it: [bold]{cli_command()} audit verify -w {workdir}[/]   ({elapsed:.1f} s in all)"
     )
+    if cli_command() != "blockfedml":
+        console.print(f"([bold]. {Path(cli_command()).parent}/activate[/] puts blockfedml on your PATH, as the "
+                      "README's examples expect)", highlight=False)
 
 
-def _run(consortium: Consortium, rounds: int, quiet: bool, **options: object) -> list[RoundResult]:
+def _run(consortium: Consortium, rounds: int, quiet: bool, **options: object) -> tuple[list[RoundResult], str | None]:
+    """The session's rounds, and why it stopped early (None if it ran them all)."""
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -122,9 +138,11 @@ def _run(consortium: Consortium, rounds: int, quiet: bool, **options: object) ->
         session.join_all()
         results = []
         for _ in range(rounds):
+            if session.why_stop() is not None:
+                break
             results.append(session.run_round())
             progress.advance(bar)
-    return results
+    return results, session.stopped
 
 
 def print_wide(table: Table) -> None:
@@ -138,14 +156,47 @@ def print_wide(table: Table) -> None:
         console.width = terminal
 
 
-def rounds_table(results: list[RoundResult], ledger: str = "embedded") -> Table:
-    """Round, participants, test accuracy, checkpoint, decision and reputation per org."""
+def task_facts(consortium: Consortium, rounds: int) -> dict[str, Any] | None:
+    """What the table measures, and the centralized baseline to judge it by (None for members' own data).
+
+    The baseline trains the same model on all members' training data pooled, for as many
+    epochs as a member trains over the whole session (rounds x local epochs), and scores
+    it on the same held-out test data as the table.
+    """
+    task = consortium.task
+    if task.dataset == OWN_DATA:
+        return None
+    split = task_split(task, len(consortium.members))
+    kind = default_kind(split.n_classes) if task.model == "auto" else task.model
+    epochs = task.epochs * rounds
+    model = fit_centralized(split, kind, epochs=epochs, lr=task.lr, batch_size=task.batch_size, seed=task.seed,
+                            l2=task.l2)
+    return {"dataset": task.dataset, "partition": task.partition, "model": kind, "metric": "accuracy",
+            "test_samples": len(split.y_test), "orgs": len(consortium.members),
+            "centralized": {key("accuracy", TEST): float(model.evaluate(split.X_test, split.y_test)["accuracy"]),
+                            "epochs": epochs, "train_samples": len(split.union_train()[1])}}
+
+
+def rounds_table(results: list[RoundResult], ledger: str = "embedded", facts: dict[str, Any] | None = None) -> Table:
+    """Per round: participants, test and validation metric, checkpoint, decision, reputation per org.
+
+    The title names the dataset and the model, the caption what each number is measured on.
+    """
     orgs = list(results[0].reputation) if results else []
-    table = Table(title=f"Federated session ({ledger} ledger)", box=box.SIMPLE_HEAD,
-                  caption="reputation per organization on the right")
+    metric = results[0].metric if results else "accuracy"
+    about = (f"{facts['dataset']} ({facts['partition']}), {facts['model']} model, {facts['orgs']} organizations, "
+             if facts else "")
+    test_data = f"the held-out test data ({facts['test_samples']} samples)" if facts else DATA[TEST]
+    caption = (f"{label(metric, TEST)}: the round's aggregate (the head if rejected) on {test_data}, "
+               f"measured here, not on the ledger\n{label(metric, VALIDATION)}: median of the members' "
+               f"{metric} on their own validation data, as endorsed on the ledger\n"
+               "reputation per organization on the right")
+    table = Table(title=f"Federated session: {about}{ledger} ledger", box=box.SIMPLE_HEAD, caption=caption,
+                  caption_justify="left")
     table.add_column("round", justify="right", no_wrap=True)
     table.add_column("orgs", justify="right", no_wrap=True)
-    table.add_column("accuracy", justify="right", no_wrap=True)
+    table.add_column(label(metric, TEST), justify="right", no_wrap=True)
+    table.add_column(label(metric, VALIDATION), justify="right", no_wrap=True)
     table.add_column("checkpoint", no_wrap=True)
     table.add_column("decision", no_wrap=True)
     for org in orgs:
@@ -155,9 +206,29 @@ def rounds_table(results: list[RoundResult], ledger: str = "embedded") -> Table:
         table.add_row(
             str(r.round),
             str(len(r.participants)),
-            f"{r.test_accuracy:.4f}",
+            shown(r.test_accuracy),
+            shown(r.endorsed_metric),
             r.digest[:10],
             status,
             *[str(r.reputation[o]) for o in orgs],
         )
     return table
+
+
+def baseline_line(results: list[RoundResult], facts: dict[str, Any] | None) -> str | None:
+    """The centralized baseline and the federated head's gap to it, in the table's words."""
+    if not facts or not results:
+        return None
+    central = facts["centralized"][key("accuracy", TEST)]
+    head = results[-1].head_accuracy
+    return (f"Centralized baseline: {label('accuracy', TEST)} [bold]{central:.4f}[/] ({facts['model']} trained on "
+            f"all members' training data pooled, {facts['centralized']['train_samples']} samples, "
+            f"{facts['centralized']['epochs']} epochs)\n"
+            f"Federated head after round {results[-1].round}: {label('accuracy', TEST)} [bold]{head:.4f}[/], "
+            f"gap to centralized [bold]{head - central:+.4f}[/]")
+
+
+def round_json(result: RoundResult) -> dict[str, Any]:
+    """A round for --json: its fields plus the metric under the vocabulary's names (fractions)."""
+    return {**result.to_dict(), key(result.metric, TEST): result.test_accuracy,
+            key(result.metric, VALIDATION): result.endorsed_metric}

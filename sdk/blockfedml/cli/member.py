@@ -13,6 +13,7 @@ from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, hand
 from blockfedml.consortium import Consortium
 from blockfedml.errors import InvalidInputError, LedgerError, NotFoundError
 from blockfedml.exchange import open_transport
+from blockfedml.fl.measures import fraction, shown
 from blockfedml.fl.member import Member
 from blockfedml.fl.task import member_data, task_model
 
@@ -84,8 +85,8 @@ def take_part(
     finally:
         member.transport.close()
     emit(results[0] if rounds == 1 else results, as_json,
-         lambda r: records_table("Rounds", [{"round": x["round"], **(x["decision"] or {})} for x in results],
-                                 ["round", "status", "metric", "endorsements"]))
+         lambda r: records_table("Rounds", [_decision_row(x) for x in results],
+                                 ["round", "status", VALIDATION_METRIC, "endorsements"]))
 
 
 def _take_part(consortium: Consortium, member: Member, number: int, timeout: float, quiet: bool) -> dict:
@@ -154,8 +155,8 @@ def keyholder(
     results = run_keyholder(Consortium.open(workdir, ledger_access=LEDGER_ACCESS), org, rounds=rounds, first=number or None, timeout=timeout,
                             progress=say)
     emit(results, as_json, lambda r: records_table(
-        "Key holder", [{"round": x["round"], "opened": ", ".join(x["opened"]) or "-",
-                        **(x["decision"] or {})} for x in r], ["round", "opened", "status", "metric"]))
+        "Key holder", [{**_decision_row(x), "opened": ", ".join(x["opened"]) or "-"} for x in r],
+        ["round", "opened", "status", VALIDATION_METRIC]))
 
 
 # -- members with their own data (docs/own-data.md) ---------------------------------------
@@ -208,11 +209,10 @@ def run(
     consortium = Consortium.open(workdir, ledger_access=LEDGER_ACCESS)
     results = run_member(consortium, org, data, label=label, rounds=rounds, val_fraction=val_fraction,
                          timeout=timeout, progress=say)
-    rows = [{"round": r["round"], "aggregator": r["aggregator"], **(r["decision"] or {})} for r in results]
-    for row in rows:
-        row["metric"] = f"{row['metric'] / 1e6:.4f}" if row.get("metric") is not None else None
+    rows = [{**_decision_row(r), "aggregator": r["aggregator"]} for r in results]
     emit(results, as_json, lambda _: records_table(f"{consortium.org(org).name}: rounds", rows,
-                                                    ["round", "aggregator", "status", "metric", "endorsements"]))
+                                                    ["round", "aggregator", "status", VALIDATION_METRIC,
+                                                     "endorsements"]))
 
 
 @app.command("evaluate")
@@ -249,3 +249,12 @@ def evaluate(
             **{k: round(v, 6) for k, v in scores.items()}}
     emit(info, as_json, lambda i: records_table(f"Checkpoint of round {i['round']} ({digest[:10]}) on {data}", [i],
                                                 ["rows", *scores]))
+
+
+VALIDATION_METRIC = "validation metric"  # the members' median on their own validation data, as a fraction
+
+
+def _decision_row(result: dict) -> dict:
+    """A round's decision for a table: the ledger's integer metric shown as the fraction it stands for."""
+    decision = result.get("decision") or {}
+    return {"round": result["round"], **decision, VALIDATION_METRIC: shown(fraction(decision.get("metric")))}

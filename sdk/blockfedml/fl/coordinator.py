@@ -31,6 +31,7 @@ from blockfedml.consortium import Consortium
 from blockfedml.crypto.paillier import load_or_create_private_key
 from blockfedml.errors import ConflictError, InvalidInputError, LedgerError, NotFoundError, PhaseError
 from blockfedml.fl.aggregation import make_aggregation
+from blockfedml.fl.measures import fraction, shown
 from blockfedml.fl.member import KeyHolder
 from blockfedml.ledger.base import Contract
 
@@ -145,7 +146,8 @@ class _RoundDriver:
             self._gather(number, "feedback", participants, ["GetEndorsements"])
         decided = self._submit("Decide", round_["phase"], number)  # a participant may have decided already
         decision = decided["decision"]
-        self.say(f"round {number}: {decision['status']} (metric {decision.get('metric')})")
+        self.say(f"round {number}: {decision['status']} (validation metric "
+                 f"{shown(fraction(decision.get('metric')))}: the members' median on their own validation data)")
         joined = [o["msp_id"] for o in admin.evaluate_json("ListOrgs")
                   if o["msp_id"] in self.expected and o["status"] != "registered"]
         return {"round": number, "mode": self.mode, "participants": participants,

@@ -102,6 +102,7 @@ class Session:
     attack: AttackPlan | None = None  # a share of the demo task's members attack (blockfedml.fl.attacks)
     screening: bool = False  # demo task members screen their data with the reference SVM at selection
     strategy: Strategy | None = None  # a plaintext aggregation rule other than FedAvg (median, krum, ...)
+    stopped: str | None = None  # why run() ended before its rounds (e.g. every member banned), or None
 
     def __post_init__(self) -> None:
         make_aggregation(self.mode)  # an unknown mode fails here, before any round is opened
@@ -160,8 +161,33 @@ class Session:
             holder.publish_key()
 
     def run(self, rounds: int) -> list[RoundResult]:
+        """Up to ``rounds`` rounds; fewer when too few members are left to select (``stopped`` says why)."""
         self.join_all()
-        return [self.run_round() for _ in range(rounds)]
+        results: list[RoundResult] = []
+        for _ in range(rounds):
+            if self.why_stop() is not None:
+                break
+            results.append(self.run_round())
+        return results
+
+    def why_stop(self) -> str | None:
+        """Why no further round can be selected, or None if one can.
+
+        Checked before a round is opened, so a session whose members are banned
+        ends cleanly instead of leaving a round stuck in selection on the ledger.
+        Sets ``stopped`` to the reason.
+        """
+        need = self.admin.evaluate_json("GetSettings")["min_participants"]
+        orgs = [o for o in self.admin.evaluate_json("ListOrgs") if "member" in o.get("roles", [])]
+        active = [o["msp_id"] for o in orgs if o["status"] == "active"]
+        if len(active) >= need:
+            return None
+        banned = [o["msp_id"] for o in orgs if o["status"] == "banned"]
+        who = "every member is banned" if len(banned) == len(orgs) else \
+            f"{len(active)} active member(s) left ({', '.join(active) or 'none'})"
+        self.stopped = (f"{who} ({', '.join(banned)} banned for reputation below ban_threshold); a round needs "
+                        f"min_participants={need} members, so no further round can be opened")
+        return self.stopped
 
     def run_round(self) -> RoundResult:
         started, ledger_before = time.perf_counter(), self.clock.seconds
