@@ -36,6 +36,15 @@ DEFAULT_SETTINGS: dict[str, int] = {
     "attribution_metric": 1,
     # Masking (docs/secure-aggregation.md): shares needed to unmask, as a percentage of the selected members.
     "mask_threshold_percent": 51,
+    # Deadlines (docs/operations.md): seconds of transaction time a phase waits before anyone may close
+    # it with the members that acted (ClosePhase); 0: no deadline. Members that accepted the round and
+    # then vanished lose absence_penalty.
+    "selection_deadline": 30,
+    "configuration_deadline": 30,
+    "update_deadline": 6,
+    "attribution_deadline": 30,
+    "feedback_deadline": 30,
+    "absence_penalty": 5,
 }
 
 ROLES = ("admin", "member", "keyholder", "auditor")
@@ -45,6 +54,7 @@ PHASES = ("selection", "configuration", "allocation", "update", "attribution", "
 REGISTERED, ACTIVE, BANNED = "registered", "active", "banned"
 ACCEPTED, ROLLED_BACK, PROPOSED = "accepted", "rolled_back", "proposed"
 REJECTED, HARMFUL, MISSING = "rejected", "harmful", "missing"
+ABORTED = "aborted"
 
 _INT_TEXT = re.compile(r"-?[0-9]{1,30}")
 _DIGEST_TEXT = re.compile(r"[0-9a-f]{64}")
@@ -643,3 +653,74 @@ def union_of_sums(contributors: Sequence[str], requests: Sequence[Mapping[str, A
     missing = sorted(set(contributors) - covered)
     if missing:
         raise ContractError(INVALID, f"contributors_json: {missing} are in no decrypted sum of round {round_number}")
+
+
+# --------------------------------------------------------------------------
+# Deadlines, absences and aborts: rounds that never stall
+# --------------------------------------------------------------------------
+# Each phase has a deadline in transaction time (the timestamp of the
+# transaction that started it, plus its setting). After it, anyone may close
+# the phase with the members that acted: the round goes on with them if at
+# least min_participants remain (quorums are counted over those who remain),
+# otherwise it is aborted. See docs/operations.md.
+
+MAX_REASON = 200
+
+
+def parse_reason(name: str, text: str) -> str:
+    """Why a round is aborted: 1..200 printable characters."""
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_REASON or not text.isprintable():
+        raise ContractError(INVALID, f"{name} must be 1..{MAX_REASON} printable characters, got {_show(text)}")
+    return text.strip()
+
+
+def phase_started(round_record: Mapping[str, Any]) -> int:
+    """When the current phase started, in transaction time: its history entry, or the last
+    closure that cut the phase short (an update phase closed once waits again for its new aggregator)."""
+    started = round_record["history"][-1]["time"]
+    for closure in round_record.get("closures") or []:
+        if closure["phase"] == round_record["phase"]:
+            started = max(started, closure["time"])
+    return started
+
+
+def phase_deadline(round_record: Mapping[str, Any], settings: Mapping[str, int]) -> Optional[int]:
+    """The transaction time after which the current phase may be closed; None without a deadline."""
+    phase = round_record["phase"]
+    if phase not in ("selection", "configuration", "update", "attribution", "feedback"):
+        return None
+    seconds = setting(settings, f"{phase}_deadline")
+    return phase_started(round_record) + seconds if seconds else None
+
+
+def require_deadline_passed(round_record: Mapping[str, Any], settings: Mapping[str, int], now: int) -> None:
+    """[PHASE] unless the current phase's deadline has passed at transaction time ``now``."""
+    deadline = phase_deadline(round_record, settings)
+    number, phase = round_record["round"], round_record["phase"]
+    if deadline is None:
+        raise ContractError(PHASE, f"round {number}: phase {phase} has no deadline "
+                                   f"(setting {phase}_deadline=0); the admin may abort the round")
+    if now < deadline:
+        raise ContractError(PHASE, f"round {number}: phase {phase} may be closed from time {deadline}, "
+                                   f"{deadline - now} s from now ({phase}_deadline="
+                                   f"{setting(settings, phase + '_deadline')})")
+
+
+def remaining_participants(round_record: Mapping[str, Any]) -> list[str]:
+    """The participants not recorded absent: whom the round still counts on (and counts quorums over)."""
+    absent = set(round_record.get("absent") or [])
+    return sorted(p for p in round_record.get("participants") or [] if p not in absent)
+
+
+def absence_penalized(round_record: Mapping[str, Any], absentees: Sequence[str]) -> list[str]:
+    """Absentees that had accepted the round (participants): they lose absence_penalty.
+    Members that never accepted owe the round nothing."""
+    return sorted(set(absentees) & set(round_record.get("participants") or []))
+
+
+def aborted_decision(phase: str, reason: str, absentees: Sequence[str], penalized: Sequence[str],
+                     banned: Sequence[str]) -> dict:
+    """The decision of an aborted round: no model, the head unchanged, who was missing and why."""
+    return {"status": ABORTED, "reason": reason, "phase": phase, "absentees": sorted(absentees),
+            "penalized": sorted(penalized), "banned": sorted(banned),
+            "metric": None, "improvement": None, "endorsements": 0}

@@ -192,6 +192,26 @@ def round_advance(
     emit(record, as_json, lambda r: records_table(f"Round {number}", [r], ["round", "phase", "participants", "aggregator"]))
 
 
+@round_app.command("abort")
+@handle_errors
+def round_abort(
+    number: int = typer.Argument(..., help="Round number."),
+    reason: str = typer.Option(..., "--reason", help="Why the round cannot finish (recorded on the ledger)."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """End an open round that cannot finish: the head stays, nobody is rewarded, the reason and the
+    absentees are on the ledger; members that accepted and vanished lose absence_penalty."""
+    consortium = Consortium.open(workdir)
+    record = consortium.contract(consortium.admin.name).submit_json("AbortRound", number, reason)
+    decision = record["decision"]
+    emit(record, as_json, lambda r: records_table(
+        f"Round {number} aborted", [{"round": number, "phase": decision["phase"], "reason": decision["reason"],
+                                     "absentees": ", ".join(decision["absentees"]) or "-",
+                                     "penalized": ", ".join(decision["penalized"]) or "-"}],
+        ["round", "phase", "reason", "absentees", "penalized"]))
+
+
 @round_app.command("run")
 @handle_errors
 def round_run(

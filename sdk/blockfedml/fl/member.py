@@ -187,7 +187,12 @@ class Member:
         Every blob is checked against its commitment (digest and size) before it
         is used; a mismatch is an IntegrityError and the blob is discarded.
         """
-        return self.transport.collect(round_["round"], self.contract.evaluate_json("GetUpdates", round_["round"]))
+        return self.transport.collect(round_["round"], self.commitments(round_))
+
+    def commitments(self, round_: dict[str, Any]) -> list[dict[str, Any]]:
+        """The round's committed updates, without those of members recorded absent (docs/operations.md)."""
+        return [u for u in self.contract.evaluate_json("GetUpdates", round_["round"])
+                if u["msp_id"] in remaining(round_)]
 
     def aggregation(self, round_: dict[str, Any]) -> AggregationMode:
         """The round's aggregation mode; a plaintext round may use this member's own strategy."""
@@ -279,7 +284,7 @@ class Member:
     def _request_opening(self, round_: dict[str, Any], mode: SecureAggregation) -> dict[str, Any]:
         """Sum the verified blobs and ask the ledger to have that sum opened; check first, write after."""
         number = round_["round"]
-        commitments = self.contract.evaluate_json("GetUpdates", number)
+        commitments = self.commitments(round_)
         sealed = self.transport.collect(number, commitments)
         contributors = sorted(sealed)
         needed = self.contract.evaluate_json("GetSettings")["min_group_size"]
@@ -340,7 +345,7 @@ class Member:
             return []
         if phase == "configuration":
             return [self.accept, self.share_mask_keys] if masking else [self.accept]
-        if self.msp_id not in round_.get("participants", []):
+        if self.msp_id not in remaining(round_):  # not a participant, or recorded absent: nothing left to do
             return []
         if phase == "update":
             if masking and self.contract.evaluate_json("GetDecryptions", round_["round"]):
@@ -378,6 +383,12 @@ class Member:
         if self.metric not in result:  # e.g. AUC of a numpy model: score its predictions
             result[self.metric] = score_model(self.model, self.data.X_val, self.data.y_val, self.metric)
         return max(0.0, float(result[self.metric]))
+
+
+def remaining(round_: dict[str, Any]) -> list[str]:
+    """The round's participants not recorded absent when a phase closed at its deadline."""
+    absent = set(round_.get("absent") or [])
+    return [p for p in round_.get("participants", []) if p not in absent]
 
 
 def fetch(store: ModelStore, record: dict[str, Any]) -> bytes:
