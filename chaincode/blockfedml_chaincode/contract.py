@@ -393,7 +393,8 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
                     member = await get_json(stub, f"org~{msp_id}")
                     writes.append((f"org~{msp_id}", {**member, "status": rules.BANNED}))
                     banned.append(msp_id)
-        absence, absence_banned = await absence_writes(stub, record.get("absent") or [], settings, number, tx)
+        absence, absence_banned = await absence_writes(stub, record.get("absent") or [], settings, number, tx,
+                                                       rules.excluded_members(record))
         writes += absence
         checkpoint = await get_json(stub, round_key("ckpt", number))
         writes.append((round_key("ckpt", number), {**checkpoint, "status": status, "metric": median}))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import rules
-from .errors import PHASE, ContractError
+from .errors import INVALID, PHASE, UNAUTHORIZED, ContractError
 from .shim import TransactionContextInterface
 from .state import (
     Record,
@@ -97,6 +97,46 @@ class RoundRecoveryTransactions:
         await put_json(stub, round_key("round", number), record)
         return canonical(record)
 
+    async def ExcludeContribution(self, ctx: TransactionContextInterface, round: str, msp_id: str,
+                                  reason: str) -> str:
+        """The aggregator names a participant whose blob it cannot use (not what was committed, the
+        wrong shape, under another key): it is excluded from the round and loses ``penalty``; the
+        round goes on with the others, or is aborted when too few are left."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        msp_id = rules.check_msp_id("msp_id", msp_id)
+        reason = rules.parse_reason("reason", reason)
+        await get_writer(stub, caller)
+        record = await get_round(stub, round)
+        number = record["round"]
+        rules.require_phase(record, "update")
+        if caller != record["aggregator"]:
+            raise ContractError(UNAUTHORIZED, f"{caller} is not the aggregator of round {number}; "
+                                              f"{record['aggregator']} is")
+        if msp_id == caller:
+            raise ContractError(INVALID, f"msp_id: the aggregator {caller} cannot exclude itself")
+        if msp_id not in rules.remaining_participants(record):
+            raise ContractError(INVALID, f"msp_id: {msp_id} is not a participant of round {number} that remains")
+        if await get_json(stub, round_key("update", number, msp_id)) is None:
+            raise ContractError(INVALID, f"msp_id: {msp_id} has not committed an update in round {number}: "
+                                         "nothing to exclude (the deadline takes care of it)")
+        if await list_decryptions(stub, number):
+            raise ContractError(PHASE, f"round {number}: its sum is already being opened; exclusions come first")
+        if record.get("attribution") is not None:
+            raise ContractError(PHASE, f"round {number} uses attribution: its groups are fixed")
+        settings = await get_json(stub, "settings")
+        tx, now = tx_of(ctx)
+        closure = {"phase": "update", "tx": tx, "time": now, "absent": [msp_id], "aggregator": caller,
+                   "reason": reason}
+        record = {**record, "absent": sorted(set(record.get("absent") or []) | {msp_id}),
+                  "closures": list(record.get("closures") or []) + [closure]}
+        left = rules.remaining_participants(record)
+        if len(left) < settings["min_participants"] or (record["mode"] == "masking"
+                                                         and len(left) < record["mask_threshold"]):
+            return await self._abort(stub, ctx, record, settings, f"{msp_id}'s contribution was excluded "
+                                     f"({reason}) and {len(left)} members remain", [msp_id])
+        await put_json(stub, round_key("round", number), record)
+        return canonical(record)
+
     async def _close_update(self, stub: Any, ctx: TransactionContextInterface, record: Record, settings: Record,
                             missing: list[str]) -> str:
         """Members that did not commit are absent; a missing aggregator is replaced."""
@@ -126,7 +166,7 @@ class RoundRecoveryTransactions:
         tx, now = tx_of(ctx)
         absent = sorted(set(absentees) | set(record.get("absent") or []))
         penalized = rules.absence_penalized(record, absent)
-        writes, banned = await absence_writes(stub, penalized, settings, number, tx)
+        writes, banned = await absence_writes(stub, penalized, settings, number, tx, rules.excluded_members(record))
         checkpoint = await get_json(stub, round_key("ckpt", number))
         if checkpoint is not None:  # a proposal that will never be decided
             writes.append((round_key("ckpt", number), {**checkpoint, "status": rules.ABORTED, "metric": None}))

@@ -724,3 +724,13 @@ def aborted_decision(phase: str, reason: str, absentees: Sequence[str], penalize
     return {"status": ABORTED, "reason": reason, "phase": phase, "absentees": sorted(absentees),
             "penalized": sorted(penalized), "banned": sorted(banned),
             "metric": None, "improvement": None, "endorsements": 0}
+
+
+def excluded_members(round_record: Mapping[str, Any]) -> list[str]:
+    """Participants whose contribution the aggregator excluded (ExcludeContribution), sorted."""
+    return sorted(m for c in round_record.get("closures") or [] if c.get("reason") for m in c["absent"])
+
+
+def absence_amount(settings: Mapping[str, int], excluded: bool) -> tuple[int, str]:
+    """What a member that left a round owes: ``penalty`` for an excluded contribution, else ``absence_penalty``."""
+    return (settings["penalty"], "excluded") if excluded else (setting(settings, "absence_penalty"), "absence")

@@ -173,18 +173,19 @@ async def settle_attribution(stub: Any, record: Record, settings: Record, model_
     return banned, writes
 
 
-async def absence_writes(stub: Any, penalized: list[str], settings: Record, number: int,
-                         tx: str) -> tuple[list[tuple[str, Any]], list[str]]:
-    """Members that accepted a round and vanished lose ``absence_penalty`` (reason ``absence``);
-    the writes, and whom they ban. Nothing when the penalty is 0."""
-    amount = rules.setting(settings, "absence_penalty")
+async def absence_writes(stub: Any, penalized: list[str], settings: Record, number: int, tx: str,
+                         excluded: Optional[list[str]] = None) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Members that accepted a round and vanished lose ``absence_penalty`` (reason ``absence``),
+    members whose contribution was excluded lose ``penalty`` (reason ``excluded``); the writes,
+    and whom they ban. Nothing for an amount of 0."""
     writes: list[tuple[str, Any]] = []
     banned: list[str] = []
-    if not amount:
-        return writes, banned
     for msp in sorted(penalized):
+        amount, reason = rules.absence_amount(settings, msp in (excluded or []))
+        if not amount:
+            continue
         rep, entry, index = rules.reputation_change(await get_json(stub, f"rep~{msp}"), -amount, number,
-                                                    "absence", tx)
+                                                    reason, tx)
         writes += [(f"rep~{msp}", rep), (f"rephist~{msp}~{index:08d}", entry)]
         if rules.is_banned(rep["balance"], settings["ban_threshold"]):
             writes.append((f"org~{msp}", {**await get_json(stub, f"org~{msp}"), "status": rules.BANNED}))

@@ -172,3 +172,32 @@ def test_no_deadline_means_only_the_admin_can_end_the_round() -> None:
 def test_deadline_settings_are_validated_and_default_when_missing(world: MemWorld) -> None:
     refused(world, ADMIN, "SetSettings", json.dumps({"update_deadline": -1}), code=INVALID)
     assert ok(world, KEYHOLDER, "GetSettings")["update_deadline"] == 6
+
+
+# ---- a bad contribution excludes its sender, not the round ------------------------
+
+def test_the_aggregator_excludes_a_bad_contribution_and_the_round_goes_on(world: MemWorld) -> None:
+    drive(world, "committed")                                # aggregator Org1MSP
+    refused(world, ORG2, "ExcludeContribution", "1", ORG3, "bad blob", code=UNAUTHORIZED)
+    refused(world, ADMIN, "ExcludeContribution", "1", ADMIN, "me", code=INVALID)
+    refused(world, ADMIN, "ExcludeContribution", "1", OUTSIDER, "who", code=INVALID)
+    refused(world, ADMIN, "ExcludeContribution", "1", ORG3, "", code=INVALID)
+    record = ok(world, ADMIN, "ExcludeContribution", "1", ORG3, "blob has 31 parameters, the model 30")
+    assert record["absent"] == [ORG3] and record["closures"][-1]["reason"].startswith("blob has 31")
+    refused(world, ADMIN, "ExcludeContribution", "1", ORG3, "again", code=INVALID)
+    refused(world, ADMIN, "ProposeAggregate", "1", digest("agg"), json.dumps(MEMBERS), code=INVALID)
+    ok(world, ADMIN, "ProposeAggregate", "1", digest("agg"), json.dumps([ADMIN, ORG2]))
+    for msp in (ADMIN, ORG2):
+        ok(world, msp, "Endorse", "1", digest("agg"), "950000", "900000")
+    ok(world, ADMIN, "Decide", "1")
+    assert balance(world, ORG3) == 80                         # penalty (20), not the absence penalty
+    assert world.get(f"rephist~{ORG3}~00000001")["reason"] == "excluded"
+
+
+def test_excluding_below_min_participants_aborts_the_round() -> None:
+    world = MemWorld()
+    init_consortium(world, json.dumps({**DEADLINES, "min_participants": 3}))
+    drive(world, "committed")
+    aborted = ok(world, ADMIN, "ExcludeContribution", "1", ORG2, "wrong key")
+    assert aborted["decision"]["status"] == "aborted" and aborted["decision"]["penalized"] == [ORG2]
+    assert balance(world, ORG2) == 80 and balance(world, ADMIN) == 100

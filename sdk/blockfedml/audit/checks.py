@@ -604,8 +604,9 @@ def _expected_history(ctx: AuditContext, msp: str, recorded: list[Record], decid
         settings = ctx.settings_at(decide_tx)
         aborted = record["decision"].get("status") == rules.ABORTED
         absent = record["decision"].get("penalized") or [] if aborted else record.get("absent") or []
-        if msp in absent:  # accepted the round, then vanished
-            delta, reason, penalized = -rules.setting(settings, "absence_penalty"), "absence", True
+        if msp in absent:  # accepted the round, then vanished, or its contribution was excluded
+            amount, reason = rules.absence_amount(settings, msp in rules.excluded_members(record))
+            delta, penalized = -amount, True
         elif aborted:
             continue
         elif record["round"] in settlements:  # attribution: reputation follows the member's group
@@ -620,7 +621,7 @@ def _expected_history(ctx: AuditContext, msp: str, recorded: list[Record], decid
             continue
         if ctx.blocks is None:  # the settings of that time are unknown: the amount the records imply
             delta = _implied_amount(ctx.state, decide_tx, reason, delta)
-        if reason == "absence" and not delta:  # absence_penalty=0 writes nothing
+        if reason in ("absence", "excluded") and not delta:  # an amount of 0 writes nothing
             continue
         balance, entry, _ = rules.reputation_change(balance, delta, record["round"], reason, decide_tx)
         expected.append(entry)

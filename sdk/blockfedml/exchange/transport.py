@@ -66,16 +66,26 @@ class Transport(ABC):
         ``IntegrityError`` (listing every mismatch) if any blob is not what its
         sender committed; those blobs are discarded and nothing is returned.
         """
-        blobs = self._receive(round_number, commitments)
-        problems = []
-        for commitment in commitments:
-            problem = commitment_problem(round_number, commitment, blobs[commitment["msp_id"]])
-            if problem:
-                problems.append(problem)
-                self._discard(round_number, commitment["msp_id"])
+        blobs, problems = self.collect_checked(round_number, commitments)
         if problems:
-            raise IntegrityError("; ".join(problems) + " — the blob was discarded and not used")
-        return {c["msp_id"]: blobs[c["msp_id"]] for c in commitments}
+            raise IntegrityError("; ".join(problems.values()) + " — the blob was discarded and not used")
+        return blobs
+
+    def collect_checked(self, round_number: int, commitments: Sequence[Mapping[str, Any]]
+                        ) -> tuple[dict[str, bytes], dict[str, str]]:
+        """The blobs that match their commitments by MSP ID, and what is wrong with each other one
+        (those are discarded): the aggregator excludes their senders, not the round."""
+        blobs = self._receive(round_number, commitments)
+        good, problems = {}, {}
+        for commitment in commitments:
+            sender = commitment["msp_id"]
+            problem = commitment_problem(round_number, commitment, blobs[sender])
+            if problem:
+                problems[sender] = problem
+                self._discard(round_number, sender)
+            else:
+                good[sender] = blobs[sender]
+        return good, problems
 
     @abstractmethod
     def _receive(self, round_number: int, commitments: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:

@@ -31,7 +31,7 @@ def seconds_to_deadline(state: dict[str, Any]) -> float | None:
 
 def describe(state: dict[str, Any]) -> str:
     """What an open round waits for, in words: ``round 3: update: waiting for Org2MSP (deadline in 4 s)``."""
-    waiting = ", ".join(state["waiting_for"]) or "nobody"
+    waiting = ", ".join(state["waiting_for"]) or "the admin to close the phase"
     left = seconds_to_deadline(state)
     when = ("no deadline" if left is None
             else f"deadline in {left:.0f} s" if left > 0 else "deadline passed: anyone may close the phase")
