@@ -23,7 +23,8 @@ from typing import Any
 from blockfedml.crypto.masking import MaskSecrets
 from blockfedml.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
 from blockfedml.crypto.randomness import DEFAULT_SOURCE, RandomSource, make_randomness
-from blockfedml.errors import ConflictError, IntegrityError, NotAuthorizedError, NotFoundError, PhaseError
+from blockfedml.errors import (ConflictError, ExchangeError, IntegrityError, NotAuthorizedError, NotFoundError,
+                               PhaseError)
 from blockfedml.exchange.transport import StoreTransport, Transport
 from blockfedml.fl.aggregation import (AggregationMode, MaskingAggregation, PaillierAggregation,
                                        PlaintextAggregation, RoundContext, SecureAggregation, make_aggregation)
@@ -38,6 +39,7 @@ from blockfedml.ledger.base import Contract
 from blockfedml.ml.datasets import OrgData
 from blockfedml.ml.models import Model
 from blockfedml.store import ModelStore
+from blockfedml.store.model_store import sha256_hex
 
 METRIC_SCALE = 1_000_000
 
@@ -71,6 +73,8 @@ class Member:
     secrets: dict[int, MaskSecrets] = field(default_factory=dict, repr=False)  # masking, per round
     round_secrets: RoundSecrets | None = None  # where they are kept so a restart picks up; None: memory only
     _randomness: dict[str, RandomSource] = field(default_factory=dict, repr=False)  # by key fingerprint
+    _updates: dict[int, bytes] = field(default_factory=dict, repr=False)  # sealed update by round
+    _delivered: dict[int, str] = field(default_factory=dict, repr=False)  # round -> aggregator it reached
 
     def __post_init__(self) -> None:
         if self.transport is None:
@@ -122,8 +126,38 @@ class Member:
         params = self.behaviour.update(self.model.get_params(), base, round_)  # honest: unchanged
         update = ClientUpdate(org=self.msp_id, params=params, num_samples=len(self.data.y_train))
         sealed = make_aggregation(round_["mode"]).seal(update, context)
-        digest = self.transport.send(round_, sealed)  # delivered first: a failed send commits nothing
-        return self.contract.submit_json("CommitUpdate", round_["round"], digest, len(sealed), update.num_samples)
+        number = round_["round"]
+        self._updates = {number: sealed}  # earlier rounds are over
+        if self.round_secrets is not None:
+            self.round_secrets.forget_before(number)
+            self.round_secrets.save_update(number, sealed)
+        # Delivered first: a send that fails for any reason but an unreachable aggregator commits
+        # nothing. An aggregator that is down gets it later, or its replacement does (deliver()).
+        self.deliver(round_)
+        return self.contract.submit_json("CommitUpdate", number, sha256_hex(sealed), len(sealed), update.num_samples)
+
+    def deliver(self, round_: dict[str, Any]) -> bool:
+        """Send this member's sealed update to the round's aggregator unless it already has it.
+
+        Called at every step of the update phase: after a restart (the update is
+        kept in the member's folder), or when the ledger names a new aggregator
+        because the first one vanished. False while the aggregator cannot be reached.
+        """
+        number = round_["round"]
+        if round_["phase"] != "update" or self.msp_id not in remaining(round_):
+            return False
+        sealed = self._updates.get(number)
+        if sealed is None and self.round_secrets is not None:
+            sealed = self.round_secrets.load_update(number)
+        if sealed is None or self._delivered.get(number) == round_["aggregator"]:
+            return False
+        try:
+            self.transport.send(round_, sealed)
+        except ExchangeError:
+            return False  # tried again at the next step
+        self._updates[number] = sealed
+        self._delivered = {number: round_["aggregator"]}
+        return True
 
     def aggregate(self, round_: dict[str, Any]) -> dict[str, Any]:
         """Update (aggregator only): check every blob against its commitment, combine, propose.
@@ -378,6 +412,9 @@ class Member:
                         raise
                     names.append(f"{action.__name__} (already done)")
                 self.done.add(key)
+        if round_.get("phase") == "update" and (round_["round"], "train_and_commit") in self.done \
+                and self.deliver(round_) and round_["aggregator"] != self.msp_id:
+            names.append(f"update sent to {round_['aggregator']}")
         return "+".join(names) or None
 
     def ready_to_aggregate(self, round_: dict[str, Any]) -> bool:

@@ -20,10 +20,12 @@ from blockfedml.crypto.masking import KEY_BYTES, MaskSecrets, private_bytes
 from blockfedml.errors import CryptoError
 
 MASK_FILE = "round-{:08d}.mask"
+UPDATE_FILE = "round-{:08d}.update"
 
 
 class RoundSecrets:
-    """Masking secrets by round in ``folder`` (``<workdir>/keys/<org>/rounds``), mode 0600."""
+    """Masking secrets and the sealed update, by round, in ``folder`` (``<workdir>/keys/<org>/rounds``),
+    mode 0600: what a restarted member needs to finish its part of an open round."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -33,16 +35,27 @@ class RoundSecrets:
 
     def save(self, number: int, secrets: MaskSecrets) -> None:
         """Write the round's secrets (temporary file, fsync, rename: never half a file)."""
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = private_bytes(secrets.mask_key) + private_bytes(secrets.share_key) + secrets.self_seed
-        temporary = self.path(number).with_suffix(".tmp")
+        self._write(self.path(number), data)
+
+    def save_update(self, number: int, sealed: bytes) -> None:
+        """Keep this member's sealed update of the round: it is sent again to a new (or restarted) aggregator."""
+        self._write(self.folder / UPDATE_FILE.format(number), sealed)
+
+    def load_update(self, number: int) -> bytes | None:
+        path = self.folder / UPDATE_FILE.format(number)
+        return path.read_bytes() if path.exists() else None
+
+    def _write(self, path: Path, data: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = path.with_suffix(".tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temporary, self.path(number))
+        os.replace(temporary, path)
 
     def load(self, number: int) -> MaskSecrets | None:
         """The round's secrets, or None when this member never generated any for it."""
@@ -62,6 +75,6 @@ class RoundSecrets:
         """Delete the secrets of earlier rounds (they are closed)."""
         if not self.folder.exists():
             return
-        for path in self.folder.glob("round-*.mask"):
-            if int(path.name[len("round-"):-len(".mask")]) < number:
+        for path in [*self.folder.glob("round-*.mask"), *self.folder.glob("round-*.update")]:
+            if int(path.name[len("round-"):len("round-") + 8]) < number:
                 path.unlink()
