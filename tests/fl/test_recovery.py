@@ -73,3 +73,24 @@ def test_an_aborted_round_keeps_the_head_penalizes_who_accepted_and_is_audited(q
     assert decision["status"] == "aborted" and len(decision["penalized"]) == 2
     assert session.admin.evaluate_json("GetHead")["round"] == 0
     assert audit_consortium(quick).ok
+
+
+@pytest.mark.parametrize("mode", ["plaintext", "masking"])
+def test_admin_round_run_resumes_a_round_left_open_by_a_crash(consortium, mode):
+    """The driver died after the members had accepted (masking: and shared their keys): a new
+    Session (as `admin round run` after a restart) resumes the round; repeated actions are recognized."""
+    first = Session(consortium, mode=mode)
+    first.join_all()
+    number = first.admin.submit_json("OpenRound", mode)["round"]
+    first._step(number, "selection")
+    first.admin.submit_json("CloseSelection", number)
+    first._step(number, "configuration")
+    del first                                                       # the process is gone
+    again = Session(consortium, mode=mode)                         # new members: nothing in memory
+    [resumed] = again.run(1)
+    assert resumed.round == number and resumed.status == "accepted"
+    assert len(resumed.participants) == 3
+    assert audit_consortium(consortium).ok
+    again.admin.submit_json("OpenRound", mode)
+    with pytest.raises(InvalidInputError, match=f"open in mode {mode}"):
+        Session(consortium, mode="plaintext" if mode == "masking" else "masking").run_round(resume=True)
