@@ -256,8 +256,16 @@ def _check_allocation(check: Check, ctx: AuditContext, record: Record) -> None:
         expected = {"aggregator": rules.choose_aggregator(participants, number),
                     "groups": rules.make_groups(participants, number, settings["min_group_size"])}
         absent: set[str] = set()
+        started = {h.get("phase"): h.get("time", 0) for h in record.get("history") or []}
         for closure in record.get("closures") or []:  # an absent aggregator is replaced (ClosePhase)
             absent |= set(closure.get("absent") or [])
+            phase, time = closure.get("phase"), closure.get("time", 0)
+            seconds = rules.setting(settings, f"{phase}_deadline") if phase in started else 0
+            if not closure.get("reason") and (not seconds or time < started[phase] + seconds):
+                check.fail(f"the {phase} phase was closed at time {time}, before its deadline "
+                           f"({started.get(phase)} + {phase}_deadline={seconds})", round=number,
+                           tx=closure.get("tx"), object=key)
+            started[phase] = max(started.get(phase, 0), time)  # the deadline counts again from here
             if closure.get("phase") == "update" and expected["aggregator"] in absent:
                 expected["aggregator"] = rules.choose_aggregator(sorted(set(participants) - absent), number)
             if closure.get("aggregator") != expected["aggregator"]:
