@@ -52,3 +52,17 @@ def test_admin_aborts_an_open_round_and_the_next_one_is_accepted(tmp_path):
     assert [r["status"] for r in json.loads(result.output)] == ["accepted"]
     verify = run("audit", "verify", "-w", w, "--json")
     assert verify.exit_code == 0 and json.loads(verify.output)["ok"] is True, verify.output
+
+
+def test_admin_closes_a_phase_only_after_its_deadline(tmp_path):
+    w = str(tmp_path / "c")
+    assert run("admin", "consortium", "create", "-w", w, "-s", "selection_deadline=5", "--json").exit_code == 0
+    for org in ("Org1", "Org2"):
+        assert run("member", "join", "-w", w, "--org", org, "--json").exit_code == 0
+    assert run("admin", "round", "open", "-w", w, "--json").exit_code == 0
+    early = runner.invoke(app, ["admin", "round", "close", "1", "-w", w])
+    assert early.exit_code == 1 and "may be closed in" in early.output and "--wait" in early.output
+    closed = run("admin", "round", "close", "1", "--wait", "20", "-w", w, "--json")
+    assert closed.exit_code == 0, closed.output
+    decision = json.loads(closed.output)["decision"]   # nobody screened: too few, aborted
+    assert decision["status"] == "aborted" and decision["absentees"] == ["Org1MSP", "Org2MSP"]

@@ -60,6 +60,6 @@ def close_when_due(contract: Contract, number: int, limit: float) -> dict[str, A
                     raise
                 left = CLOCK_SLACK  # our clock ran a little ahead of the transaction's second
         if time.monotonic() + left > give_up:
-            raise LedgerError(f"gave up after {limit:.0f} s waiting for the deadline of round {number}'s "
-                              f"{state['phase']} phase")
+            raise LedgerError(f"round {number}: the {state['phase']} phase may be closed in {left:.0f} s, at its "
+                              f"deadline (waited {limit:.0f} s; --wait waits longer)")
         time.sleep(min(left, 1.0))
