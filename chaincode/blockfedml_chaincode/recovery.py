@@ -211,7 +211,8 @@ async def waiting_for(stub: Any, record: Record) -> list[str]:
     keys); configuration: selected members that have not accepted (shared);
     update: participants that have not committed, or, once all have, the
     aggregator (or the key holder while a Paillier sum waits, or the members
-    that have not revealed shares); attribution and feedback: participants
+    that have not revealed shares); attribution: participants that have not
+    endorsed the groups, then (scored) the aggregator; feedback: participants
     that have not endorsed.
     """
     number, phase = record["round"], record["phase"]
@@ -243,8 +244,10 @@ async def waiting_for(stub: Any, record: Record) -> list[str]:
             return sorted(m for m in remaining if m not in revealed) or [record["aggregator"]]
         return [record["aggregator"]]
     if phase == "attribution":
+        if (record.get("attribution") or {}).get("accepted") is not None:  # scored: the aggregator proposes
+            return [record["aggregator"]]
         done = await acted("gendorse")
-        return sorted(m for m in remaining if m not in done) or [record["aggregator"]]
+        return sorted(m for m in remaining if m not in done)
     if phase == "feedback":
         done = {e["msp_id"] for e in await list_by_msp(stub, "endorse", number)
                 if e["digest"] == record["proposal"]["digest"]}

@@ -201,3 +201,23 @@ def test_excluding_below_min_participants_aborts_the_round() -> None:
     aborted = ok(world, ADMIN, "ExcludeContribution", "1", ORG2, "wrong key")
     assert aborted["decision"]["status"] == "aborted" and aborted["decision"]["penalized"] == [ORG2]
     assert balance(world, ORG2) == 80 and balance(world, ADMIN) == 100
+
+
+def test_attribution_phase_waits_for_group_endorsements_then_the_aggregator() -> None:
+    from .test_contract_attribution import AUDITOR as AUDIT, group_digests, init as init_attribution, to_update
+
+    world = MemWorld()
+    init_attribution(world)
+    record = to_update(world)
+    ok(world, record["aggregator"], "ProposeGroups", "1", json.dumps(group_digests(record)))
+    first, *others = record["participants"]
+    ok(world, first, "EndorseGroups", "1", json.dumps([920000] * len(record["groups"])), "900000")
+    assert ok(world, AUDIT, "GetPending", "1")["waiting_for"] == others
+    for msp in others:
+        ok(world, msp, "EndorseGroups", "1", json.dumps([920000] * len(record["groups"])), "900000")
+    assert ok(world, AUDIT, "GetPending", "1")["waiting_for"] == []    # the admin scores the groups
+    ok(world, first, "ScoreGroups", "1")
+    assert ok(world, AUDIT, "GetPending", "1")["waiting_for"] == [record["aggregator"]]
+    world.advance(31)
+    aborted = ok(world, others[0], "ClosePhase", "1")["decision"]
+    assert aborted["status"] == "aborted" and aborted["absentees"] == [record["aggregator"]]

@@ -66,3 +66,20 @@ def test_admin_closes_a_phase_only_after_its_deadline(tmp_path):
     assert closed.exit_code == 0, closed.output
     decision = json.loads(closed.output)["decision"]   # nobody screened: too few, aborted
     assert decision["status"] == "aborted" and decision["absentees"] == ["Org1MSP", "Org2MSP"]
+
+
+def test_member_round_says_what_it_waits_for_at_once(tmp_path):
+    w = str(tmp_path / "c")
+    assert run("admin", "consortium", "create", "-w", w, "--json").exit_code == 0
+    result = runner.invoke(app, ["member", "round", "-w", w, "--org", "Org2", "--exchange", "store", "--timeout", "1"],
+                           env={"COLUMNS": "300"})
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith("round 1: waiting for it to open")      # at once, before any timeout
+    assert "did not close within 1 s" in result.output and "waiting for it to open" in lines[-1]
+    assert run("member", "join", "-w", w, "--org", "Org1", "--json").exit_code == 0
+    assert run("admin", "round", "open", "-w", w, "--json").exit_code == 0
+    result = runner.invoke(app, ["member", "round", "-w", w, "--org", "Org2", "--exchange", "store", "--timeout", "1"],
+                           env={"COLUMNS": "300"})
+    assert "round 1: selection: screen" in result.output
+    assert "round 1: selection: waiting for Org1MSP (deadline in" in result.output  # Org3 never joined
