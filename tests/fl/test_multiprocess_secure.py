@@ -79,7 +79,8 @@ def plaintext_params(tmp_path_factory) -> np.ndarray:
 @pytest.mark.parametrize("secure", ["masking", "paillier"])
 def test_secure_round_with_every_organization_in_its_own_process(tmp_path, secure, plaintext_params):
     consortium = Consortium.create(tmp_path / "c", n_orgs=3, task=TaskSpec(), auditor=False,
-                                   collaborator=secure == "paillier")
+                                   collaborator=secure == "paillier",
+                                   settings={"update_deadline": 60})  # a loaded machine is not a dropout
     outcomes = _run_processes(consortium.workdir, secure)
     for name, (code, _, err) in outcomes.items():
         assert code == 0, f"{name} failed: {err}"
