@@ -159,6 +159,27 @@ def test_member_killed_after_committing(consortium):
     assert "Org3MSP" in first["proposal"]["contributors"]
 
 
+def test_aggregator_killed_while_aggregating_and_restarted(consortium):
+    """Org1, round 1's aggregator, dies as soon as every update is committed (while it collects,
+    or just after it proposed); started again it picks up: its inbox and its own update were kept
+    in its folder. Had it stayed down, the update deadline would have named a new aggregator."""
+    w, admin = str(consortium.workdir), consortium.contract("Org1")
+    procs = {org: _member(w, org) for org in MEMBERS}
+    procs["admin"] = _drive(w)
+    try:
+        _until(consortium, lambda: len(_records(admin, "GetUpdates", 1)) == 3, "every update of round 1")
+        _kill(procs["Org1"])
+        procs["Org1 (killed)"] = procs.pop("Org1")
+        procs["Org1"] = _member(w, "Org1")  # the same command again, at once
+        outcomes = _finish(procs)
+    finally:
+        _stop(procs)
+    rounds = _check_outcome(consortium, outcomes)
+    assert [r["decision"]["status"] for r in rounds] == ["accepted", "accepted"]
+    assert rounds[0]["aggregator"] == "Org1MSP" and rounds[0]["proposal"]["contributors"] == [
+        "Org1MSP", "Org2MSP", "Org3MSP"]
+
+
 def test_key_holder_killed_and_restarted(tmp_path):
     """Paillier: the key holder dies once a sum waits for it; started again, it decrypts it."""
     consortium = Consortium.create(tmp_path / "c", n_orgs=3, task=TaskSpec(), settings=SETTINGS, collaborator=True)
