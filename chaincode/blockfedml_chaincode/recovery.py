@@ -244,8 +244,9 @@ async def waiting_for(stub: Any, record: Record) -> list[str]:
             return sorted(m for m in remaining if m not in revealed) or [record["aggregator"]]
         return [record["aggregator"]]
     if phase == "attribution":
-        if (record.get("attribution") or {}).get("accepted") is not None:  # scored: the aggregator proposes
-            return [record["aggregator"]]
+        accepted = (record.get("attribution") or {}).get("accepted")
+        if accepted is not None:  # scored: the aggregator proposes, or (none accepted) the round is decided
+            return [record["aggregator"]] if accepted else []
         done = await acted("gendorse")
         return sorted(m for m in remaining if m not in done)
     if phase == "feedback":

@@ -94,3 +94,30 @@ def test_admin_round_run_resumes_a_round_left_open_by_a_crash(consortium, mode):
     again.admin.submit_json("OpenRound", mode)
     with pytest.raises(InvalidInputError, match=f"open in mode {mode}"):
         Session(consortium, mode="plaintext" if mode == "masking" else "masking").run_round(resume=True)
+
+
+@pytest.mark.slow
+def test_drive_takes_an_attribution_round_through_its_groups_across_processes(tmp_path):
+    """The driver's phase loop with attribution on: groups endorsed, scored, the accepted
+    groups' aggregate proposed and decided, every member in its own process."""
+    import json
+    import subprocess
+    import sys
+
+    consortium = Consortium.create(tmp_path / "c", n_orgs=4, task=TaskSpec(), settings={"attribution": 1})
+    w = str(consortium.workdir)
+    command = [sys.executable, "-m", "blockfedml.cli.main"]
+    procs = [subprocess.Popen([*command, "member", "round", "-w", w, "--org", org, "--exchange", "store",
+                               "--timeout", "120", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for org in ("Org1", "Org2", "Org3", "Org4")]
+    drive = subprocess.run([*command, "admin", "round", "drive", "-w", w, "--timeout", "120", "--json"],
+                           capture_output=True, text=True, timeout=180)
+    outputs = [proc.communicate(timeout=60) for proc in procs]
+    assert drive.returncode == 0, drive.stderr
+    assert all(proc.returncode == 0 for proc in procs), [err for _, err in outputs]
+    [summary] = json.loads(drive.stdout)
+    assert summary["status"] == "accepted"
+    round_ = consortium.contract("Auditor").evaluate_json("GetRound", 1)
+    assert [g["verdict"] for g in round_["attribution"]["groups"]] == ["accepted", "accepted"]
+    assert audit_consortium(consortium).ok
+    consortium.close()

@@ -151,6 +151,9 @@ class _RoundDriver:
             if phase == "update" or (phase == "attribution" and round_["attribution"]["accepted"]):
                 self._await_aggregator(number, phase)
                 continue
+            if phase == "attribution" and round_["attribution"]["accepted"] == []:  # every group harmed
+                self._submit("Decide", phase, number)
+                continue
             self._await_phase(number, phase)
             if self._round(number)["phase"] != phase:
                 continue  # closed at its deadline (or by someone else)
