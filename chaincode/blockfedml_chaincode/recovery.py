@@ -87,6 +87,9 @@ class RoundRecoveryTransactions:
         elif phase == "attribution":
             return await self._abort(stub, ctx, record, settings, "the attribution phase passed its deadline "
                                      "(a round with attribution cannot go on without a group)", missing)
+        elif record.get("attribution") is not None:  # feedback of a round with attribution
+            return await self._abort(stub, ctx, record, settings, "the feedback phase passed its deadline (a round "
+                                     "with attribution keeps its groups whole)", missing)
         else:  # feedback
             remaining = [m for m in rules.remaining_participants(record) if m not in missing]
             if len(remaining) < minimum:
@@ -121,9 +124,10 @@ class RoundRecoveryTransactions:
                                          "nothing to exclude (the deadline takes care of it)")
         if await list_decryptions(stub, number):
             raise ContractError(PHASE, f"round {number}: its sum is already being opened; exclusions come first")
-        if record.get("attribution") is not None:
-            raise ContractError(PHASE, f"round {number} uses attribution: its groups are fixed")
         settings = await get_json(stub, "settings")
+        if record.get("attribution") is not None or rules.setting(settings, "attribution"):
+            raise ContractError(PHASE, f"round {number} uses attribution: its groups are fixed (the groups' "
+                                       "scores keep a bad update out)")
         tx, now = tx_of(ctx)
         closure = {"phase": "update", "tx": tx, "time": now, "absent": [msp_id], "aggregator": caller,
                    "reason": reason}

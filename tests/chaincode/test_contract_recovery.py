@@ -221,3 +221,16 @@ def test_attribution_phase_waits_for_group_endorsements_then_the_aggregator() ->
     world.advance(31)
     aborted = ok(world, others[0], "ClosePhase", "1")["decision"]
     assert aborted["status"] == "aborted" and aborted["absentees"] == [record["aggregator"]]
+
+
+def test_a_round_with_attribution_keeps_its_groups_whole() -> None:
+    from .test_contract_attribution import init as init_attribution, to_update
+
+    world = MemWorld()
+    init_attribution(world)
+    record = to_update(world)
+    victim = next(m for m in record["participants"] if m != record["aggregator"])
+    refused(world, record["aggregator"], "ExcludeContribution", "1", victim, "bad", code=PHASE)
+    world.advance(31)
+    aborted = ok(world, victim, "ClosePhase", "1")["decision"]
+    assert aborted["status"] == "aborted" and "attribution" in aborted["reason"]
