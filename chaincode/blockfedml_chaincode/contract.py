@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import rules
+from . import deadlines, rules
 from .attribution import AttributionTransactions
 from .errors import EXISTS, INVALID, PHASE, UNAUTHORIZED, ContractError
 from .recovery import RoundRecoveryTransactions
@@ -362,7 +362,7 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
         """Decide a round in feedback: quorum over the participants that remain, median, reputation."""
         number = record["round"]
         proposed = record["proposal"]["digest"]
-        remaining = rules.remaining_participants(record)
+        remaining = deadlines.remaining_participants(record)
         endorsements = [e for e in await list_by_msp(stub, "endorse", number)
                         if e["digest"] == proposed and e["msp_id"] in remaining]
         metrics = [e["metric"] for e in endorsements]
@@ -394,7 +394,7 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
                     writes.append((f"org~{msp_id}", {**member, "status": rules.BANNED}))
                     banned.append(msp_id)
         absence, absence_banned = await absence_writes(stub, record.get("absent") or [], settings, number, tx,
-                                                       rules.excluded_members(record))
+                                                       deadlines.excluded_members(record))
         writes += absence
         checkpoint = await get_json(stub, round_key("ckpt", number))
         writes.append((round_key("ckpt", number), {**checkpoint, "status": status, "metric": median}))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import rules
+from . import deadlines, rules
 from .errors import INVALID, PHASE, UNAUTHORIZED, ContractError
 from .shim import TransactionContextInterface
 from .state import (
@@ -41,7 +41,7 @@ class RoundRecoveryTransactions:
     async def AbortRound(self, ctx: TransactionContextInterface, round: str, reason: str) -> str:
         """The admin ends a round that cannot finish: head unchanged, no rewards, reason and absentees recorded."""
         stub, caller = ctx.get_stub(), caller_of(ctx)
-        reason = rules.parse_reason("reason", reason)
+        reason = deadlines.parse_reason("reason", reason)
         await require_admin(stub, caller)
         record = await get_round(stub, round)
         if record["phase"] == "closed":
@@ -67,7 +67,7 @@ class RoundRecoveryTransactions:
             raise ContractError(PHASE, f"round {number} is in phase {phase}: nothing to close")
         settings = await get_json(stub, "settings")
         _, now = tx_of(ctx)
-        rules.require_deadline_passed(record, settings, now)
+        deadlines.require_deadline_passed(record, settings, now)
         missing = await waiting_for(stub, record)
         minimum = settings["min_participants"]
         if phase == "selection":
@@ -91,7 +91,7 @@ class RoundRecoveryTransactions:
             return await self._abort(stub, ctx, record, settings, "the feedback phase passed its deadline (a round "
                                      "with attribution keeps its groups whole)", missing)
         else:  # feedback
-            remaining = [m for m in rules.remaining_participants(record) if m not in missing]
+            remaining = [m for m in deadlines.remaining_participants(record) if m not in missing]
             if len(remaining) < minimum:
                 return await self._abort(stub, ctx, record, settings, _too_few("endorsers", remaining, minimum),
                                          missing)
@@ -107,7 +107,7 @@ class RoundRecoveryTransactions:
         round goes on with the others, or is aborted when too few are left."""
         stub, caller = ctx.get_stub(), caller_of(ctx)
         msp_id = rules.check_msp_id("msp_id", msp_id)
-        reason = rules.parse_reason("reason", reason)
+        reason = deadlines.parse_reason("reason", reason)
         await get_writer(stub, caller)
         record = await get_round(stub, round)
         number = record["round"]
@@ -117,7 +117,7 @@ class RoundRecoveryTransactions:
                                               f"{record['aggregator']} is")
         if msp_id == caller:
             raise ContractError(INVALID, f"msp_id: the aggregator {caller} cannot exclude itself")
-        if msp_id not in rules.remaining_participants(record):
+        if msp_id not in deadlines.remaining_participants(record):
             raise ContractError(INVALID, f"msp_id: {msp_id} is not a participant of round {number} that remains")
         if await get_json(stub, round_key("update", number, msp_id)) is None:
             raise ContractError(INVALID, f"msp_id: {msp_id} has not committed an update in round {number}: "
@@ -133,7 +133,7 @@ class RoundRecoveryTransactions:
                    "reason": reason}
         record = {**record, "absent": sorted(set(record.get("absent") or []) | {msp_id}),
                   "closures": list(record.get("closures") or []) + [closure]}
-        left = rules.remaining_participants(record)
+        left = deadlines.remaining_participants(record)
         if len(left) < settings["min_participants"] or (record["mode"] == "masking"
                                                          and len(left) < record["mask_threshold"]):
             return await self._abort(stub, ctx, record, settings, f"{msp_id}'s contribution was excluded "
@@ -152,7 +152,7 @@ class RoundRecoveryTransactions:
         if record.get("attribution") is not None or rules.setting(settings, "attribution"):
             return await self._abort(stub, ctx, record, settings, "the update phase passed its deadline "
                                      "(a round with attribution keeps its groups whole)", missing)
-        remaining = [m for m in rules.remaining_participants(record) if m not in missing]
+        remaining = [m for m in deadlines.remaining_participants(record) if m not in missing]
         minimum = settings["min_participants"]
         if len(remaining) < minimum:
             return await self._abort(stub, ctx, record, settings, _too_few("members that committed", remaining,
@@ -169,12 +169,12 @@ class RoundRecoveryTransactions:
         number = record["round"]
         tx, now = tx_of(ctx)
         absent = sorted(set(absentees) | set(record.get("absent") or []))
-        penalized = rules.absence_penalized(record, absent)
-        writes, banned = await absence_writes(stub, penalized, settings, number, tx, rules.excluded_members(record))
+        penalized = deadlines.absence_penalized(record, absent)
+        writes, banned = await absence_writes(stub, penalized, settings, number, tx, deadlines.excluded_members(record))
         checkpoint = await get_json(stub, round_key("ckpt", number))
         if checkpoint is not None:  # a proposal that will never be decided
             writes.append((round_key("ckpt", number), {**checkpoint, "status": rules.ABORTED, "metric": None}))
-        decision = rules.aborted_decision(record["phase"], reason, absent, penalized, banned)
+        decision = deadlines.aborted_decision(record["phase"], reason, absent, penalized, banned)
         record = {**rules.advance(record, "closed", tx, now), "decision": decision}
         writes.append((round_key("round", number), record))
         for key, value in writes:
@@ -188,7 +188,7 @@ class RoundRecoveryTransactions:
         settings = await get_json(stub, "settings")
         return canonical({"round": record["round"], "phase": record["phase"],
                           "waiting_for": await waiting_for(stub, record),
-                          "deadline": rules.phase_deadline(record, settings)})
+                          "deadline": deadlines.phase_deadline(record, settings)})
 
 
 def _too_few(what: str, names: list[str], minimum: int) -> str:
@@ -234,7 +234,7 @@ async def waiting_for(stub: Any, record: Record) -> list[str]:
     if phase == "configuration":
         done = await acted(*(["accept", "shares"] if masking else ["accept"]))
         return sorted(m for m in record["selected"] if m not in done)
-    remaining = rules.remaining_participants(record)
+    remaining = deadlines.remaining_participants(record)
     if phase == "update":
         committed = await acted("update")
         missing = [m for m in remaining if m not in committed]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from . import rules
+from . import deadlines, rules
 from .errors import EXISTS, NOT_FOUND, PHASE, UNAUTHORIZED, ContractError
 from .shim import TransactionContextInterface
 
@@ -181,7 +181,7 @@ async def absence_writes(stub: Any, penalized: list[str], settings: Record, numb
     writes: list[tuple[str, Any]] = []
     banned: list[str] = []
     for msp in sorted(penalized):
-        amount, reason = rules.absence_amount(settings, msp in (excluded or []))
+        amount, reason = deadlines.absence_amount(settings, msp in (excluded or []))
         if not amount:
             continue
         rep, entry, index = rules.reputation_change(await get_json(stub, f"rep~{msp}"), -amount, number,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from blockfedml_chaincode import rules
+from blockfedml_chaincode import deadlines, rules
 from blockfedml_chaincode.errors import ContractError
 
 from blockfedml.audit import secure
@@ -479,7 +479,7 @@ def check_decisions(ctx: AuditContext) -> CheckResult:
                 check.fail(f"{e['msp_id']} endorsed {short(e.get('digest'))}, not the proposal {short(proposed)}",
                            round=number, tx=ctx.writer("Endorse", number, e["msp_id"]),
                            object=f"endorse~{number:08d}~{e['msp_id']}")
-        remaining = rules.remaining_participants(record)
+        remaining = deadlines.remaining_participants(record)
         valid = [e for e in endorsements if e.get("digest") == proposed and e["msp_id"] in remaining]
         needed = rules.quorum_size(settings["quorum_percent"], len(remaining))
         check.checked += 1
@@ -517,7 +517,7 @@ def check_aborts(check: Check, state: WorldState) -> None:
     for record in _aborted(state):
         number, decision = record["round"], record["decision"]
         check.checked += 1
-        want = rules.absence_penalized(record, decision.get("absentees") or [])
+        want = deadlines.absence_penalized(record, decision.get("absentees") or [])
         if sorted(decision.get("penalized") or []) != want:
             check.fail(f"aborted round penalizes {decision.get('penalized')}, the rules give {want} (absentees "
                        "that had accepted the round)", round=number, tx=phase_tx(record, "closed"),
@@ -613,7 +613,7 @@ def _expected_history(ctx: AuditContext, msp: str, recorded: list[Record], decid
         aborted = record["decision"].get("status") == rules.ABORTED
         absent = record["decision"].get("penalized") or [] if aborted else record.get("absent") or []
         if msp in absent:  # accepted the round, then vanished, or its contribution was excluded
-            amount, reason = rules.absence_amount(settings, msp in rules.excluded_members(record))
+            amount, reason = deadlines.absence_amount(settings, msp in deadlines.excluded_members(record))
             delta, penalized = -amount, True
         elif aborted:
             continue

@@ -33,8 +33,8 @@ from blockfedml.data.stats import Scaler, prepare
 from blockfedml.data.table import LocalTable, load_table
 from blockfedml.errors import InvalidInputError, NotFoundError
 from blockfedml.fl.coordinator import Waiter, coordinate_rounds
-from blockfedml.fl.round_state import RoundSecrets
 from blockfedml.fl.member import Member
+from blockfedml.fl.round_state import RoundSecrets
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import task_model
 from blockfedml.ml.models import Model
