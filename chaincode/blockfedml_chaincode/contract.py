@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import rules
+from . import deadlines, rules
 from .attribution import AttributionTransactions
 from .errors import EXISTS, INVALID, PHASE, UNAUTHORIZED, ContractError
+from .recovery import RoundRecoveryTransactions
 from .secagg import SecureAggregationTransactions
 from .shim import Contract, TransactionContextInterface
 from .state import (
     Record,
+    absence_writes,
     caller_of,
     canonical,
     get_consortium,
@@ -46,11 +48,12 @@ QUERIES = [
     "GetSettings", "GetConsortium", "GetOrg", "ListOrgs", "GetHead", "GetRound", "ListRounds",
     "GetCheckpoint", "ListCheckpoints", "GetUpdates", "GetEndorsements", "GetScreenings", "GetAcceptances",
     "GetReputation", "GetReputationHistory", "GetGroupEndorsements", "GetAttribution",
-    "GetPublicKey", "GetMaskKeys", "GetMaskShares", "GetMaskReveals", "GetDecryptions",
+    "GetPublicKey", "GetMaskKeys", "GetMaskShares", "GetMaskReveals", "GetDecryptions", "GetPending",
 ]
 
 
-class FederationContract(AttributionTransactions, SecureAggregationTransactions, Contract):
+class FederationContract(AttributionTransactions, SecureAggregationTransactions, RoundRecoveryTransactions,
+                         Contract):
     """Transactions and queries of docs/protocol.md; every return value is canonical JSON."""
 
     Name = "blockfedml"
@@ -166,21 +169,32 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
         record = await get_round(stub, round)
         rules.require_phase(record, "selection")
         settings = await get_json(stub, "settings")
+        selected = await self._selectable(stub, record, settings)
+        rules.require_enough("eligible members", selected, settings["min_participants"], record["round"])
+        record = self._selected(ctx, record, settings, selected)
+        await put_json(stub, round_key("round", record["round"]), record)
+        return canonical(record)
+
+    async def _selectable(self, stub: Any, record: Record, settings: Record) -> list[str]:
+        """Eligible members that screened favourably (with masking: and advertised mask keys)."""
         orgs = [org for _, org in await list_prefix(stub, "org~")]
         balances = {key[len("rep~"):]: rep["balance"] for key, rep in await list_prefix(stub, "rep~")}
         verdicts = {s["msp_id"]: s["verdict"] for s in await list_by_msp(stub, "screen", record["round"])}
         selected = rules.eligible_members(orgs, balances, verdicts, settings["ban_threshold"])
-        masking: Record = {}
         if record["mode"] == "masking":  # only members with advertised mask keys can be masked against
             advertised = {k["msp_id"] for k in await list_by_msp(stub, "maskkey", record["round"])}
             selected = [msp for msp in selected if msp in advertised]
+        return selected
+
+    def _selected(self, ctx: TransactionContextInterface, record: Record, settings: Record,
+                  selected: list[str]) -> Record:
+        """The round moved to configuration with ``selected`` fixed."""
+        masking: Record = {}
+        if record["mode"] == "masking":
             masking = {"mask_threshold": rules.mask_threshold(
                 len(selected), rules.setting(settings, "mask_threshold_percent"), settings["min_group_size"])}
-        rules.require_enough("eligible members", selected, settings["min_participants"], record["round"])
         tx, now = tx_of(ctx)
-        record = {**rules.advance(record, "configuration", tx, now), "selected": selected, **masking}
-        await put_json(stub, round_key("round", record["round"]), record)
-        return canonical(record)
+        return {**rules.advance(record, "configuration", tx, now), "selected": selected, **masking}
 
     async def AcceptTerms(self, ctx: TransactionContextInterface, round: str, checkpoint_digest: str) -> str:
         """A selected member accepts to train on the round's base checkpoint."""
@@ -207,11 +221,23 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
         record = await get_round(stub, round)
         rules.require_phase(record, "configuration")
         settings = await get_json(stub, "settings")
+        participants = await self._ready(stub, record)
+        record = await self._allocated(stub, ctx, record, settings, participants)
+        await put_json(stub, round_key("round", record["round"]), record)
+        return canonical(record)
+
+    async def _ready(self, stub: Any, record: Record) -> list[str]:
+        """Selected members that accepted the terms (with masking: and shared their mask keys)."""
         accepted = {a["msp_id"] for a in await list_by_msp(stub, "accept", record["round"])}
         participants = sorted(accepted & set(record["selected"]))
         if record["mode"] == "masking":  # everyone's shares are out before anyone masks
             shared = {s["msp_id"] for s in await list_by_msp(stub, "shares", record["round"])}
             participants = [msp for msp in participants if msp in shared]
+        return participants
+
+    async def _allocated(self, stub: Any, ctx: TransactionContextInterface, record: Record, settings: Record,
+                         participants: list[str]) -> Record:
+        """The round moved to update with ``participants``; [PHASE] when they are too few."""
         rules.require_enough("participants", participants, settings["min_participants"], record["round"])
         if record["mode"] == "masking" and len(participants) < record["mask_threshold"]:
             raise ContractError(PHASE, f"round {record['round']} has {len(participants)} participants that shared "
@@ -223,7 +249,7 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
             keyholder, round_key_record = rules.choose_paillier_keyholder(orgs, keys, participants, record["round"])
             paillier = {"key": round_key_record}
         tx, now = tx_of(ctx)
-        record = {
+        return {
             **rules.advance(rules.advance(record, "allocation", tx, now), "update", tx, now),
             "participants": participants,
             "aggregator": rules.choose_aggregator(participants, record["round"]),
@@ -231,8 +257,6 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
             "groups": rules.make_groups(participants, record["round"], settings["min_group_size"]),
             **paillier,
         }
-        await put_json(stub, round_key("round", record["round"]), record)
-        return canonical(record)
 
     async def CommitUpdate(self, ctx: TransactionContextInterface, round: str, digest: str,
                            size: str, num_samples: str) -> str:
@@ -278,6 +302,9 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
                 raise ContractError(INVALID, f"contributors_json must be exactly the members of the accepted "
                                              f"groups of round {number}: {accepted}, got {contributors}")
         committed = {u["msp_id"] for u in await list_by_msp(stub, "update", number)}
+        absent = sorted(set(contributors) & set(record.get("absent") or []))
+        if absent:
+            raise ContractError(INVALID, f"contributors_json: {absent} were recorded absent from round {number}")
         for msp_id in contributors:
             if msp_id not in committed:
                 raise ContractError(INVALID, f"contributors_json: {msp_id} has not committed "
@@ -329,10 +356,17 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
         if record["phase"] == "attribution" and record["attribution"]["accepted"] == []:
             return await self._reject(stub, ctx, record, settings)
         rules.require_phase(record, "feedback")
+        return await self._decide(stub, ctx, record, settings)
+
+    async def _decide(self, stub: Any, ctx: TransactionContextInterface, record: Record, settings: Record) -> str:
+        """Decide a round in feedback: quorum over the participants that remain, median, reputation."""
+        number = record["round"]
         proposed = record["proposal"]["digest"]
-        endorsements = [e for e in await list_by_msp(stub, "endorse", number) if e["digest"] == proposed]
+        remaining = deadlines.remaining_participants(record)
+        endorsements = [e for e in await list_by_msp(stub, "endorse", number)
+                        if e["digest"] == proposed and e["msp_id"] in remaining]
         metrics = [e["metric"] for e in endorsements]
-        needed = rules.quorum_size(settings["quorum_percent"], len(record["participants"]))
+        needed = rules.quorum_size(settings["quorum_percent"], len(remaining))
         if len(metrics) < needed:
             raise ContractError(PHASE, f"round {number} has {len(metrics)} endorsements of {proposed}, "
                                        f"needs {needed} (quorum_percent={settings['quorum_percent']})")
@@ -348,8 +382,10 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
         writes: list[tuple[str, Any]] = []
         if record.get("attribution") is not None:  # reputation follows each member's group
             banned, writes = await settle_attribution(stub, record, settings, not rolled_back, tx)
-        else:  # every contributor shares the aggregate's fate
+        else:  # every contributor that stayed shares the aggregate's fate
             for msp_id in record["proposal"]["contributors"]:
+                if msp_id not in remaining:
+                    continue
                 rep, entry, index = rules.reputation_change(
                     await get_json(stub, f"rep~{msp_id}"), delta, number, reason, tx)
                 writes += [(f"rep~{msp_id}", rep), (f"rephist~{msp_id}~{index:08d}", entry)]
@@ -357,6 +393,9 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
                     member = await get_json(stub, f"org~{msp_id}")
                     writes.append((f"org~{msp_id}", {**member, "status": rules.BANNED}))
                     banned.append(msp_id)
+        absence, absence_banned = await absence_writes(stub, record.get("absent") or [], settings, number, tx,
+                                                       deadlines.excluded_members(record))
+        writes += absence
         checkpoint = await get_json(stub, round_key("ckpt", number))
         writes.append((round_key("ckpt", number), {**checkpoint, "status": status, "metric": median}))
         if not rolled_back:
@@ -365,7 +404,7 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
         record = {**rules.advance(record, "closed", tx, now),
                   "decision": {"status": status, "metric": median, "improvement": improvement,
                                "endorsements": len(metrics),
-                               "banned": banned}}
+                               "banned": sorted(banned + absence_banned)}}
         writes.append((round_key("round", number), record))
         for key, value in writes:
             await put_json(stub, key, value)

@@ -36,6 +36,15 @@ DEFAULT_SETTINGS: dict[str, int] = {
     "attribution_metric": 1,
     # Masking (docs/secure-aggregation.md): shares needed to unmask, as a percentage of the selected members.
     "mask_threshold_percent": 51,
+    # Deadlines (docs/operations.md): seconds of transaction time a phase waits before anyone may close
+    # it with the members that acted (ClosePhase); 0: no deadline. Members that accepted the round and
+    # then vanished lose absence_penalty.
+    "selection_deadline": 30,
+    "configuration_deadline": 30,
+    "update_deadline": 6,
+    "attribution_deadline": 30,
+    "feedback_deadline": 30,
+    "absence_penalty": 5,
 }
 
 ROLES = ("admin", "member", "keyholder", "auditor")
@@ -45,6 +54,7 @@ PHASES = ("selection", "configuration", "allocation", "update", "attribution", "
 REGISTERED, ACTIVE, BANNED = "registered", "active", "banned"
 ACCEPTED, ROLLED_BACK, PROPOSED = "accepted", "rolled_back", "proposed"
 REJECTED, HARMFUL, MISSING = "rejected", "harmful", "missing"
+ABORTED = "aborted"
 
 _INT_TEXT = re.compile(r"-?[0-9]{1,30}")
 _DIGEST_TEXT = re.compile(r"[0-9a-f]{64}")
@@ -643,3 +653,4 @@ def union_of_sums(contributors: Sequence[str], requests: Sequence[Mapping[str, A
     missing = sorted(set(contributors) - covered)
     if missing:
         raise ContractError(INVALID, f"contributors_json: {missing} are in no decrypted sum of round {round_number}")
+

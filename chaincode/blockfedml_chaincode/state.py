@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from . import rules
+from . import deadlines, rules
 from .errors import EXISTS, NOT_FOUND, PHASE, UNAUTHORIZED, ContractError
 from .shim import TransactionContextInterface
 
@@ -134,8 +134,12 @@ async def require_admin(stub: Any, msp_id: str, or_participant_of: Optional[Reco
 
 
 def require_participant(round_record: Record, msp_id: str) -> None:
+    """A participant the round still counts on: one recorded absent (ClosePhase) has no part left."""
     if msp_id not in round_record["participants"]:
         raise ContractError(UNAUTHORIZED, f"{msp_id} is not a participant of round {round_record['round']}")
+    if msp_id in (round_record.get("absent") or []):
+        raise ContractError(UNAUTHORIZED, f"{msp_id} was recorded absent from round {round_record['round']} "
+                                          "when a phase closed at its deadline; it takes part again next round")
 
 
 async def require_absent(stub: Any, key: str, message: str) -> None:
@@ -167,6 +171,26 @@ async def settle_attribution(stub: Any, record: Record, settings: Record, model_
             writes.append((f"org~{msp}", {**await get_json(stub, f"org~{msp}"), "status": rules.BANNED}))
             banned.append(msp)
     return banned, writes
+
+
+async def absence_writes(stub: Any, penalized: list[str], settings: Record, number: int, tx: str,
+                         excluded: Optional[list[str]] = None) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Members that accepted a round and vanished lose ``absence_penalty`` (reason ``absence``),
+    members whose contribution was excluded lose ``penalty`` (reason ``excluded``); the writes,
+    and whom they ban. Nothing for an amount of 0."""
+    writes: list[tuple[str, Any]] = []
+    banned: list[str] = []
+    for msp in sorted(penalized):
+        amount, reason = deadlines.absence_amount(settings, msp in (excluded or []))
+        if not amount:
+            continue
+        rep, entry, index = rules.reputation_change(await get_json(stub, f"rep~{msp}"), -amount, number,
+                                                    reason, tx)
+        writes += [(f"rep~{msp}", rep), (f"rephist~{msp}~{index:08d}", entry)]
+        if rules.is_banned(rep["balance"], settings["ban_threshold"]):
+            writes.append((f"org~{msp}", {**await get_json(stub, f"org~{msp}"), "status": rules.BANNED}))
+            banned.append(msp)
+    return writes, banned
 
 
 # --------------------------------------------------------------------------

@@ -136,6 +136,7 @@ class Consortium:
         """
         if not 1 <= n_orgs <= 64:
             raise InvalidInputError(f"n_orgs must be between 1 and 64, got {n_orgs}")
+        _check_enough_members(n_orgs, settings)
         workdir, task, genesis_model = _prepare(workdir, task, n_orgs, schema, overwrite)
 
         planned: list[tuple[str, tuple[str, ...], int | None]] = []
@@ -189,6 +190,7 @@ class Consortium:
         if not 1 <= n_orgs <= len(profile.orgs):
             raise InvalidInputError(f"n_orgs must be between 1 and {len(profile.orgs)} (the organizations "
                                     f"of the Fabric network), got {n_orgs}")
+        _check_enough_members(n_orgs, settings)
         workdir, task, genesis_model = _prepare(workdir, task, n_orgs, schema, overwrite)
         profiles = _with_exchange_endpoints([
             OrgProfile(name=org.name, msp_id=org.msp_id, msp_dir=str(org.admin_msp),
@@ -546,6 +548,23 @@ def _single_pem(folder: Path) -> Path:
     if len(found) != 1:
         raise InvalidInputError(f"{folder} must hold exactly one PEM certificate, found {len(found)}")
     return found[0]
+
+
+def _check_enough_members(n_orgs: int, settings: dict[str, int] | None) -> None:
+    """Refuse, before anything is written, settings the contract would refuse and a consortium
+    whose rounds could never gather ``min_participants`` members."""
+    from blockfedml_chaincode import rules
+    from blockfedml_chaincode.errors import ContractError
+
+    try:
+        merged = rules.validate_settings(settings or {})
+    except ContractError as exc:
+        raise InvalidInputError(exc.detail) from None
+    if n_orgs < merged["min_participants"]:
+        raise InvalidInputError(f"a consortium of {n_orgs} member organization{'s' if n_orgs > 1 else ''} could "
+                                f"never hold a round: every round needs at least min_participants="
+                                f"{merged['min_participants']} members; create at least "
+                                f"{merged['min_participants']} (--orgs) or lower min_participants")
 
 
 def _prepare(workdir: Path | str, task: TaskSpec | None, n_orgs: int, schema: DataSchema | None,

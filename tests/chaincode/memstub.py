@@ -112,6 +112,10 @@ class MemWorld:
                     self.state[key] = value
         return result
 
+    def advance(self, seconds: int) -> None:
+        """Let ``seconds`` of transaction time pass (deadlines are in transaction time)."""
+        self._time += seconds
+
     def get(self, key: str) -> Any:
         """The committed JSON value at ``key`` (None when absent)."""
         raw = self.state.get(key)

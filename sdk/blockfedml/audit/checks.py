@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from blockfedml_chaincode import rules
+from blockfedml_chaincode import deadlines, rules
 from blockfedml_chaincode.errors import ContractError
 
 from blockfedml.audit import secure
@@ -37,6 +37,8 @@ TITLES = {
     "reputation": "balances recomputed from rewards and penalties",
 }
 
+RECOVERY_FUNCTIONS = {"configuration": ("ClosePhase",), "allocation": ("ClosePhase",), "update": ("ClosePhase",),
+                      "closed": ("ClosePhase", "AbortRound")}
 PHASE_FUNCTIONS = {"selection": "OpenRound", "configuration": "CloseSelection", "allocation": "Allocate",
                    "update": "Allocate", "attribution": "ProposeGroups", "feedback": "ProposeAggregate",
                    "closed": "Decide"}
@@ -183,6 +185,8 @@ def _check_phases(check: Check, ctx: AuditContext, record: Record, is_last: bool
     allowed = expected_phases(ctx.settings_at(phase_tx(record, "selection")))
     if (record.get("decision") or {}).get("status") == rules.REJECTED:  # every group harmed: no feedback
         allowed = [p for p in allowed if p != "feedback"]
+    if (record.get("decision") or {}).get("status") == rules.ABORTED and phases[-1:] == ["closed"]:
+        allowed = allowed[:len(phases) - 1] + ["closed"]  # aborted in whatever phase it had reached
     if phases != allowed[:len(phases)] or not phases:
         check.fail(f"phases {phases} are not in the allowed order {allowed}", round=number, object=key)
         return
@@ -211,6 +215,8 @@ def _check_phases(check: Check, ctx: AuditContext, record: Record, is_last: bool
             continue
         tx = ctx.tx(tx_id)
         expected = PHASE_FUNCTIONS.get(phase, tx.function if tx else None)
+        if tx is not None and tx.function in RECOVERY_FUNCTIONS.get(phase, ()):
+            expected = tx.function  # closed at its deadline, or aborted (docs/operations.md)
         if tx is None or not tx.valid:
             check.fail(f"phase {phase} names a transaction that is not a valid transaction on the ledger",
                        round=number, tx=tx_id, object=key)
@@ -249,6 +255,26 @@ def _check_allocation(check: Check, ctx: AuditContext, record: Record) -> None:
     try:
         expected = {"aggregator": rules.choose_aggregator(participants, number),
                     "groups": rules.make_groups(participants, number, settings["min_group_size"])}
+        absent: set[str] = set()
+        started = {h.get("phase"): h.get("time", 0) for h in record.get("history") or []}
+        for closure in record.get("closures") or []:  # an absent aggregator is replaced (ClosePhase)
+            absent |= set(closure.get("absent") or [])
+            phase, time = closure.get("phase"), closure.get("time", 0)
+            seconds = rules.setting(settings, f"{phase}_deadline") if phase in started else 0
+            if not closure.get("reason") and (not seconds or time < started[phase] + seconds):
+                check.fail(f"the {phase} phase was closed at time {time}, before its deadline "
+                           f"({started.get(phase)} + {phase}_deadline={seconds})", round=number,
+                           tx=closure.get("tx"), object=key)
+            started[phase] = max(started.get(phase, 0), time)  # the deadline counts again from here
+            if closure.get("phase") == "update" and expected["aggregator"] in absent:
+                expected["aggregator"] = rules.choose_aggregator(sorted(set(participants) - absent), number)
+            if closure.get("aggregator") != expected["aggregator"]:
+                check.fail(f"closure at time {closure.get('time')} names aggregator {closure.get('aggregator')!r}, "
+                           f"the rules give {expected['aggregator']!r}", round=number, tx=closure.get("tx"),
+                           object=key)
+        if sorted(absent) != sorted(record.get("absent") or []):
+            check.fail(f"absent is {record.get('absent')!r}, its closures give {sorted(absent)!r}",
+                       round=number, object=key)
     except ContractError as exc:
         check.fail(f"the participants cannot be allocated: {exc}", round=number, tx=allocate_tx, object=key)
         return
@@ -453,8 +479,9 @@ def check_decisions(ctx: AuditContext) -> CheckResult:
                 check.fail(f"{e['msp_id']} endorsed {short(e.get('digest'))}, not the proposal {short(proposed)}",
                            round=number, tx=ctx.writer("Endorse", number, e["msp_id"]),
                            object=f"endorse~{number:08d}~{e['msp_id']}")
-        valid = [e for e in endorsements if e.get("digest") == proposed]
-        needed = rules.quorum_size(settings["quorum_percent"], len(record.get("participants") or []))
+        remaining = deadlines.remaining_participants(record)
+        valid = [e for e in endorsements if e.get("digest") == proposed and e["msp_id"] in remaining]
+        needed = rules.quorum_size(settings["quorum_percent"], len(remaining))
         check.checked += 1
         if len(valid) < needed:
             check.fail(f"decided with {len(valid)} endorsements, the quorum is {needed}",
@@ -469,13 +496,37 @@ def check_decisions(ctx: AuditContext) -> CheckResult:
                     "improvement": improvement, "endorsements": len(valid)}
         _expect_decision(check, decision, expected, f"median improvement {improvement} over {len(valid)} "
                          f"endorsements, rollback_tolerance {settings['rollback_tolerance']}", number, decide_tx)
+    check_aborts(check, ctx.state)
     rescored = sum(1 for r in decided if r.get("attribution") is not None)
-    return check.result(f"{len(decided)} decisions" + (f", groups of {rescored} rounds rescored" if rescored else ""))
+    aborted = len(_aborted(ctx.state))
+    return check.result(f"{len(decided)} decisions" + (f", {aborted} aborted" if aborted else "") + (f", groups of {rescored} rounds rescored" if rescored else ""))
 
 
 def _decided(state: WorldState) -> list[Record]:
     """Decided rounds with something decided on: a proposal, or (attribution) scored groups."""
-    return [r for r in state.rounds if r.get("decision") and (r.get("proposal") or r.get("attribution"))]
+    return [r for r in state.rounds if r.get("decision") and (r.get("proposal") or r.get("attribution"))
+            and r["decision"].get("status") != rules.ABORTED]
+
+
+def _aborted(state: WorldState) -> list[Record]:
+    return [r for r in state.rounds if (r.get("decision") or {}).get("status") == rules.ABORTED]
+
+
+def check_aborts(check: Check, state: WorldState) -> None:
+    """An aborted round: no model, and only absentees that had accepted it are penalized."""
+    for record in _aborted(state):
+        number, decision = record["round"], record["decision"]
+        check.checked += 1
+        want = deadlines.absence_penalized(record, decision.get("absentees") or [])
+        if sorted(decision.get("penalized") or []) != want:
+            check.fail(f"aborted round penalizes {decision.get('penalized')}, the rules give {want} (absentees "
+                       "that had accepted the round)", round=number, tx=phase_tx(record, "closed"),
+                       object=f"round~{number:08d}")
+        if not set(record.get("absent") or []) <= set(decision.get("absentees") or []):
+            check.fail(f"members recorded absent {record.get('absent')} are not all among the absentees "
+                       f"{decision.get('absentees')}", round=number, object=f"round~{number:08d}")
+        if decision.get("metric") is not None or decision.get("endorsements"):
+            check.fail("an aborted round has a metric or endorsements", round=number, object=f"round~{number:08d}")
 
 
 def _expect_decision(check: Check, decision: Record, expected: dict[str, Any], why: str, number: int,
@@ -496,6 +547,7 @@ def check_reputation(ctx: AuditContext) -> CheckResult:
     banned: set[tuple[str, int]] = set()
     entries = 0
     settlements, attribution = attribution_settlements(ctx, decided)
+    decided = sorted(decided + _aborted(s), key=lambda r: r["round"])  # aborts may penalize absence
     for org in s.orgs:
         msp = org["msp_id"]
         recorded = s.reputation_history.get(msp, [])
@@ -558,7 +610,14 @@ def _expected_history(ctx: AuditContext, msp: str, recorded: list[Record], decid
     for record in decided:
         decide_tx = phase_tx(record, "closed")
         settings = ctx.settings_at(decide_tx)
-        if record["round"] in settlements:  # attribution: reputation follows the member's group
+        aborted = record["decision"].get("status") == rules.ABORTED
+        absent = record["decision"].get("penalized") or [] if aborted else record.get("absent") or []
+        if msp in absent:  # accepted the round, then vanished, or its contribution was excluded
+            amount, reason = deadlines.absence_amount(settings, msp in deadlines.excluded_members(record))
+            delta, penalized = -amount, True
+        elif aborted:
+            continue
+        elif record["round"] in settlements:  # attribution: reputation follows the member's group
             if msp not in settlements[record["round"]]:
                 continue
             delta, reason = settlements[record["round"]][msp]
@@ -570,6 +629,8 @@ def _expected_history(ctx: AuditContext, msp: str, recorded: list[Record], decid
             continue
         if ctx.blocks is None:  # the settings of that time are unknown: the amount the records imply
             delta = _implied_amount(ctx.state, decide_tx, reason, delta)
+        if reason in ("absence", "excluded") and not delta:  # an amount of 0 writes nothing
+            continue
         balance, entry, _ = rules.reputation_change(balance, delta, record["round"], reason, decide_tx)
         expected.append(entry)
         if penalized and rules.is_banned(balance["balance"], settings["ban_threshold"]):

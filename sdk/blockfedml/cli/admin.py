@@ -215,11 +215,56 @@ def round_advance(
     if phase not in ADMIN_STEPS:
         raise PhaseError(
             f"round {number} is in phase {phase}: "
-            + ("its aggregator proposes the aggregate once every participant has committed"
+            + ("its aggregator proposes the aggregate once every participant has committed; after the update "
+               f"deadline `blockfedml admin round close {number}` goes on without those who did not"
                if phase == "update" else "nothing left to advance")
         )
     record = contract.submit_json(ADMIN_STEPS[phase], number)
     emit(record, as_json, lambda r: records_table(f"Round {number}", [r], ["round", "phase", "participants", "aggregator"]))
+
+
+@round_app.command("close")
+@handle_errors
+def round_close(
+    number: int = typer.Argument(..., help="Round number."),
+    wait: float = typer.Option(0.0, "--wait", help="Wait up to this many seconds for the deadline to pass."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Close the round's current phase after its deadline, with the members that acted (ClosePhase):
+    the round goes on with them, or is aborted when too few are left (docs/operations.md)."""
+    from blockfedml.fl.recovery import close_when_due, describe, pending
+
+    consortium = Consortium.open(workdir)
+    contract = consortium.contract(consortium.admin.name)
+    if not as_json:
+        console.print(describe(pending(contract, number)), highlight=False)
+    record = close_when_due(contract, number, limit=wait)
+    emit(record, as_json, lambda r: records_table(
+        f"Round {number}", [{"round": number, "phase": r["phase"], "absent": ", ".join(r.get("absent") or []) or "-",
+                             "aggregator": r["aggregator"] or "-",
+                             "decision": (r.get("decision") or {}).get("status", "-")}],
+        ["round", "phase", "absent", "aggregator", "decision"]))
+
+
+@round_app.command("abort")
+@handle_errors
+def round_abort(
+    number: int = typer.Argument(..., help="Round number."),
+    reason: str = typer.Option(..., "--reason", help="Why the round cannot finish (recorded on the ledger)."),
+    workdir: Path = WorkdirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """End an open round that cannot finish: the head stays, nobody is rewarded, the reason and the
+    absentees are on the ledger; members that accepted and vanished lose absence_penalty."""
+    consortium = Consortium.open(workdir)
+    record = consortium.contract(consortium.admin.name).submit_json("AbortRound", number, reason)
+    decision = record["decision"]
+    emit(record, as_json, lambda r: records_table(
+        f"Round {number} aborted", [{"round": number, "phase": decision["phase"], "reason": decision["reason"],
+                                     "absentees": ", ".join(decision["absentees"]) or "-",
+                                     "penalized": ", ".join(decision["penalized"]) or "-"}],
+        ["round", "phase", "reason", "absentees", "penalized"]))
 
 
 @round_app.command("run")

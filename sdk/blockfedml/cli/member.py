@@ -15,6 +15,8 @@ from blockfedml.errors import InvalidInputError, LedgerError, NotFoundError
 from blockfedml.exchange import open_transport
 from blockfedml.fl.measures import fraction, shown
 from blockfedml.fl.member import Member
+from blockfedml.fl.recovery import describe, pending
+from blockfedml.fl.round_state import RoundSecrets
 from blockfedml.fl.task import member_data, task_model
 
 app = typer.Typer(help="Consortium members: join, and take part in rounds.", no_args_is_help=True)
@@ -38,6 +40,7 @@ def _member(consortium: Consortium, org: str) -> Member:
         data=member_data(consortium.task, n, profile.partition),
         model=task_model(consortium.task, n),
         task=consortium.task,
+        round_secrets=RoundSecrets(consortium.workdir / "keys" / profile.name / "rounds"),
     )
 
 
@@ -89,10 +92,19 @@ def take_part(
                                  ["round", "status", VALIDATION_METRIC, "endorsements"]))
 
 
+#: How often ``member round`` repeats what it is waiting for (s).
+STATUS_EVERY = 5.0
+
+
 def _take_part(consortium: Consortium, member: Member, number: int, timeout: float, quiet: bool) -> dict:
-    """Act in every phase of round ``number`` (waiting for it to open) until it closes."""
+    """Act in every phase of round ``number`` (waiting for it to open) until it closes.
+
+    Says what it is waiting for at once and every few seconds, so a member whose
+    round nobody drives, or whose partners are gone, is not left guessing.
+    """
     deadline = time.monotonic() + timeout
     actions: list[dict] = []
+    said, last_status = 0.0, ""
     while True:
         height = consortium.ledger_height()  # read first: a block landing meanwhile ends the wait at once
         try:
@@ -104,21 +116,35 @@ def _take_part(consortium: Consortium, member: Member, number: int, timeout: flo
             if done:
                 actions.append({"round": number, "phase": round_["phase"], "action": done})
                 if not quiet:
-                    console.print(f"round {number}: {round_['phase']}: {done}")
-            if round_["phase"] == "update" and round_.get("aggregator") == member.msp_id:
-                committed = member.contract.evaluate_json("GetUpdates", number)
-                # A secure round opens its sum in steps (decryption, mask reveals): aggregate()
-                # returns None until the proposal is made, and the loop waits for the next block.
-                if len(committed) == len(round_["participants"]) and member.aggregate(round_) is not None:
-                    actions.append({"round": number, "phase": "update", "action": "aggregate"})
-                    continue
+                    console.print(f"round {number}: {round_['phase']}: {done}", highlight=False)
+            # A secure round opens its sum in steps (decryption, mask reveals): aggregate()
+            # returns None until the proposal is made, and the loop waits for the next block.
+            if member.ready_to_aggregate(round_) and member.aggregate(round_) is not None:
+                actions.append({"round": number, "phase": "update", "action": "aggregate"})
+                continue
             if round_["phase"] == "closed":
                 consortium.record_tip(member.msp_id)  # a signed witness of the chain, in its own folder
                 return {"round": number, "actions": actions, "decision": round_.get("decision")}
+        status = _status(member, number, round_)
+        if not quiet and (status != last_status or time.monotonic() - said >= STATUS_EVERY):
+            console.print(status, highlight=False)
+            said, last_status = time.monotonic(), status
         if time.monotonic() > deadline:
             phase = round_["phase"] if round_ else "not opened"
-            raise LedgerError(f"round {number} did not close within {timeout:.0f} s (phase {phase})")
+            raise LedgerError(f"round {number} did not close within {timeout:.0f} s (phase {phase}); "
+                              f"{status}")
         consortium.wait_for_block(height, timeout=1.0)  # woken by the next block, from any process
+
+
+def _status(member: Member, number: int, round_: dict | None) -> str:
+    """What this member is waiting for, in words."""
+    if round_ is None:
+        return (f"round {number}: waiting for it to open (`blockfedml admin round drive` or `admin round run` "
+                "opens it)")
+    state = describe(pending(member.contract, number))
+    if member.msp_id in (round_.get("absent") or []):
+        return f"{state}; {member.msp_id} was recorded absent and waits for the round to close"
+    return state
 
 
 @app.command("tip")

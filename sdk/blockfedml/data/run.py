@@ -34,6 +34,7 @@ from blockfedml.data.table import LocalTable, load_table
 from blockfedml.errors import InvalidInputError, NotFoundError
 from blockfedml.fl.coordinator import Waiter, coordinate_rounds
 from blockfedml.fl.member import Member
+from blockfedml.fl.round_state import RoundSecrets
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import task_model
 from blockfedml.ml.models import Model
@@ -60,6 +61,7 @@ def own_member(consortium: Consortium, org: str, table: LocalTable, scaler: Scal
         model=model.clone() if model is not None else task_model(consortium.task, len(consortium.members), schema),
         task=consortium.task,
         metric=schema.metric,
+        round_secrets=RoundSecrets(consortium.workdir / "keys" / profile.name / "rounds"),
     )
 
 
@@ -167,11 +169,9 @@ def _take_part(member: Member, number: int, wait: Waiter, say: Progress) -> dict
         done = member.act(round_)
         if done:
             say(f"round {number}: {round_['phase']}: {done}")
-        if round_["phase"] == "update" and round_.get("aggregator") == member.msp_id \
-                and round_.get("proposal") is None:
-            if len(member.contract.evaluate_json("GetUpdates", number)) == len(round_["participants"]):
-                if member.aggregate(round_) is not None:  # secure: None while the sum is being opened
-                    say(f"round {number}: update: aggregate")
+        if member.ready_to_aggregate(round_):
+            if member.aggregate(round_) is not None:  # secure: None while the sum is being opened
+                say(f"round {number}: update: aggregate")
         return round_ if round_["phase"] == "closed" else None
 
     round_ = wait.until(step, f"round {number} to close")

@@ -14,10 +14,12 @@ collector's job (``Transport.collect``), before the blob is used.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
+from pathlib import Path
 from typing import Any, NoReturn
 
 import grpc
@@ -33,16 +35,44 @@ Admission = Callable[[int, str], None]
 
 class Inbox:
     """Received blobs by (round, sender); a later blob of the same sender replaces
-    the earlier one, so a resent blob is harmless and memory stays bounded."""
+    the earlier one, so a resent blob is harmless and memory stays bounded.
 
-    def __init__(self) -> None:
+    With a ``folder`` (the organization's own, ``<workdir>/keys/<org>/inbox``)
+    every blob is also kept there, mode 0600, so an aggregator restarted after a
+    crash still has what it received (docs/operations.md).
+    """
+
+    def __init__(self, folder: Path | None = None) -> None:
         self._blobs: dict[tuple[int, str], bytes] = {}
         self._changed = threading.Condition()
+        self.folder = folder
+        if folder is not None and folder.exists():
+            for path in folder.glob("*~*"):
+                number, _, sender = path.name.partition("~")
+                if number.isdigit() and not path.name.endswith(".tmp"):
+                    self._blobs[(int(number), sender)] = path.read_bytes()
 
     def put(self, round_number: int, sender: str, blob: bytes) -> None:
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = self._path(round_number, sender)
+            temporary = path.with_name(path.name + ".tmp")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(descriptor, blob)
+            finally:
+                os.close(descriptor)
+            os.replace(temporary, path)
         with self._changed:
             self._blobs[(round_number, sender)] = blob
             self._changed.notify_all()
+
+    def _path(self, round_number: int, sender: str) -> Path:
+        return self.folder / f"{round_number:08d}~{sender}"
+
+    def _unlink(self, round_number: int, sender: str) -> None:
+        if self.folder is not None:
+            self._path(round_number, sender).unlink(missing_ok=True)
 
     def senders(self, round_number: int) -> list[str]:
         with self._changed:
@@ -68,12 +98,14 @@ class Inbox:
     def discard(self, round_number: int, sender: str) -> None:
         with self._changed:
             self._blobs.pop((round_number, sender), None)
+            self._unlink(round_number, sender)
 
     def forget_before(self, round_number: int) -> None:
         """Drop the blobs of earlier rounds (they were aggregated or abandoned)."""
         with self._changed:
             for key in [k for k in self._blobs if k[0] < round_number]:
                 del self._blobs[key]
+                self._unlink(*key)
 
 
 class ExchangeServer:
@@ -88,12 +120,13 @@ class ExchangeServer:
         admit: Admission | None = None,
         options: wire.ExchangeOptions | None = None,
         workers: int = 8,
+        inbox: Inbox | None = None,
     ) -> None:
         self.msp_id = tls.msp_id
         self.trust = trust
         self.admit = admit
         self.options = options or wire.ExchangeOptions()
-        self.inbox = Inbox()
+        self.inbox = inbox or Inbox()
         credentials = grpc.ssl_server_credentials(
             [(tls.read(tls.server_key), tls.read(tls.server_cert))],
             root_certificates=trust.roots_pem(),

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from blockfedml.errors import ExchangeError, IntegrityError, InvalidInputError, NotAuthorizedError, PhaseError
 from blockfedml.exchange.client import ExchangeClient
 from blockfedml.exchange.credentials import ExchangePeer, TLSMaterial, TrustStore
-from blockfedml.exchange.server import Admission, ExchangeServer
+from blockfedml.exchange.server import Admission, ExchangeServer, Inbox
 from blockfedml.exchange.wire import ExchangeOptions
 from blockfedml.ledger.base import Contract
 from blockfedml.store import ModelStore, sha256_hex
@@ -66,16 +67,26 @@ class Transport(ABC):
         ``IntegrityError`` (listing every mismatch) if any blob is not what its
         sender committed; those blobs are discarded and nothing is returned.
         """
-        blobs = self._receive(round_number, commitments)
-        problems = []
-        for commitment in commitments:
-            problem = commitment_problem(round_number, commitment, blobs[commitment["msp_id"]])
-            if problem:
-                problems.append(problem)
-                self._discard(round_number, commitment["msp_id"])
+        blobs, problems = self.collect_checked(round_number, commitments)
         if problems:
-            raise IntegrityError("; ".join(problems) + " — the blob was discarded and not used")
-        return {c["msp_id"]: blobs[c["msp_id"]] for c in commitments}
+            raise IntegrityError("; ".join(problems.values()) + " — the blob was discarded and not used")
+        return blobs
+
+    def collect_checked(self, round_number: int, commitments: Sequence[Mapping[str, Any]]
+                        ) -> tuple[dict[str, bytes], dict[str, str]]:
+        """The blobs that match their commitments by MSP ID, and what is wrong with each other one
+        (those are discarded): the aggregator excludes their senders, not the round."""
+        blobs = self._receive(round_number, commitments)
+        good, problems = {}, {}
+        for commitment in commitments:
+            sender = commitment["msp_id"]
+            problem = commitment_problem(round_number, commitment, blobs[sender])
+            if problem:
+                problems[sender] = problem
+                self._discard(round_number, sender)
+            else:
+                good[sender] = blobs[sender]
+        return good, problems
 
     @abstractmethod
     def _receive(self, round_number: int, commitments: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
@@ -126,6 +137,7 @@ class GrpcTransport(Transport):
         listen: str | None = None,
         admit: Admission | None = None,
         options: ExchangeOptions | None = None,
+        keep: Path | None = None,
     ) -> None:
         self.msp_id = tls.msp_id
         self.tls = tls
@@ -135,8 +147,8 @@ class GrpcTransport(Transport):
             if self.msp_id not in self.peers:
                 raise InvalidInputError(f"{self.msp_id} has no exchange endpoint; give one to listen on")
             listen = self.peers[self.msp_id].address
-        self.server = ExchangeServer(tls, TrustStore.from_peers(self.peers), listen,
-                                     admit=admit, options=self.options).start()
+        self.server = ExchangeServer(tls, TrustStore.from_peers(self.peers), listen, admit=admit,
+                                     options=self.options, inbox=Inbox(keep)).start()
         self._clients: dict[str, ExchangeClient] = {}
 
     def send(self, round_: Mapping[str, Any], blob: bytes) -> str:
@@ -209,4 +221,5 @@ def open_transport(consortium: "Consortium", org: str, kind: str = "auto", *,
         return StoreTransport(consortium.store)
     contract = contract or consortium.contract(profile.name)
     return GrpcTransport(consortium.tls_material(profile.name), peers,
-                         admit=round_admission(contract, profile.msp_id), options=options)
+                         admit=round_admission(contract, profile.msp_id), options=options,
+                         keep=consortium.workdir / "keys" / profile.name / "inbox")  # survives a restart

@@ -12,13 +12,14 @@ Nobody polls on the embedded ledger: a waiter reads the ledger height, checks
 its condition, and sleeps until the next block (``Consortium.wait_for_block``),
 written by any process. A wait that runs out names what it was waiting for.
 
-Stragglers: when the members a phase waits for have not all acted within
-``timeout``, the coordinator closes the phase with those who did, if the
-contract allows it (``min_participants``, the masking threshold, the quorum);
-a dropped member's masks are recovered by the others' shares
-(docs/secure-aggregation.md). Only the update phase cannot be closed by the
-admin: the aggregator proposes, so a stall there is an error naming who or
-what is missing.
+Stragglers and crashes (docs/operations.md): each phase has a deadline on the
+ledger; when the members it waits for have not all acted by then, the
+coordinator closes it with ``ClosePhase``: the round goes on with those who
+acted (a member that did not commit is recorded absent, a missing aggregator is
+replaced, quorums count those who remain) or is aborted when too few are left.
+A phase without a deadline is closed after ``timeout`` with those who acted, if
+the contract allows it. A coordinator started while a round is open resumes it
+from its phase.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from blockfedml.crypto.paillier import load_or_create_private_key
 from blockfedml.errors import ConflictError, InvalidInputError, LedgerError, NotFoundError, PhaseError
 from blockfedml.fl.aggregation import make_aggregation
 from blockfedml.fl.measures import fraction, shown
-from blockfedml.fl.member import KeyHolder
+from blockfedml.fl.member import KeyHolder, remaining
+from blockfedml.fl.recovery import close_when_due, pending, seconds_to_deadline
 from blockfedml.ledger.base import Contract
 
 T = TypeVar("T")
@@ -108,66 +110,130 @@ def coordinate_rounds(consortium: Consortium, rounds: int, mode: str = "plaintex
                    "a key holder to publish its Paillier key (start `blockfedml member keyholder --org "
                    f"{_keyholder_name(consortium)}`)")
     driver = _RoundDriver(admin, wait, expected, mode, say)
-    return [driver.run_round() for _ in range(rounds)]
+    results = []
+    last = admin.evaluate_json("GetHead")["last_round"]
+    if last and admin.evaluate_json("GetRound", last)["phase"] != "closed":  # resume after a crash
+        results.append(driver.run_round(last))
+    while len(results) < rounds:
+        results.append(driver.run_round())
+    return results
 
 
 class _RoundDriver:
-    """One round at a time: open, wait for the members, close each phase, decide."""
+    """One round at a time, from whatever phase it is in: wait for the members, close each phase, decide.
+
+    A phase whose members have not all acted by its deadline on the ledger is closed
+    with ``ClosePhase`` (the round goes on with those who acted, or is aborted when
+    too few are left: docs/operations.md); without a deadline the driver waits
+    ``timeout`` and then closes it as before, with those who acted.
+    """
+
+    STEPS = {"selection": "CloseSelection", "configuration": "Allocate", "attribution": "ScoreGroups",
+             "feedback": "Decide"}
 
     def __init__(self, admin: Contract, wait: Waiter, expected: list[str], mode: str, say: Progress) -> None:
         self.admin, self.wait = admin, wait
         self.expected, self.mode, self.say = expected, mode, say
         self._late: tuple[str, list[str]] | None = None  # the last phase that went on without some members
 
-    def run_round(self) -> dict[str, Any]:
-        admin, masking = self.admin, self.mode == "masking"
-        round_ = self._submit("OpenRound", None, self.mode)
-        number = round_["round"]
-        self.say(f"round {number} opened")
-        active = [m for m in self.expected if admin.evaluate_json("GetOrg", m)["status"] == "active"]
-        self._gather(number, "selection", active, ["GetScreenings"] + (["GetMaskKeys"] if masking else []))
-        round_ = self._submit("CloseSelection", "selection", number)
-        self._gather(number, "configuration", round_["selected"],
-                     ["GetAcceptances"] + (["GetMaskShares"] if masking else []))
-        round_ = self._submit("Allocate", "configuration", number)
-        self.say(f"round {number}: participants {round_['participants']}, aggregator {round_['aggregator']}"
-                 + (f", key holder {round_['keyholder']}" if self.mode == "paillier" else ""))
-        round_ = self.wait.until(lambda: _if(self._round(number), lambda r: r["phase"] != "update"),
-                                 lambda: self._update_pending(number))
-        participants = round_["participants"]
-        if round_["phase"] == "attribution":  # docs/integrity.md: score the groups, then the accepted aggregate
-            self._gather(number, "attribution", participants, ["GetGroupEndorsements"])
-            round_ = self._submit("ScoreGroups", None, number)
-            if round_["attribution"]["accepted"]:
-                round_ = self.wait.until(lambda: _if(self._round(number), lambda r: r["phase"] != "attribution"),
-                                         f"round {number}: the aggregator {round_['aggregator']} to propose "
-                                         f"the accepted groups' aggregate")
-        if round_["phase"] == "feedback":
-            self._gather(number, "feedback", participants, ["GetEndorsements"])
-        decided = self._submit("Decide", round_["phase"], number)  # a participant may have decided already
+    def run_round(self, number: int | None = None) -> dict[str, Any]:
+        """Open a round and drive it to its end; with ``number``, resume that open round from its phase."""
+        admin = self.admin
+        if number is None:
+            number = self._submit("OpenRound", None, self.mode)["round"]
+            self.say(f"round {number} opened")
+        else:
+            self.say(f"round {number}: resuming in phase {self._round(number)['phase']}")
+        while True:
+            round_ = self._round(number)
+            phase = round_["phase"]
+            if phase == "closed":
+                break
+            if phase == "update" or (phase == "attribution" and round_["attribution"]["accepted"]):
+                self._await_aggregator(number, phase)
+                continue
+            if phase == "attribution" and round_["attribution"]["accepted"] == []:  # every group harmed
+                self._submit("Decide", phase, number)
+                continue
+            self._await_phase(number, phase)
+            if self._round(number)["phase"] != phase:
+                continue  # closed at its deadline (or by someone else)
+            round_ = self._submit(self.STEPS[phase], phase, number)
+            if phase == "configuration" and round_["phase"] == "update":
+                self.say(f"round {number}: participants {round_['participants']}, aggregator {round_['aggregator']}"
+                         + (f", key holder {round_['keyholder']}" if round_["mode"] == "paillier" else ""))
+        decided = self._round(number)
         decision = decided["decision"]
-        self.say(f"round {number}: {decision['status']} (validation metric "
-                 f"{shown(fraction(decision.get('metric')))}: the members' median on their own validation data)")
+        if decision["status"] == "aborted":
+            self.say(f"round {number}: aborted in phase {decision['phase']} ({decision['reason']}); absent: "
+                     f"{', '.join(decision['absentees']) or 'nobody'}")
+        else:
+            self.say(f"round {number}: {decision['status']} (validation metric "
+                     f"{shown(fraction(decision.get('metric')))}: the members' median on their own validation data)")
         joined = [o["msp_id"] for o in admin.evaluate_json("ListOrgs")
                   if o["msp_id"] in self.expected and o["status"] != "registered"]
-        return {"round": number, "mode": self.mode, "participants": participants,
-                "aggregator": decided["aggregator"],
+        return {"round": number, "mode": decided["mode"], "participants": decided["participants"],
+                "aggregator": decided["aggregator"], "absent": decided.get("absent") or [],
                 "digest": decided["proposal"]["digest"] if decided.get("proposal") else None,
                 "status": decision["status"], "metric": decision.get("metric"),
                 "reputation": {m: admin.evaluate_json("GetReputation", m)["balance"] for m in joined}}
 
-    def _gather(self, number: int, phase: str, who: list[str], queries: list[str]) -> None:
-        """Wait until everyone in ``who`` appears in every query's answer; after the timeout, go on
-        with those who did (the contract refuses the next step if they are too few)."""
-        def missing() -> list[str]:
-            present = [{r["msp_id"] for r in self.admin.evaluate_json(q, number)} for q in queries]
-            return [m for m in who if not all(m in p for p in present)]
+    def _waiting(self, state: dict[str, Any]) -> list[str]:
+        """Whom the phase waits for that this driver expects (selection: the members it drives)."""
+        if state["phase"] == "selection":
+            return [m for m in state["waiting_for"] if m in self.expected]
+        return list(state["waiting_for"])
 
-        late = [] if self.wait.within(lambda: not missing() or None) else missing()
-        if late:
+    def _await_phase(self, number: int, phase: str) -> None:
+        """Wait until everyone the phase waits for has acted. At the ledger deadline, close the phase
+        with those who did (ClosePhase); without a deadline, after ``timeout`` go on with them."""
+        def settled() -> dict[str, Any] | None:
+            state = pending(self.admin, number)
+            left = seconds_to_deadline(state)
+            if state["phase"] != phase or not self._waiting(state) or (left is not None and left <= 0):
+                return state
+            return None
+
+        state = self.wait.within(settled)
+        self._late = None
+        if state is None:  # no deadline, and the driver's own timeout has passed
+            late = self._waiting(pending(self.admin, number))
             self.say(f"round {number}: {phase}: going on without {', '.join(late)} (no action within "
                      f"{self.wait.timeout:.0f} s)")
-        self._late = (phase, late) if late else None
+            self._late = (phase, late)
+        elif state["phase"] == phase and self._waiting(state):
+            self._close_at_deadline(number, phase, self._waiting(state))
+
+    def _await_aggregator(self, number: int, phase: str) -> None:
+        """Wait while the aggregator (and in a secure round the key holder, or the members revealing
+        shares) opens the sum and proposes; at the deadline go on without members that did not commit,
+        or with a new aggregator. An opening under way is waited for up to ``timeout``."""
+        def settled() -> dict[str, Any] | None:
+            round_ = self._round(number)
+            if round_["phase"] != phase:
+                return round_
+            state = pending(self.admin, number)
+            left = seconds_to_deadline(state)
+            if left is not None and left <= 0 and not self.admin.evaluate_json("GetDecryptions", number):
+                return round_
+            return None
+
+        round_ = self.wait.until(settled, lambda: self._update_pending(number)
+                                 + f"; `blockfedml admin round abort {number} --reason ...` ends the round")
+        if round_["phase"] == phase:
+            self._close_at_deadline(number, phase, pending(self.admin, number)["waiting_for"])
+
+    def _close_at_deadline(self, number: int, phase: str, missing: list[str]) -> None:
+        self.say(f"round {number}: {phase}: deadline passed, closing the phase without {', '.join(missing)}")
+        try:
+            record = close_when_due(self.admin, number, limit=self.wait.timeout)
+        except PhaseError:
+            if self._round(number)["phase"] != phase:
+                return  # someone else closed it meanwhile
+            raise
+        if record["phase"] == phase and record.get("closures"):
+            self.say(f"round {number}: {phase} goes on with aggregator {record['aggregator']}; absent: "
+                     f"{', '.join(record['absent'])}")
 
     def _submit(self, function: str, phase: str | None, *args: Any) -> dict[str, Any]:
         """An admin transaction; after an MVCC conflict, simulate again on the new state (unless
@@ -197,17 +263,18 @@ class _RoundDriver:
         """What a round in its update phase is waiting for, in words (for a timeout's message)."""
         round_, admin = self._round(number), self.admin
         committed = {u["msp_id"] for u in admin.evaluate_json("GetUpdates", number)}
-        if not set(round_["participants"]) <= committed:
-            return (f"round {number}: the updates of {_missing(round_['participants'], committed)} "
+        participants = remaining(round_)
+        if not set(participants) <= committed:
+            return (f"round {number}: the updates of {_missing(participants, committed)} "
                     f"(aggregator {round_['aggregator']} proposes once every participant has committed)")
-        pending = [r for r in admin.evaluate_json("GetDecryptions", number) if r["result"] is None]
-        if pending and round_["mode"] == "paillier":
-            return (f"round {number}: the key holder {round_['keyholder']} to decrypt sum {pending[0]['index']} "
+        pending_ = [r for r in admin.evaluate_json("GetDecryptions", number) if r["result"] is None]
+        if pending_ and round_["mode"] == "paillier":
+            return (f"round {number}: the key holder {round_['keyholder']} to decrypt sum {pending_[0]['index']} "
                     f"(is `blockfedml member keyholder` running?)")
-        if pending and round_["mode"] == "masking":
+        if pending_ and round_["mode"] == "masking":
             revealed = {r["msp_id"] for r in admin.evaluate_json("GetMaskReveals", number)}
             return (f"round {number}: mask share reveals ({len(revealed)} of the {round_['mask_threshold']} "
-                    f"needed; not yet from {_missing(round_['participants'], revealed)}), then the aggregator "
+                    f"needed; not yet from {_missing(participants, revealed)}), then the aggregator "
                     f"{round_['aggregator']} to unmask and propose")
         return f"round {number}: the aggregator {round_['aggregator']} to propose"
 

@@ -23,12 +23,14 @@ from typing import Any
 from blockfedml.crypto.masking import MaskSecrets
 from blockfedml.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
 from blockfedml.crypto.randomness import DEFAULT_SOURCE, RandomSource, make_randomness
-from blockfedml.errors import ConflictError, IntegrityError, NotAuthorizedError, NotFoundError, PhaseError
+from blockfedml.errors import (ConflictError, ExchangeError, IntegrityError, NotAuthorizedError, NotFoundError,
+                               PhaseError)
 from blockfedml.exchange.transport import StoreTransport, Transport
 from blockfedml.fl.aggregation import (AggregationMode, MaskingAggregation, PaillierAggregation,
                                        PlaintextAggregation, RoundContext, SecureAggregation, make_aggregation)
 from blockfedml.fl.attacks import HONEST, Behaviour
 from blockfedml.fl.checkpoints import load_checkpoint
+from blockfedml.fl.round_state import RoundSecrets
 from blockfedml.ml.serialization import put_model
 from blockfedml.fl.screening import Screener
 from blockfedml.fl.strategy import ClientUpdate, Strategy
@@ -37,6 +39,7 @@ from blockfedml.ledger.base import Contract
 from blockfedml.ml.datasets import OrgData
 from blockfedml.ml.models import Model
 from blockfedml.store import ModelStore
+from blockfedml.store.model_store import sha256_hex
 
 METRIC_SCALE = 1_000_000
 
@@ -67,8 +70,11 @@ class Member:
     screener: Screener | None = None  # label-consistency screening at selection (blockfedml.fl.screening)
     strategy: Strategy | None = None  # a plaintext rule other than FedAvg when this member aggregates
     randomness_source: str = DEFAULT_SOURCE  # Paillier: where r^n comes from (blockfedml.crypto.randomness)
-    secrets: dict[int, MaskSecrets] = field(default_factory=dict, repr=False)  # masking, per round; memory only
+    secrets: dict[int, MaskSecrets] = field(default_factory=dict, repr=False)  # masking, per round
+    round_secrets: RoundSecrets | None = None  # where they are kept so a restart picks up; None: memory only
     _randomness: dict[str, RandomSource] = field(default_factory=dict, repr=False)  # by key fingerprint
+    _updates: dict[int, bytes] = field(default_factory=dict, repr=False)  # sealed update by round
+    _delivered: dict[int, str] = field(default_factory=dict, repr=False)  # round -> aggregator it reached
 
     def __post_init__(self) -> None:
         if self.transport is None:
@@ -120,8 +126,38 @@ class Member:
         params = self.behaviour.update(self.model.get_params(), base, round_)  # honest: unchanged
         update = ClientUpdate(org=self.msp_id, params=params, num_samples=len(self.data.y_train))
         sealed = make_aggregation(round_["mode"]).seal(update, context)
-        digest = self.transport.send(round_, sealed)  # delivered first: a failed send commits nothing
-        return self.contract.submit_json("CommitUpdate", round_["round"], digest, len(sealed), update.num_samples)
+        number = round_["round"]
+        self._updates = {number: sealed}  # earlier rounds are over
+        if self.round_secrets is not None:
+            self.round_secrets.forget_before(number)
+            self.round_secrets.save_update(number, sealed)
+        # Delivered first: a send that fails for any reason but an unreachable aggregator commits
+        # nothing. An aggregator that is down gets it later, or its replacement does (deliver()).
+        self.deliver(round_)
+        return self.contract.submit_json("CommitUpdate", number, sha256_hex(sealed), len(sealed), update.num_samples)
+
+    def deliver(self, round_: dict[str, Any]) -> bool:
+        """Send this member's sealed update to the round's aggregator unless it already has it.
+
+        Called at every step of the update phase: after a restart (the update is
+        kept in the member's folder), or when the ledger names a new aggregator
+        because the first one vanished. False while the aggregator cannot be reached.
+        """
+        number = round_["round"]
+        if round_["phase"] != "update" or self.msp_id not in remaining(round_):
+            return False
+        sealed = self._updates.get(number)
+        if sealed is None and self.round_secrets is not None:
+            sealed = self.round_secrets.load_update(number)
+        if sealed is None or self._delivered.get(number) == round_["aggregator"]:
+            return False
+        try:
+            self.transport.send(round_, sealed)
+        except ExchangeError:
+            return False  # tried again at the next step
+        self._updates[number] = sealed
+        self._delivered = {number: round_["aggregator"]}
+        return True
 
     def aggregate(self, round_: dict[str, Any]) -> dict[str, Any]:
         """Update (aggregator only): check every blob against its commitment, combine, propose.
@@ -149,7 +185,10 @@ class Member:
         if isinstance(mode, SecureAggregation):
             return self._aggregate_secure(round_, mode)
 
-        sealed = accepted_updates(round_, self.collect(round_))  # with attribution: accepted groups only
+        usable = self.usable_contributions(round_, self.aggregation(round_), RoundContext(round_["round"], ()))
+        if usable is None:
+            return None  # the exclusions left too few: the round was aborted
+        sealed = accepted_updates(round_, usable)  # with attribution: accepted groups only
         params = self.combine(round_, sealed)
         self.model.set_params(params)
         digest = put_model(self.store, self.model)
@@ -187,7 +226,30 @@ class Member:
         Every blob is checked against its commitment (digest and size) before it
         is used; a mismatch is an IntegrityError and the blob is discarded.
         """
-        return self.transport.collect(round_["round"], self.contract.evaluate_json("GetUpdates", round_["round"]))
+        return self.transport.collect(round_["round"], self.commitments(round_))
+
+    def usable_contributions(self, round_: dict[str, Any], mode: AggregationMode,
+                             context: RoundContext) -> dict[str, bytes] | None:
+        """The round's sealed updates that can be used; every other sender is excluded on the ledger
+        (ExcludeContribution, with the reason) and the round goes on. None if that aborted the round."""
+        from blockfedml.fl.contributions import contribution_problems, ledger_reason
+
+        number = round_["round"]
+        sealed, problems = self.transport.collect_checked(number, self.commitments(round_))
+        problems.update(contribution_problems(mode, sealed, context, int(self.model.get_params().size)))
+        for org, problem in sorted(problems.items()):
+            if org == self.msp_id:
+                raise IntegrityError(f"round {number}: this aggregator's own update is unusable: {problem}")
+            record = self.contract.submit_json("ExcludeContribution", number, org, ledger_reason(problem))
+            sealed.pop(org, None)
+            if record["phase"] == "closed":
+                return None
+        return sealed
+
+    def commitments(self, round_: dict[str, Any]) -> list[dict[str, Any]]:
+        """The round's committed updates, without those of members recorded absent (docs/operations.md)."""
+        return [u for u in self.contract.evaluate_json("GetUpdates", round_["round"])
+                if u["msp_id"] in remaining(round_)]
 
     def aggregation(self, round_: dict[str, Any]) -> AggregationMode:
         """The round's aggregation mode; a plaintext round may use this member's own strategy."""
@@ -202,9 +264,15 @@ class Member:
     # -- secure aggregation ------------------------------------------------------
     def advertise_mask_key(self, round_: dict[str, Any]) -> dict[str, Any]:
         """Selection (masking): fresh X25519 keys for this round; only their public halves leave."""
-        for old in [r for r in self.secrets if r < round_["round"]]:  # earlier rounds are closed
+        number = round_["round"]
+        for old in [r for r in self.secrets if r < number]:  # earlier rounds are closed
             del self.secrets[old]
-        secrets = self.secrets.setdefault(round_["round"], MaskSecrets.generate())
+        secrets = self.mask_secrets(number)
+        if secrets is None:  # kept before their public halves go out: a restart reuses them
+            secrets = self.secrets[number] = MaskSecrets.generate()
+            if self.round_secrets is not None:
+                self.round_secrets.forget_before(number)
+                self.round_secrets.save(number, secrets)
         return self.contract.submit_json("AdvertiseMaskKey", round_["round"], secrets.mask_public.hex(),
                                          secrets.share_public.hex())
 
@@ -256,8 +324,16 @@ class Member:
             return RoundContext(number, participants, weights or {},
                                 mask_keys={m: bytes.fromhex(k["mask_key"]) for m, k in keys.items()},
                                 share_keys={m: bytes.fromhex(k["share_key"]) for m, k in keys.items()},
-                                threshold=round_["mask_threshold"], secrets=self.secrets.get(number))
+                                threshold=round_["mask_threshold"], secrets=self.mask_secrets(number))
         return RoundContext(number, participants, weights or {})
+
+    def mask_secrets(self, number: int) -> MaskSecrets | None:
+        """This member's masking secrets of a round, from memory or from its folder after a restart."""
+        if number not in self.secrets and self.round_secrets is not None:
+            loaded = self.round_secrets.load(number)
+            if loaded is not None:
+                self.secrets[number] = loaded
+        return self.secrets.get(number)
 
     def _aggregate_secure(self, round_: dict[str, Any], mode: SecureAggregation) -> dict[str, Any] | None:
         number = round_["round"]
@@ -279,8 +355,11 @@ class Member:
     def _request_opening(self, round_: dict[str, Any], mode: SecureAggregation) -> dict[str, Any]:
         """Sum the verified blobs and ask the ledger to have that sum opened; check first, write after."""
         number = round_["round"]
-        commitments = self.contract.evaluate_json("GetUpdates", number)
-        sealed = self.transport.collect(number, commitments)
+        commitments = self.commitments(round_)
+        context = self.round_context(round_, weights={c["msp_id"]: c["num_samples"] for c in commitments})
+        sealed = self.usable_contributions(round_, mode, context)
+        if sealed is None:
+            return None  # the exclusions left too few: the round was aborted
         contributors = sorted(sealed)
         needed = self.contract.evaluate_json("GetSettings")["min_group_size"]
         if round_["mode"] == "masking":
@@ -288,7 +367,6 @@ class Member:
         if len(contributors) < needed:
             raise PhaseError(f"round {number} has {len(contributors)} contributors {contributors}; opening a "
                              f"sum needs {needed}: too few survivors, nothing was written")
-        context = self.round_context(round_, weights={c["msp_id"]: c["num_samples"] for c in commitments})
         summed = mode.sum(sealed, context)
         digest = self.store.put(summed)
         return self.contract.submit_json("RequestDecryption", number, digest, contributors)
@@ -326,10 +404,25 @@ class Member:
         for action in self._actions_for(round_):
             key = (round_["round"], action.__name__)
             if key not in self.done:
-                action(round_)
+                try:
+                    action(round_)
+                    names.append(action.__name__)
+                except ConflictError as exc:  # taken before a restart: the ledger already has it
+                    if "[EXISTS]" not in str(exc):
+                        raise
+                    names.append(f"{action.__name__} (already done)")
                 self.done.add(key)
-                names.append(action.__name__)
+        if round_.get("phase") == "update" and (round_["round"], "train_and_commit") in self.done \
+                and self.deliver(round_) and round_["aggregator"] != self.msp_id:
+            names.append(f"update sent to {round_['aggregator']}")
         return "+".join(names) or None
+
+    def ready_to_aggregate(self, round_: dict[str, Any]) -> bool:
+        """This member aggregates the round and every participant that remains has committed."""
+        if round_["phase"] != "update" or round_.get("aggregator") != self.msp_id or round_.get("proposal"):
+            return False
+        committed = {u["msp_id"] for u in self.commitments(round_)}
+        return set(remaining(round_)) <= committed
 
     def _actions_for(self, round_: dict[str, Any]) -> list:
         masking = round_.get("mode") == "masking"
@@ -340,7 +433,7 @@ class Member:
             return []
         if phase == "configuration":
             return [self.accept, self.share_mask_keys] if masking else [self.accept]
-        if self.msp_id not in round_.get("participants", []):
+        if self.msp_id not in remaining(round_):  # not a participant, or recorded absent: nothing left to do
             return []
         if phase == "update":
             if masking and self.contract.evaluate_json("GetDecryptions", round_["round"]):
@@ -378,6 +471,12 @@ class Member:
         if self.metric not in result:  # e.g. AUC of a numpy model: score its predictions
             result[self.metric] = score_model(self.model, self.data.X_val, self.data.y_val, self.metric)
         return max(0.0, float(result[self.metric]))
+
+
+def remaining(round_: dict[str, Any]) -> list[str]:
+    """The round's participants not recorded absent when a phase closed at its deadline."""
+    absent = set(round_.get("absent") or [])
+    return [p for p in round_.get("participants", []) if p not in absent]
 
 
 def fetch(store: ModelStore, record: dict[str, Any]) -> bytes:

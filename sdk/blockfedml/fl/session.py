@@ -24,6 +24,7 @@ from blockfedml.fl.aggregation import SecureAggregation, make_aggregation
 from blockfedml.fl.attacks import HONEST, Attack, AttackPlan
 from blockfedml.fl.checkpoints import load_checkpoint
 from blockfedml.fl.member import KeyHolder, Member, from_fixed
+from blockfedml.fl.round_state import RoundSecrets
 from blockfedml.fl.screening import Screener, SeedSet
 from blockfedml.fl.strategy import Strategy
 from blockfedml.fl.task import member_data, task_model, task_split
@@ -145,6 +146,7 @@ class Session:
                 behaviour=behaviour,
                 screener=screener,
                 strategy=self.strategy,
+                round_secrets=RoundSecrets(c.workdir / "keys" / p.name / "rounds"),
             ))
         self.X_test, self.y_test = split.X_test, split.y_test
         self._observer = task_model(c.task, n)
@@ -161,13 +163,14 @@ class Session:
             holder.publish_key()
 
     def run(self, rounds: int) -> list[RoundResult]:
-        """Up to ``rounds`` rounds; fewer when too few members are left to select (``stopped`` says why)."""
+        """Up to ``rounds`` rounds; fewer when too few members are left to select (``stopped`` says
+        why). A round left open (by a crash) is resumed first and counts as one."""
         self.join_all()
         results: list[RoundResult] = []
         for _ in range(rounds):
             if self.why_stop() is not None:
                 break
-            results.append(self.run_round())
+            results.append(self.run_round(resume=True))
         return results
 
     def why_stop(self) -> str | None:
@@ -189,14 +192,40 @@ class Session:
                         f"min_participants={need} members, so no further round can be opened")
         return self.stopped
 
-    def run_round(self) -> RoundResult:
+    def open_round(self) -> int | None:
+        """The number of the last round if it is still open, else None."""
+        last = self.admin.evaluate_json("GetHead")["last_round"]
+        if last and self.admin.evaluate_json("GetRound", last)["phase"] != "closed":
+            return last
+        return None
+
+    def run_round(self, resume: bool = False) -> RoundResult:
+        """Open a round and drive it through its phases; with ``resume``, an open round is continued
+        from its phase instead (members' actions already on the ledger are recognized)."""
         started, ledger_before = time.perf_counter(), self.clock.seconds
-        round_ = self.admin.submit_json("OpenRound", self.mode)
-        number = round_["round"]
-        self._step(number, "selection")
-        self.admin.submit_json("CloseSelection", number)
-        self._step(number, "configuration")
-        self.admin.submit_json("Allocate", number)
+        number = self.open_round() if resume else None
+        if number is None:
+            number = self.admin.submit_json("OpenRound", self.mode)["round"]
+        record = self.admin.evaluate_json("GetRound", number)
+        if record["mode"] != self.mode:
+            raise InvalidInputError(f"round {number} is open in mode {record['mode']}, not {self.mode}: resume it "
+                                    f"in its mode (--mode {record['mode']}), or abort it "
+                                    f"(`blockfedml admin round abort {number} --reason ...`)")
+        phase = record["phase"]
+        if phase == "selection":
+            self._step(number, "selection")
+            self.admin.submit_json("CloseSelection", number)
+            phase = "configuration"
+        if phase == "configuration":
+            self._step(number, "configuration")
+            self.admin.submit_json("Allocate", number)
+            phase = "update"
+        if phase == "feedback":
+            self._step(number, "feedback")
+            return self._result(self.admin.submit_json("Decide", number), started, ledger_before)
+        if phase != "update":
+            raise PhaseError(f"round {number} is in phase {phase}: `blockfedml admin round drive` resumes it, "
+                             f"or `blockfedml admin round abort {number} --reason ...` ends it")
         round_ = self._step(number, "update")
         aggregator = next(m for m in self.members if m.msp_id == round_["aggregator"])
         if self.admin.evaluate_json("GetSettings").get("attribution"):  # groups first (docs/integrity.md)

@@ -1,0 +1,63 @@
+"""A bad contribution excludes its sender, named on the ledger, and the round goes on (real crypto)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blockfedml.audit.verify import audit_consortium
+from blockfedml.consortium import Consortium
+from blockfedml.crypto.paillier import generate_keypair
+from blockfedml.fl.attacks import Behaviour
+from blockfedml.fl.session import Session
+from blockfedml.fl.task import TaskSpec
+
+
+class OneTooMany(Behaviour):
+    """Sends an update with one parameter more than the model has."""
+
+    def update(self, params, base, round_):
+        return np.concatenate([params, [0.5]])
+
+
+def _bad_member(session: Session):
+    """The last member: never the aggregator of round 1 (the first sorted participant is)."""
+    return session.members[-1]
+
+
+def _assert_excluded(consortium: Consortium, result, bad: str, why: str) -> None:
+    admin = consortium.contract("Auditor")
+    round_ = admin.evaluate_json("GetRound", result.round)
+    assert result.status == "accepted"
+    assert round_["absent"] == [bad] and round_["proposal"]["contributors"] == sorted(
+        set(round_["participants"]) - {bad})
+    [closure] = round_["closures"]
+    assert closure["absent"] == [bad] and why in closure["reason"]
+    history = admin.evaluate_json("GetReputationHistory", bad)
+    assert history[-1]["reason"] == "excluded" and history[-1]["delta"] == -20
+    report = audit_consortium(consortium)
+    assert report.ok, [str(f) for f in report.findings]
+
+
+@pytest.mark.parametrize("mode", ["plaintext", "masking"])
+def test_an_update_of_the_wrong_shape_excludes_its_sender(consortium, mode):
+    session = Session(consortium, mode=mode)
+    bad = _bad_member(session)
+    bad.behaviour = OneTooMany()
+    session.join_all()
+    result = session.run_round()
+    _assert_excluded(consortium, result, bad.msp_id, "parameters, the model")
+    bad.behaviour = Behaviour()
+    assert session.run_round().status == "accepted"          # back in the next round
+
+
+def test_a_paillier_update_under_another_key_excludes_its_sender(tmp_path):
+    consortium = Consortium.create(tmp_path / "c", n_orgs=3, task=TaskSpec(), collaborator=True)
+    session = Session(consortium, mode="paillier")
+    bad = _bad_member(session)
+    other_key = generate_keypair(2048).public_key
+    bad._public_key = lambda pinned: other_key               # encrypts under a key nobody pinned
+    session.join_all()
+    result = session.run_round()
+    _assert_excluded(consortium, result, bad.msp_id, "key=")
+    consortium.close()
