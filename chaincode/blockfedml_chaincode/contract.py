@@ -213,6 +213,13 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
             shared = {s["msp_id"] for s in await list_by_msp(stub, "shares", record["round"])}
             participants = [msp for msp in participants if msp in shared]
         rules.require_enough("participants", participants, settings["min_participants"], record["round"])
+        if record["mode"] in rules.SECURE_MODES:  # its one opened sum must have min_group_size others for each
+            needed = rules.opening_size(settings["min_group_size"])
+            if len(participants) < needed:
+                raise ContractError(PHASE, f"round {record['round']} runs in mode {record['mode']} with "
+                                           f"{len(participants)} participants; an opened sum needs {needed} "
+                                           f"(min_group_size={settings['min_group_size']} besides each one who "
+                                           "sees it)")
         if record["mode"] == "masking" and len(participants) < record["mask_threshold"]:
             raise ContractError(PHASE, f"round {record['round']} has {len(participants)} participants that shared "
                                        f"their mask keys, fewer than the masking threshold {record['mask_threshold']}")

@@ -89,7 +89,8 @@ class SecureAggregationTransactions:
                                 contributors_json: str) -> str:
         """The aggregator asks for one sum to be opened; the ledger fixes who is in it.
 
-        At least min_group_size contributors that committed updates, never
+        Contributors that committed updates, at least min_group_size of them besides the
+        aggregator and besides each contributor (everyone who sees the opened sum), never
         overlapping an earlier sum of the round (see rules.check_decryption_request).
         """
         stub, caller = ctx.get_stub(), caller_of(ctx)
@@ -107,7 +108,7 @@ class SecureAggregationTransactions:
         earlier = await list_decryptions(stub, number)
         settings = await get_json(stub, "settings")
         rules.check_decryption_request(record, contributors, {u["msp_id"]: u["digest"] for u in updates},
-                                       earlier, digest, settings["min_group_size"])
+                                       earlier, digest, settings["min_group_size"], caller)
         weights = {u["msp_id"]: u["num_samples"] for u in updates}
         tx, _ = tx_of(ctx)
         request = {"index": len(earlier), "digest": digest, "contributors": contributors,

@@ -41,6 +41,12 @@ from blockfedml.store import ModelStore
 METRIC_SCALE = 1_000_000
 
 
+def opening_size(min_group_size: int) -> int:
+    """The fewest contributors an opened sum may have (the contract's ``rules.opening_size``):
+    ``min_group_size`` others besides whoever sees it, and every contributor sees it."""
+    return min_group_size + 1
+
+
 def to_fixed(value: float) -> int:
     """A metric as the contract's fixed-point integer."""
     return int(round(float(value) * METRIC_SCALE))
@@ -282,12 +288,13 @@ class Member:
         commitments = self.contract.evaluate_json("GetUpdates", number)
         sealed = self.transport.collect(number, commitments)
         contributors = sorted(sealed)
-        needed = self.contract.evaluate_json("GetSettings")["min_group_size"]
+        needed = opening_size(self.contract.evaluate_json("GetSettings")["min_group_size"])
         if round_["mode"] == "masking":
             needed = max(needed, round_["mask_threshold"])
         if len(contributors) < needed:
             raise PhaseError(f"round {number} has {len(contributors)} contributors {contributors}; opening a "
-                             f"sum needs {needed}: too few survivors, nothing was written")
+                             f"sum needs {needed} (min_group_size others besides the aggregator and each "
+                             "contributor): too few survivors, nothing was written")
         context = self.round_context(round_, weights={c["msp_id"]: c["num_samples"] for c in commitments})
         summed = mode.sum(sealed, context)
         digest = self.store.put(summed)
@@ -439,8 +446,8 @@ class KeyHolder:
                                      "refusing (only sums recorded by RequestDecryption are decrypted)")
         if request["result"] is not None:
             raise ConflictError(f"decryption {index} of round {round_number} is already recorded")
-        minimum = self.contract.evaluate_json("GetSettings")["min_group_size"]
-        if len(request["contributors"]) < minimum:  # the contract refuses these; check anyway
+        minimum = opening_size(self.contract.evaluate_json("GetSettings")["min_group_size"])
+        if len(set(request["contributors"])) < minimum:  # the contract refuses these; check anyway
             raise NotAuthorizedError(f"decryption {index} of round {round_number} covers "
                                      f"{len(request['contributors'])} contributors, fewer than {minimum}: refusing")
         context = RoundContext(round_number, tuple(round_["participants"]), public_key=self.private_key.public_key)
