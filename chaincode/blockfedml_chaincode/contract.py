@@ -235,7 +235,7 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
             "participants": participants,
             "aggregator": rules.choose_aggregator(participants, record["round"]),
             "keyholder": keyholder,
-            "groups": rules.make_groups(participants, record["round"], settings["min_group_size"]),
+            "groups": rules.allocation_groups(participants, record["round"], settings),
             **paillier,
         }
         await put_json(stub, round_key("round", record["round"]), record)

@@ -320,6 +320,14 @@ def check_opening(contributors: Sequence[str], viewers: Iterable[str], min_group
                                          f"{opening_size(min_group_size)} contributors")
 
 
+def allocation_groups(participants: Sequence[str], round_number: int, settings: Mapping[str, int]) -> list[list[str]]:
+    """The groups Allocate fixes: ``make_groups``; without attribution (no group is ever opened)
+    a round too small for one group gets none instead of being refused."""
+    if not setting(settings, "attribution") and len(participants) < opening_size(settings["min_group_size"]):
+        return []
+    return make_groups(participants, round_number, settings["min_group_size"])
+
+
 def make_groups(participants: Sequence[str], round_number: int, min_group_size: int) -> list[list[str]]:
     """Attribution groups: order by sha256("{round}:{msp}"), cut into groups of
     ``opening_size(min_group_size)``; a remainder joins the last group.

@@ -272,3 +272,12 @@ def test_balance_never_negative_and_ban_exactly_below_threshold(start: int, delt
         assert rules.is_banned(rep["balance"], threshold) is (rep["balance"] < threshold)
     assert rules.is_banned(threshold, threshold) is False
     assert rules.is_banned(threshold - 1, threshold) is True
+
+
+def test_a_round_without_attribution_too_small_for_a_group_gets_none() -> None:
+    settings = rules.validate_settings({})
+    assert rules.allocation_groups(["A", "B"], 1, settings) == []
+    assert rules.allocation_groups(["A", "B", "C"], 1, settings) == [sorted(["A", "B", "C"], key=lambda m: (
+        hashlib.sha256(f"1:{m}".encode()).hexdigest(), m))]
+    with raises(PHASE, "fewer than the 3 an attribution group needs"):
+        rules.allocation_groups(["A", "B"], 1, {**settings, "attribution": 1})

@@ -248,7 +248,7 @@ def _check_allocation(check: Check, ctx: AuditContext, record: Record) -> None:
     settings = ctx.settings_at(allocate_tx)
     try:
         expected = {"aggregator": rules.choose_aggregator(participants, number),
-                    "groups": rules.make_groups(participants, number, settings["min_group_size"])}
+                    "groups": rules.allocation_groups(participants, number, settings)}
     except ContractError as exc:
         check.fail(f"the participants cannot be allocated: {exc}", round=number, tx=allocate_tx, object=key)
         return
