@@ -235,8 +235,8 @@ def masking_round(updates, store: ModelStore) -> tuple[Clock, dict]:
         with clock("reveal", org):
             reveals[org] = store.get(store.put(mode.reveal(org, bundles, participants, aggregator, context(org))))
     with clock("unmask+finish", "aggregator"):
-        result = mode.unmask(masked_sum, reveals, bundles, aggregator, participants, sum(weights.values()),
-                             context(aggregator))
+        result, _ = mode.unmask(masked_sum, reveals, bundles, aggregator, participants, sum(weights.values()),
+                                context(aggregator))
         params = mode.finish(result, 1, participants, sum(weights.values()))
     sent = len(blob) + len(bundles[participants[-1]]) + len(reveals[participants[-1]])
     return clock, {"params": params, "bytes": sent, "threshold": threshold}

@@ -137,11 +137,17 @@ class SecureAggregationTransactions:
         return canonical(reveal)
 
     async def RecordDecryption(self, ctx: TransactionContextInterface, round: str, index: str,
-                               result_digest: str) -> str:
-        """Whoever opens the round's sums (the key holder; the aggregator for masking) records the result."""
+                               result_digest: str, opening_digest: str) -> str:
+        """Whoever opens the round's sums (the key holder; the aggregator for masking) records the result
+        and the opening that lets anyone re-check it: for Paillier every plaintext with its randomness r,
+        for masking the rebuilt self-mask seeds and dropped members' mask keys."""
         stub, caller = ctx.get_stub(), caller_of(ctx)
         position = rules.parse_int("index", index, minimum=0, maximum=9999)
         result = rules.parse_digest("result_digest", result_digest)
+        opening = rules.parse_digest("opening_digest", opening_digest)
+        if opening == result:
+            raise ContractError(INVALID, "opening_digest must name the opening (what re-checks the result), "
+                                         "not the result itself")
         await get_writer(stub, caller)
         record = await get_round(stub, round)
         number = record["round"]
@@ -160,7 +166,7 @@ class SecureAggregationTransactions:
                 raise ContractError(PHASE, f"round {number} has {len(reveals)} revealed shares, the masking "
                                            f"threshold is {record['mask_threshold']}")
         tx, _ = tx_of(ctx)
-        request = {**request, "result": {"digest": result, "by": caller, "tx": tx}}
+        request = {**request, "result": {"digest": result, "opening": opening, "by": caller, "tx": tx}}
         await put_json(stub, key, request)
         return canonical(request)
 

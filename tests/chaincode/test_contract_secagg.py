@@ -15,6 +15,7 @@ from .test_contract import (ADMIN, AUDITOR, GENESIS, KEYHOLDER, MEMBERS, ORG2, O
 
 FINGERPRINT = digest("paillier public key")
 SUM = digest("the sum")
+OPENING = digest("the opening")
 
 
 def key_hex(name: str) -> str:
@@ -96,11 +97,14 @@ def test_a_paillier_round_decrypts_only_authorized_sums(world: MemWorld) -> None
     assert request == {"index": 0, "digest": SUM, "contributors": MEMBERS, "weight": 301,
                        "requested_by": aggregator, "tx": request["tx"], "result": None}
     refused(world, aggregator, "ProposeAggregate", "1", digest("agg"), everyone, code=PHASE)  # not decrypted yet
-    refused(world, aggregator, "RecordDecryption", "1", "0", digest("result"), code=UNAUTHORIZED)
-    refused(world, KEYHOLDER, "RecordDecryption", "1", "1", digest("result"), code=NOT_FOUND)
-    recorded = ok(world, KEYHOLDER, "RecordDecryption", "1", "0", digest("result"))
-    assert recorded["result"]["digest"] == digest("result") and recorded["result"]["by"] == KEYHOLDER
-    refused(world, KEYHOLDER, "RecordDecryption", "1", "0", digest("again"), code=EXISTS)
+    refused(world, aggregator, "RecordDecryption", "1", "0", digest("result"), OPENING, code=UNAUTHORIZED)
+    refused(world, KEYHOLDER, "RecordDecryption", "1", "1", digest("result"), OPENING, code=NOT_FOUND)
+    refused(world, KEYHOLDER, "RecordDecryption", "1", "0", digest("result"), "", code=INVALID)  # no opening
+    refused(world, KEYHOLDER, "RecordDecryption", "1", "0", digest("result"), digest("result"), code=INVALID)
+    recorded = ok(world, KEYHOLDER, "RecordDecryption", "1", "0", digest("result"), OPENING)
+    assert recorded["result"] == {"digest": digest("result"), "opening": OPENING, "by": KEYHOLDER,
+                                  "tx": recorded["result"]["tx"]}
+    refused(world, KEYHOLDER, "RecordDecryption", "1", "0", digest("again"), OPENING, code=EXISTS)
     assert ok(world, AUDITOR, "GetDecryptions", "1") == [recorded]
     refused(world, aggregator, "ProposeAggregate", "1", digest("agg"), json.dumps([MEMBERS[0]]), code=INVALID)
     assert ok(world, aggregator, "ProposeAggregate", "1", digest("agg"), everyone)["phase"] == "feedback"
@@ -198,12 +202,12 @@ def test_a_masking_round_with_one_dropout(world: MemWorld) -> None:
     refused(world, aggregator, "RequestDecryption", "1", digest("again"), json.dumps(survivors), code=EXISTS)
     ok(world, ADMIN, "RevealMaskShares", "1", digest("r1"), "300")
     ok(world, "Org4MSP", "RevealMaskShares", "1", digest("r4"), "300")
-    refused(world, aggregator, "RecordDecryption", "1", "0", digest("result"), code=PHASE)  # 2 < threshold 3
+    refused(world, aggregator, "RecordDecryption", "1", "0", digest("result"), OPENING, code=PHASE)  # 2 < threshold 3
     refused(world, ORG3, "RevealMaskShares", "1", digest("r3"), "300", code=UNAUTHORIZED)  # not a participant
     ok(world, "Org5MSP", "RevealMaskShares", "1", digest("r5"), "300")
     assert [r["msp_id"] for r in ok(world, AUDITOR, "GetMaskReveals", "1")] == survivors
-    refused(world, KEYHOLDER, "RecordDecryption", "1", "0", digest("result"), code=UNAUTHORIZED)
-    ok(world, aggregator, "RecordDecryption", "1", "0", digest("result"))
+    refused(world, KEYHOLDER, "RecordDecryption", "1", "0", digest("result"), OPENING, code=UNAUTHORIZED)
+    ok(world, aggregator, "RecordDecryption", "1", "0", digest("result"), OPENING)
     refused(world, ORG2, "RevealMaskShares", "1", digest("late"), "300", code=PHASE)  # already unmasked
     assert ok(world, aggregator, "ProposeAggregate", "1", digest("agg"), json.dumps(survivors))["phase"] == "feedback"
 

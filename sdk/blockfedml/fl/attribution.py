@@ -37,7 +37,7 @@ import numpy as np
 from blockfedml.errors import IntegrityError, PhaseError
 from blockfedml.fl.aggregation import MaskingAggregation, SecureAggregation
 from blockfedml.fl.checkpoints import load_checkpoint
-from blockfedml.fl.member import Member, fetch, to_fixed
+from blockfedml.fl.member import Member, fetch, publish_for_opening, to_fixed
 from blockfedml.ml.serialization import put_model
 
 Combine = Callable[[Mapping[str, bytes]], np.ndarray]
@@ -101,6 +101,7 @@ def _opened_groups(member: "Member", round_: Mapping[str, Any],
         commitments = member.contract.evaluate_json("GetUpdates", number)
         sealed = member.transport.collect(number, commitments)
         context = member.round_context(dict(round_), weights={c["msp_id"]: c["num_samples"] for c in commitments})
+        publish_for_opening(member.store, mode, sealed)
         for members in round_["groups"]:
             if all(msp in sealed for msp in members):
                 digest = member.store.put(mode.sum({msp: sealed[msp] for msp in members}, context))

@@ -24,7 +24,7 @@ from blockfedml.crypto.masking import MaskSecrets
 from blockfedml.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
 from blockfedml.crypto.randomness import DEFAULT_SOURCE, RandomSource, make_randomness
 from blockfedml.errors import ConflictError, IntegrityError, NotAuthorizedError, NotFoundError, PhaseError
-from blockfedml.exchange.transport import StoreTransport, Transport
+from blockfedml.exchange.transport import StoreTransport, Transport, commitment_problem
 from blockfedml.fl.aggregation import (AggregationMode, MaskingAggregation, PaillierAggregation,
                                        PlaintextAggregation, RoundContext, SecureAggregation, make_aggregation)
 from blockfedml.fl.attacks import HONEST, Behaviour
@@ -36,7 +36,7 @@ from blockfedml.fl.task import TaskSpec
 from blockfedml.ledger.base import Contract
 from blockfedml.ml.datasets import OrgData
 from blockfedml.ml.models import Model
-from blockfedml.store import ModelStore
+from blockfedml.store import ModelStore, sha256_hex
 
 METRIC_SCALE = 1_000_000
 
@@ -297,6 +297,7 @@ class Member:
                              "contributor): too few survivors, nothing was written")
         context = self.round_context(round_, weights={c["msp_id"]: c["num_samples"] for c in commitments})
         summed = mode.sum(sealed, context)
+        publish_for_opening(self.store, mode, sealed)
         digest = self.store.put(summed)
         return self.contract.submit_json("RequestDecryption", number, digest, contributors)
 
@@ -307,10 +308,10 @@ class Member:
         if len(revealed) < round_["mask_threshold"]:
             return None
         reveals = {r["msp_id"]: fetch(self.store, r) for r in revealed}
-        result = mode.unmask(fetch(self.store, request), reveals, self._bundles(round_), self.msp_id,
-                             request["contributors"], request["weight"], self.round_context(round_))
+        result, opening = mode.unmask(fetch(self.store, request), reveals, self._bundles(round_), self.msp_id,
+                                      request["contributors"], request["weight"], self.round_context(round_))
         digest = self.store.put(result)
-        return self.contract.submit_json("RecordDecryption", number, 0, digest)
+        return self.contract.submit_json("RecordDecryption", number, 0, digest, self.store.put(opening))
 
     def _bundles(self, round_: dict[str, Any]) -> dict[str, bytes]:
         """The participants' share bundles, each checked against its digest on the ledger."""
@@ -387,6 +388,15 @@ class Member:
         return max(0.0, float(result[self.metric]))
 
 
+def publish_for_opening(store: ModelStore, mode: AggregationMode, sealed: dict[str, bytes]) -> None:
+    """Paillier: put the contributors' committed ciphertexts where the key holder fetches them by
+    digest (with the exchange they reached only the aggregator). The key holder multiplies them
+    itself; ciphertexts tell nobody else anything."""
+    if isinstance(mode, PaillierAggregation):
+        for blob in sealed.values():
+            store.put(blob)
+
+
 def fetch(store: ModelStore, record: dict[str, Any]) -> bytes:
     """The blob a ledger record names (``digest``, and ``size`` when recorded), re-hashed by the store."""
     blob = store.get(record["digest"])
@@ -399,12 +409,16 @@ def fetch(store: ModelStore, record: dict[str, Any]) -> bytes:
 class KeyHolder:
     """Collaborator C: holds a Paillier private key and decrypts only what the ledger authorizes.
 
-    It never takes a blob from anyone: it reads the request (round, index)
+    It never decrypts a blob someone hands it: it reads the request (round, index)
     from the ledger — the sum's digest, its contributors (at least
-    ``min_group_size``, checked by the contract) and their total weight —
-    fetches exactly that digest, checks that the blob says the same, and only
-    then decrypts. It is never a participant, so no sum it opens contains an
-    update it already knows.
+    ``min_group_size`` besides anyone who sees the result, checked by the
+    contract) and their total weight — fetches each contributor's committed
+    ciphertexts by digest, checks them against the commitments, multiplies them
+    itself and decrypts only that product, whose sum blob must hash to the
+    authorized digest (the aggregator's blob is at most a hint). With the result
+    it publishes the randomness r of every decrypted ciphertext, so anyone can
+    re-encrypt and check it. It is never a participant, so no sum it opens
+    contains an update it already knows.
     """
 
     msp_id: str
@@ -450,11 +464,42 @@ class KeyHolder:
         if len(set(request["contributors"])) < minimum:  # the contract refuses these; check anyway
             raise NotAuthorizedError(f"decryption {index} of round {round_number} covers "
                                      f"{len(request['contributors'])} contributors, fewer than {minimum}: refusing")
-        context = RoundContext(round_number, tuple(round_["participants"]), public_key=self.private_key.public_key)
-        result = PaillierAggregation().decrypt(fetch(self.store, request), self.private_key, context,
-                                               request["contributors"], request["weight"])
+        blobs, weights = self._committed_ciphertexts(round_number, index, request)
+        context = RoundContext(round_number, tuple(round_["participants"]), weights,
+                               public_key=self.private_key.public_key)
+        sum_blob, result, opening = PaillierAggregation().open(blobs, self.private_key, context)
+        if sha256_hex(sum_blob) != request["digest"]:
+            raise IntegrityError(f"decryption {index} of round {round_number}: the product of the committed "
+                                 f"ciphertexts of {', '.join(request['contributors'])} is sum {sha256_hex(sum_blob)}, "
+                                 f"but the aggregator asked to open {request['digest']}: refusing (nothing was "
+                                 "decrypted; its sum blob is not the sum of what the contributors committed)")
         digest = self.store.put(result)
-        return self.contract.submit_json("RecordDecryption", round_number, index, digest)
+        return self.contract.submit_json("RecordDecryption", round_number, index, digest, self.store.put(opening))
+
+    def _committed_ciphertexts(self, round_number: int, index: int,
+                               request: dict[str, Any]) -> tuple[dict[str, bytes], dict[str, int]]:
+        """Each contributor's committed update, fetched by digest and checked against its commitment."""
+        commitments = {u["msp_id"]: u for u in self.contract.evaluate_json("GetUpdates", round_number)}
+        blobs, weights = {}, {}
+        for org in request["contributors"]:
+            commitment = commitments.get(org)
+            if commitment is None:
+                raise IntegrityError(f"decryption {index} of round {round_number} names {org}, which committed "
+                                     "no update: refusing")
+            try:
+                blob = self.store.get(commitment["digest"])
+            except NotFoundError:
+                raise NotFoundError(f"decryption {index} of round {round_number}: the committed update "
+                                    f"{commitment['digest'][:12]} of {org} is not in the store yet (the aggregator "
+                                    "publishes the contributors' ciphertexts when it asks); try again") from None
+            problem = commitment_problem(round_number, commitment, blob)
+            if problem:
+                raise IntegrityError(f"decryption {index}: {problem}: refusing")
+            blobs[org], weights[org] = blob, commitment["num_samples"]
+        if sum(weights.values()) != request["weight"]:
+            raise IntegrityError(f"decryption {index} of round {round_number} records weight {request['weight']}, "
+                                 f"the contributors committed {sum(weights.values())} samples: refusing")
+        return blobs, weights
 
     def act(self, round_: dict[str, Any]) -> str | None:
         """Decrypt every authorized sum of the round still waiting for this key holder."""
