@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from blockfedml.crypto import masking
 from blockfedml.crypto.encoding import FixedPoint
+from blockfedml.crypto.paillier import parallel
 from blockfedml.errors import IntegrityError
 from blockfedml.ml.serialization import params_from_bytes
 
@@ -102,10 +103,18 @@ def verify_paillier_opening(opening: bytes, product: Sequence[int], n: int) -> l
     plaintexts, randomness = values[:count], values[count:]
     big_n = gmpy2.mpz(n)
     nsquare = big_n * big_n
-    for slot, (m, r, c) in enumerate(zip(plaintexts, randomness, product)):
-        if not (0 <= m < n and 0 < r < n) or (1 + m * big_n) * gmpy2.powmod(r, big_n, nsquare) % nsquare != c:
-            raise SlotMismatch(slot, f"slot {slot}: the published plaintext and r do not re-encrypt to the "
-                                     "product ciphertext; the key holder's opening of this slot is false")
+
+    def false_slots(slots: Sequence[int]) -> list[int]:
+        return [slot for slot in slots
+                if not (0 <= plaintexts[slot] < n and 0 < randomness[slot] < n)
+                or (1 + plaintexts[slot] * big_n) * gmpy2.powmod(randomness[slot], big_n, nsquare) % nsquare
+                != product[slot]]
+
+    wrong = parallel(false_slots, range(count))  # one r^n mod n^2 per slot, on every core
+    if wrong:
+        slot = wrong[0]
+        raise SlotMismatch(slot, f"slot {slot}: the published plaintext and r do not re-encrypt to the "
+                                 "product ciphertext; the key holder's opening of this slot is false")
     return plaintexts
 
 
