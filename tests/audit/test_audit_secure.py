@@ -227,3 +227,29 @@ def test_a_mask_opening_with_a_wrong_seed_is_caught(copy_of):
     (finding,) = problems["aggregates"]
     assert finding.round == 2 and f"the published self-mask seed of {first} does not match its commitment" \
         in finding.message
+
+
+def test_masked_updates_kept_only_by_the_aggregator_still_have_their_opening_redone(copy_of):
+    """Over the exchange, masked updates reach only the aggregator: the audit notes that it cannot
+    re-sum them, takes the stored masked sum (re-hashed against the request) and still redoes the
+    unmasking; a masked sum edited behind the ledger's back then fails."""
+    workdir = copy_of("masking")
+    for number in (1, 2):
+        blob_path(workdir, state(workdir, f"update~{number:08d}~Org2MSP")["digest"]).unlink()
+    report = run_audit(workdir)
+    aggregates = report.check("aggregates")
+    assert aggregates.status == "pass" and aggregates.detail.startswith("2 of 2 aggregates recomputed")
+    assert any("reached only the aggregator" in reason for reason in aggregates.skipped)
+    corrupt_file(blob_path(workdir, request(workdir)["digest"]))
+    (finding,) = failed(run_audit(workdir))["aggregates"]
+    assert finding.round == 2 and "masked sum does not match its digest" in finding.message
+
+
+@pytest.mark.parametrize("name", ["paillier", "masking"])
+def test_a_missing_opening_is_a_failure_never_a_skip(copy_of, name):
+    workdir = copy_of(name)
+    opening = request(workdir)["result"]["opening"]
+    blob_path(workdir, opening).unlink()
+    (finding,) = failed(run_audit(workdir))["aggregates"]
+    assert finding.round == 2 and finding.object == f"opening {opening} of sum 0 of round 2"
+    assert "the opening is not available" in finding.message

@@ -312,7 +312,7 @@ def _check_aggregate(check: Check, ctx: AuditContext, record: Record, counts: di
     needed = set(contributors) | {m for _, members, _ in groups for m in members}
     for request in ctx.state.decryptions.get(number, []):
         needed |= set(request["contributors"])
-    blobs = _committed_blobs(check, ctx, number, sorted(needed), commitments)
+    blobs = _committed_blobs(check, ctx, number, sorted(needed), commitments, masked=mode_name == "masking")
     if len(check.findings) > failures or blobs is None:
         return
     meta = _model_meta(ctx.store, (proposal or {}).get("digest"), *(d for _, _, d in groups),
@@ -356,9 +356,11 @@ def _check_aggregate(check: Check, ctx: AuditContext, record: Record, counts: di
 
 
 def _committed_blobs(check: Check, ctx: AuditContext, number: int, msps: list[str],
-                     commitments: dict[str, Record]) -> dict[str, bytes] | None:
+                     commitments: dict[str, Record], masked: bool = False) -> dict[str, bytes] | None:
     """The committed update blobs of ``msps``, each re-hashed against its commitment (digest and
-    size); a mismatch is a finding; None (with a skip) when the store does not keep them all."""
+    size); a mismatch is a finding; None (with a skip) when the store does not keep them all —
+    except for masked updates (``masked``), which reach only the aggregator: then the masked sum
+    stored under the request's digest stands in for them, and its opening is still redone."""
     blobs: dict[str, bytes] = {}
     not_kept = []
     for msp in msps:
@@ -378,7 +380,10 @@ def _committed_blobs(check: Check, ctx: AuditContext, number: int, msps: list[st
         if len(blob) != commitment.get("size"):
             check.fail(f"has {len(blob)} bytes, its commitment says {commitment.get('size')}", **where)
         blobs[msp] = blob
-    if not_kept:
+    if not_kept and masked:
+        check.skip(f"round {number}: the masked updates of {', '.join(not_kept)} reached only the aggregator, so "
+                   "the masked sum is not re-summed: the stored one is used (its opening is still redone)")
+    elif not_kept:
         check.skip(f"round {number}: the update blobs of {', '.join(not_kept)} are not kept in the store, "
                    "so the aggregate cannot be recomputed")
         return None

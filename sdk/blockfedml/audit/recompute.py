@@ -54,7 +54,7 @@ def _build(kind: str, header: Mapping[str, Any], payload: bytes) -> bytes:
     return MAGIC + text.encode() + b"\n" + payload
 
 
-def _expect(header: Mapping[str, Any], what: str, **facts: Any) -> None:
+def expect(header: Mapping[str, Any], what: str, **facts: Any) -> None:
     for key, value in facts.items():
         if header.get(key) != value:
             raise IntegrityError(f"{what} says {key}={header.get(key)!r}, the ledger says {value!r}")
@@ -71,7 +71,7 @@ def paillier_sum(blobs: Mapping[str, bytes], n: int, fingerprint: str, round_num
     shape = None
     for org in sorted(blobs):
         header, payload = parse(blobs[org], "paillier-update")
-        _expect(header, f"the update of {org}", round=round_number, org=org, key=fingerprint, weight=weights[org])
+        expect(header, f"the update of {org}", round=round_number, org=org, key=fingerprint, weight=weights[org])
         this = (header["layout"], header["length"], header["count"])
         if shape is not None and this != shape:
             raise IntegrityError(f"the update of {org} was packed differently from the others")
@@ -141,7 +141,7 @@ def masked_sum(blobs: Mapping[str, bytes], round_number: int, weights: Mapping[s
     total, shape = None, None
     for org in sorted(blobs):
         header, payload = parse(blobs[org], "masked-update")
-        _expect(header, f"the update of {org}", round=round_number, org=org, weight=weights[org],
+        expect(header, f"the update of {org}", round=round_number, org=org, weight=weights[org],
                 participants=sorted(participants))
         if shape is not None and (header["codec"], header["length"]) != shape:
             raise IntegrityError(f"the update of {org} was encoded differently from the others")
@@ -213,7 +213,7 @@ def result_values(result: bytes, round_number: int, contributors: Sequence[str],
                   weight: int) -> tuple[np.ndarray, dict[str, Any]]:
     """(ints, codec) of a sum-result blob whose header agrees with the ledger."""
     header, payload = parse(result, "sum-result")
-    _expect(header, "the sum-result", round=round_number, contributors=sorted(contributors), weight=weight)
+    expect(header, "the sum-result", round=round_number, contributors=sorted(contributors), weight=weight)
     if len(payload) != 8 * int(header["length"]):
         raise IntegrityError("the sum-result is truncated")
     return np.frombuffer(payload, "<i8").astype(np.int64), header["codec"]
