@@ -278,3 +278,50 @@ def test_a_digits_session_reproduces_the_plaintext_accuracy(tmp_path, private_ke
     finally:
         plain.close()
         secure.close()
+
+
+def test_a_3_org_masking_round_where_one_drops_is_never_unmasked(tmp_path):
+    """The survivors' sum would be {aggregator, one member}: the aggregator refuses before writing,
+    and a direct request is refused by the ledger; nothing is opened, the ledger is unchanged."""
+    c = consortium(tmp_path, "drop", n_orgs=3)
+    try:
+        session = Session(c, mode="masking")
+        session.join_all()
+        round_ = open_round(session, "masking", ["Org1MSP", "Org2MSP"])  # Org3 drops; threshold 2
+        assert round_["mask_threshold"] == 2 and round_["aggregator"] == "Org1MSP"
+        aggregator = session.members[0]
+        height, blobs = c.ledger.height(), set(c.store.digests())
+        with pytest.raises(PhaseError, match="too few survivors"):
+            aggregator.aggregate(round_)
+        with pytest.raises(PhaseError, match="too few survivors to unmask"):
+            aggregator.contract.submit_json("RequestDecryption", round_["round"], "ab" * 32,
+                                            ["Org1MSP", "Org2MSP"])
+        assert c.ledger.height() == height and set(c.store.digests()) == blobs
+        assert c.contract("Auditor").evaluate_json("GetDecryptions", round_["round"]) == []
+    finally:
+        c.close()
+
+
+def test_the_aggregator_cannot_have_itself_and_one_victim_decrypted(tmp_path, private_key):
+    """The first attack of issue 16 on a real ledger: {aggregator, victim} is refused, nothing changes,
+    and the key holder has nothing to decrypt."""
+    from blockfedml.errors import InvalidInputError
+
+    c = consortium(tmp_path, "pair", collaborator=True, key=private_key)
+    try:
+        session = Session(c, mode="paillier")
+        session.join_all()
+        round_ = open_round(session, "paillier", ["Org1MSP", "Org2MSP", "Org3MSP"])
+        aggregator = session.members[0]
+        assert round_["aggregator"] == aggregator.msp_id == "Org1MSP"
+        commitments = aggregator.contract.evaluate_json("GetUpdates", round_["round"])
+        pair = {u["msp_id"]: c.store.get(u["digest"]) for u in commitments if u["msp_id"] in ("Org1MSP", "Org2MSP")}
+        context = aggregator.round_context(round_, weights={u["msp_id"]: u["num_samples"] for u in commitments})
+        digest = c.store.put(PaillierAggregation().sum(pair, context))
+        height = c.ledger.height()
+        with pytest.raises(InvalidInputError, match="Org1MSP, who sees the opened sum, would find 1 other"):
+            aggregator.contract.submit_json("RequestDecryption", round_["round"], digest, sorted(pair))
+        assert c.ledger.height() == height
+        assert session.keyholders[0].act(c.contract("Auditor").evaluate_json("GetRound", round_["round"])) is None
+    finally:
+        c.close()
