@@ -102,6 +102,15 @@ def test_masked_sum_is_exact_with_one_member_dropped_before_and_one_after_sendin
     assert secagg.result_from_bytes(result, 1, contributors, sum(w.values())) == reference(updates, contributors)
     with pytest.raises(CryptoError, match="too few survivors"):
         m.unmask(masked_sum, {o: reveals[o] for o in ["A", "B"]}, contributors, sum(w.values()))
+    # The opening: the contributors' seeds and D's key, with which anyone removes the masks again.
+    _, opening = secagg.unmask(masked_sum, reveals, round_number=1, aggregator="A", secrets_=m.secrets["A"],
+                               bundles=m.bundles, share_keys=m.share_keys, mask_keys=m.mask_keys,
+                               contributors=contributors, weight=sum(w.values()), threshold=3)
+    header, seeds, keys = secagg.mask_opening_from_bytes(opening)
+    assert sorted(seeds) == contributors and sorted(keys) == ["D"]
+    assert header["sum"] == sha256_hex(masked_sum) and header["result"] == sha256_hex(result)
+    assert secagg.remove_masks(masked_sum, seeds, keys, m.mask_keys, round_number=1,
+                               weight=sum(w.values())) == result
 
 
 def test_a_contributor_that_drops_after_sending_is_recovered_from_the_others(updates):
