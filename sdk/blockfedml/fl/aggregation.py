@@ -10,7 +10,7 @@ A secure mode cannot combine in one step: the aggregator can only *sum* the
 sealed blobs (homomorphically, or by adding masked vectors); the sum is opened
 by someone else — the key holder decrypts it, or the members reveal the
 shares that remove the masks — and only once the ledger has authorized that
-sum (its contributors, at least ``min_group_size`` of them). So a
+sum (its contributors, ``min_group_size`` of them besides anyone who sees it). So a
 ``SecureAggregation`` adds ``sum`` and ``finish`` around that opening step,
 and takes a :class:`RoundContext`: the round's public facts (participants,
 key, mask keys, weights) and, for a member, its own secrets. The
