@@ -31,8 +31,9 @@ class AttributionTransactions:
     async def ProposeGroups(self, ctx: TransactionContextInterface, round: str, digests_json: str) -> str:
         """With attribution on, the aggregator proposes one aggregate per allocation group (or null).
 
-        The round enters phase attribution; every group aggregate is a sum over at least
-        min_group_size members, so no single update is ever revealed.
+        The round enters phase attribution; every group has min_group_size + 1 members
+        (rules.make_groups), so each member who endorses a group's aggregate still finds
+        min_group_size others in it and no single update is ever revealed.
         """
         stub, caller = ctx.get_stub(), caller_of(ctx)
         rules.parse_json_list("digests_json", digests_json)

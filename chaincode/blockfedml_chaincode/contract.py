@@ -239,6 +239,13 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
                          participants: list[str]) -> Record:
         """The round moved to update with ``participants``; [PHASE] when they are too few."""
         rules.require_enough("participants", participants, settings["min_participants"], record["round"])
+        if record["mode"] in rules.SECURE_MODES:  # its one opened sum must have min_group_size others for each
+            needed = rules.opening_size(settings["min_group_size"])
+            if len(participants) < needed:
+                raise ContractError(PHASE, f"round {record['round']} runs in mode {record['mode']} with "
+                                           f"{len(participants)} participants; an opened sum needs {needed} "
+                                           f"(min_group_size={settings['min_group_size']} besides each one who "
+                                           "sees it)")
         if record["mode"] == "masking" and len(participants) < record["mask_threshold"]:
             raise ContractError(PHASE, f"round {record['round']} has {len(participants)} participants that shared "
                                        f"their mask keys, fewer than the masking threshold {record['mask_threshold']}")
@@ -254,7 +261,7 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
             "participants": participants,
             "aggregator": rules.choose_aggregator(participants, record["round"]),
             "keyholder": keyholder,
-            "groups": rules.make_groups(participants, record["round"], settings["min_group_size"]),
+            "groups": rules.allocation_groups(participants, record["round"], settings),
             **paillier,
         }
 

@@ -134,8 +134,10 @@ class RoundRecoveryTransactions:
         record = {**record, "absent": sorted(set(record.get("absent") or []) | {msp_id}),
                   "closures": list(record.get("closures") or []) + [closure]}
         left = deadlines.remaining_participants(record)
+        secure = record["mode"] in ("paillier", "masking")
         if len(left) < settings["min_participants"] or (record["mode"] == "masking"
-                                                         and len(left) < record["mask_threshold"]):
+                                                         and len(left) < record["mask_threshold"]) or \
+                (secure and len(left) < rules.opening_size(settings["min_group_size"])):
             return await self._abort(stub, ctx, record, settings, f"{msp_id}'s contribution was excluded "
                                      f"({reason}) and {len(left)} members remain", [msp_id])
         await put_json(stub, round_key("round", number), record)

@@ -167,7 +167,8 @@ def validate_settings(raw: Mapping[str, Any]) -> dict[str, int]:
 
     Refused with [INVALID] naming the key: unknown keys, non-integers
     (booleans and floats included), negative values, ``quorum_percent`` outside
-    1..100, ``min_participants`` or ``min_group_size`` below 1,
+    1..100, ``min_participants`` below 1, ``min_group_size`` below 2 (an opened
+    sum of one member other than its receiver is that member's update),
     ``higher_is_better``, ``attribution`` or ``attribution_metric`` other than 0/1,
     ``attribution_trim_percent`` above 49, and two combinations that would make
     rounds impossible: ``min_group_size > min_participants`` (a round could
@@ -187,9 +188,12 @@ def validate_settings(raw: Mapping[str, Any]) -> dict[str, int]:
     settings = {**DEFAULT_SETTINGS, **raw}
     if not 1 <= settings["quorum_percent"] <= 100:
         raise ContractError(INVALID, f"setting quorum_percent must be 1..100, got {settings['quorum_percent']}")
-    for key in ("min_participants", "min_group_size"):
-        if settings[key] < 1:
-            raise ContractError(INVALID, f"setting {key} must be at least 1, got {settings[key]}")
+    if settings["min_participants"] < 1:
+        raise ContractError(INVALID, f"setting min_participants must be at least 1, got {settings['min_participants']}")
+    if settings["min_group_size"] < 2:
+        raise ContractError(INVALID, f"setting min_group_size must be at least 2, got {settings['min_group_size']}: "
+                                     "an opened sum with one member besides whoever sees it gives that member's "
+                                     "update away")
     if settings["higher_is_better"] not in (0, 1):
         raise ContractError(INVALID, f"setting higher_is_better must be 0 or 1, got {settings['higher_is_better']}")
     for key in ("attribution", "attribution_metric"):
@@ -306,16 +310,48 @@ def _group_order(round_number: int, msp_id: str) -> str:
     return hashlib.sha256(f"{round_number}:{msp_id}".encode()).hexdigest()
 
 
-def make_groups(participants: Sequence[str], round_number: int, group_size: int) -> list[list[str]]:
-    """Attribution groups: order by sha256("{round}:{msp}"), cut into groups of
-    ``group_size``; a remainder joins the last group.
+def opening_size(min_group_size: int) -> int:
+    """The fewest contributors an opened sum may have: ``min_group_size`` others besides any one
+    party that sees it — and every contributor sees it (the opened sums and the model made of them
+    are published to the participants), so ``min_group_size + 1``."""
+    return min_group_size + 1
 
-    The order changes every round so the same members are not always grouped
-    together, yet every peer computes the same groups.
+
+def check_opening(contributors: Sequence[str], viewers: Iterable[str], min_group_size: int, what: str) -> None:
+    """[INVALID] unless every party in ``viewers`` (the requester) and every contributor finds at
+    least ``min_group_size`` contributors other than itself in the opened sum."""
+    members = set(contributors)
+    for viewer in sorted(set(viewers) | members):
+        others = len(members - {viewer})
+        if others < min_group_size:
+            raise ContractError(INVALID, f"{what} covers {len(members)} contributors {sorted(members)}: {viewer}, "
+                                         f"who sees the opened sum, would find {others} other than itself, fewer "
+                                         f"than min_group_size={min_group_size}; an opened sum needs at least "
+                                         f"{opening_size(min_group_size)} contributors")
+
+
+def allocation_groups(participants: Sequence[str], round_number: int, settings: Mapping[str, int]) -> list[list[str]]:
+    """The groups Allocate fixes: ``make_groups``; without attribution (no group is ever opened)
+    a round too small for one group gets none instead of being refused."""
+    if not setting(settings, "attribution") and len(participants) < opening_size(settings["min_group_size"]):
+        return []
+    return make_groups(participants, round_number, settings["min_group_size"])
+
+
+def make_groups(participants: Sequence[str], round_number: int, min_group_size: int) -> list[list[str]]:
+    """Attribution groups: order by sha256("{round}:{msp}"), cut into groups of
+    ``opening_size(min_group_size)``; a remainder joins the last group.
+
+    Every participant sees every group's aggregate (it endorses them), so each group
+    holds ``min_group_size`` others besides any member of it. The order changes every
+    round so the same members are not always grouped together, yet every peer
+    computes the same groups.
     """
+    group_size = opening_size(min_group_size)
     if len(participants) < group_size:
-        raise ContractError(PHASE, f"round {round_number} has {len(participants)} participants, "
-                                   f"fewer than min_group_size={group_size}")
+        raise ContractError(PHASE, f"round {round_number} has {len(participants)} participants, fewer than the "
+                                   f"{group_size} an attribution group needs (min_group_size={min_group_size} "
+                                   "others besides each member)")
     ordered = sorted(participants, key=lambda msp: (_group_order(round_number, msp), msp))
     count = len(ordered) // group_size
     groups = [ordered[i * group_size:(i + 1) * group_size] for i in range(count)]
@@ -605,8 +641,9 @@ def choose_paillier_keyholder(orgs: Iterable[Mapping[str, Any]], keys: Mapping[s
 
 def check_decryption_request(round_record: Mapping[str, Any], contributors: Sequence[str],
                              committed: Mapping[str, str], earlier: Sequence[Mapping[str, Any]],
-                             sum_digest: str, min_group_size: int) -> None:
-    """Refuse a sum that could reveal one member's update.
+                             sum_digest: str, min_group_size: int, requester: str) -> None:
+    """Refuse a sum that could reveal one member's update: ``requester`` (who receives the
+    opening) and every contributor must find ``min_group_size`` others in it (check_opening).
 
     ``committed`` maps each member that committed an update to its digest;
     ``earlier`` are the round's previous requests. A masking round opens one
@@ -617,9 +654,12 @@ def check_decryption_request(round_record: Mapping[str, Any], contributors: Sequ
     for msp in contributors:
         if msp not in committed:
             raise ContractError(INVALID, f"contributors_json: {msp} has not committed an update in round {number}")
-    if len(contributors) < min_group_size:
-        raise ContractError(INVALID, f"contributors_json names {len(contributors)} contributors; a decrypted sum "
-                                     f"needs at least min_group_size={min_group_size}")
+    if round_record["mode"] == "masking" and len(set(contributors)) < opening_size(min_group_size):
+        raise ContractError(PHASE, f"round {number} has {len(contributors)} surviving contributors {contributors}; "
+                                   f"unmasking needs {opening_size(min_group_size)} (min_group_size="
+                                   f"{min_group_size} besides the aggregator and each contributor): too few "
+                                   "survivors to unmask, the round cannot be opened")
+    check_opening(contributors, [requester], min_group_size, f"round {number}: the sum of contributors_json")
     if sum_digest in committed.values():
         raise ContractError(INVALID, f"sum_digest {sum_digest} is a committed update, not a sum")
     if round_record["mode"] == "masking" and earlier:

@@ -89,7 +89,8 @@ class SecureAggregationTransactions:
                                 contributors_json: str) -> str:
         """The aggregator asks for one sum to be opened; the ledger fixes who is in it.
 
-        At least min_group_size contributors that committed updates, never
+        Contributors that committed updates, at least min_group_size of them besides the
+        aggregator and besides each contributor (everyone who sees the opened sum), never
         overlapping an earlier sum of the round (see rules.check_decryption_request).
         """
         stub, caller = ctx.get_stub(), caller_of(ctx)
@@ -107,7 +108,7 @@ class SecureAggregationTransactions:
         earlier = await list_decryptions(stub, number)
         settings = await get_json(stub, "settings")
         rules.check_decryption_request(record, contributors, {u["msp_id"]: u["digest"] for u in updates},
-                                       earlier, digest, settings["min_group_size"])
+                                       earlier, digest, settings["min_group_size"], caller)
         weights = {u["msp_id"]: u["num_samples"] for u in updates}
         tx, _ = tx_of(ctx)
         request = {"index": len(earlier), "digest": digest, "contributors": contributors,
@@ -136,11 +137,17 @@ class SecureAggregationTransactions:
         return canonical(reveal)
 
     async def RecordDecryption(self, ctx: TransactionContextInterface, round: str, index: str,
-                               result_digest: str) -> str:
-        """Whoever opens the round's sums (the key holder; the aggregator for masking) records the result."""
+                               result_digest: str, opening_digest: str) -> str:
+        """Whoever opens the round's sums (the key holder; the aggregator for masking) records the result
+        and the opening that lets anyone re-check it: for Paillier every plaintext with its randomness r,
+        for masking the rebuilt self-mask seeds and dropped members' mask keys."""
         stub, caller = ctx.get_stub(), caller_of(ctx)
         position = rules.parse_int("index", index, minimum=0, maximum=9999)
         result = rules.parse_digest("result_digest", result_digest)
+        opening = rules.parse_digest("opening_digest", opening_digest)
+        if opening == result:
+            raise ContractError(INVALID, "opening_digest must name the opening (what re-checks the result), "
+                                         "not the result itself")
         await get_writer(stub, caller)
         record = await get_round(stub, round)
         number = record["round"]
@@ -159,7 +166,7 @@ class SecureAggregationTransactions:
                 raise ContractError(PHASE, f"round {number} has {len(reveals)} revealed shares, the masking "
                                            f"threshold is {record['mask_threshold']}")
         tx, _ = tx_of(ctx)
-        request = {**request, "result": {"digest": result, "by": caller, "tx": tx}}
+        request = {**request, "result": {"digest": result, "opening": opening, "by": caller, "tx": tx}}
         await put_json(stub, key, request)
         return canonical(request)
 

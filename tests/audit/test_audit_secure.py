@@ -172,3 +172,84 @@ def test_a_tampered_group_record_is_caught(copy_of):
     set_state(workdir, "attr~Org2MSP", json.dumps({**record, "harmful": record["harmful"] + 1}).encode())
     (finding,) = failed(run_audit(workdir))["reputation"]
     assert finding.object == "attr~Org2MSP"
+
+
+def test_a_key_holder_that_lies_about_one_slot_is_caught_by_audit_verify(tmp_path, monkeypatch):
+    """Round 2's key holder publishes a wrong plaintext for slot 0 (its first ciphertext) (and a sum-result that agrees with
+    its lie): the ledger is genuine, the model was built from the lie, yet `audit verify` re-encrypts
+    the published plaintext with its r, finds another ciphertext, and names round, sum and slot."""
+    from typer.testing import CliRunner
+
+    from blockfedml.cli.main import app
+    from blockfedml.crypto.paillier import PaillierPrivateKey
+
+    workdir = tmp_path / "liar"
+    c = Consortium.create(workdir, n_orgs=3, task=TaskSpec(), collaborator=True)
+    try:
+        session = Session(c, mode="paillier")
+        assert session.run(1)[0].status == "accepted"
+        honest = PaillierPrivateKey.decrypt
+
+        def lying_decrypt(self, ciphertexts, workers=None):
+            plaintexts = honest(self, ciphertexts)
+            plaintexts[0] += 1 << 40  # one packed value in slot 0, shifted: a plausible-looking lie
+            return plaintexts
+
+        monkeypatch.setattr(PaillierPrivateKey, "decrypt", lying_decrypt)
+        session.run_round()
+    finally:
+        c.close()
+    report = run_audit(workdir)
+    problems = failed(report)
+    assert set(problems) == {"aggregates"}
+    (finding,) = problems["aggregates"]
+    assert finding.round == 2 and "round 2, sum 0, slot 0:" in finding.message and "re-encrypt" in finding.message
+    opening = request(workdir)["result"]["opening"]
+    assert finding.object == f"opening {opening} of sum 0 of round 2"
+    result = CliRunner().invoke(app, ["audit", "verify", "-w", str(workdir)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1 and "slot 0" in result.output
+
+
+def test_a_mask_opening_with_a_wrong_seed_is_caught(copy_of):
+    """The aggregator's published seeds must hash to their owners' commitments (an edited opening,
+    stored under its own digest and named by an edited record, is caught by the recomputation)."""
+    workdir = copy_of("masking")
+    record = request(workdir)
+    store = ModelStore(workdir / "store")
+    blob = store.get(record["result"]["opening"])
+    body = json.loads(blob[blob.index(b"\n", 20) + 1:])
+    first = sorted(body["self_seeds"])[0]
+    body["self_seeds"][first] = "00" * (len(body["self_seeds"][first]) // 2)
+    forged = blob[:blob.index(b"\n", 20) + 1] + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    forged_record = {**record, "result": {**record["result"], "opening": store.put(forged)}}
+    set_state(workdir, "decrypt~00000002~0000", json.dumps(forged_record).encode())
+    problems = failed(run_audit(workdir))
+    (finding,) = problems["aggregates"]
+    assert finding.round == 2 and f"the published self-mask seed of {first} does not match its commitment" \
+        in finding.message
+
+
+def test_masked_updates_kept_only_by_the_aggregator_still_have_their_opening_redone(copy_of):
+    """Over the exchange, masked updates reach only the aggregator: the audit notes that it cannot
+    re-sum them, takes the stored masked sum (re-hashed against the request) and still redoes the
+    unmasking; a masked sum edited behind the ledger's back then fails."""
+    workdir = copy_of("masking")
+    for number in (1, 2):
+        blob_path(workdir, state(workdir, f"update~{number:08d}~Org2MSP")["digest"]).unlink()
+    report = run_audit(workdir)
+    aggregates = report.check("aggregates")
+    assert aggregates.status == "pass" and aggregates.detail.startswith("2 of 2 aggregates recomputed")
+    assert any("reached only the aggregator" in reason for reason in aggregates.skipped)
+    corrupt_file(blob_path(workdir, request(workdir)["digest"]))
+    (finding,) = failed(run_audit(workdir))["aggregates"]
+    assert finding.round == 2 and "masked sum does not match its digest" in finding.message
+
+
+@pytest.mark.parametrize("name", ["paillier", "masking"])
+def test_a_missing_opening_is_a_failure_never_a_skip(copy_of, name):
+    workdir = copy_of(name)
+    opening = request(workdir)["result"]["opening"]
+    blob_path(workdir, opening).unlink()
+    (finding,) = failed(run_audit(workdir))["aggregates"]
+    assert finding.round == 2 and finding.object == f"opening {opening} of sum 0 of round 2"
+    assert "the opening is not available" in finding.message

@@ -19,7 +19,7 @@ from blockfedml_chaincode.errors import EXISTS, INVALID, PHASE, UNAUTHORIZED, Co
 from .memstub import MemWorld
 from .test_contract import digest, ok, refused
 
-ORGS = [f"Org{i}MSP" for i in range(1, 7)]
+ORGS = [f"Org{i}MSP" for i in range(1, 10)]  # three groups of three (min_group_size=2 others each)
 ADMIN = ORGS[0]
 AUDITOR = "AuditMSP"
 GOOD, BAD, BASE = 920000, 850000, 900000
@@ -149,7 +149,7 @@ def test_attribution_settings_are_checked() -> None:
 def test_a_round_with_attribution_keeps_harmful_groups_out(world: MemWorld) -> None:
     record = to_update(world)
     r, groups = str(record["round"]), record["groups"]
-    assert [len(g) for g in groups] == [2, 2, 2]
+    assert [len(g) for g in groups] == [3, 3, 3]
     bad = groups[1][0]
     proposed = ok(world, record["aggregator"], "ProposeGroups", r, json.dumps(group_digests(record)))
     assert proposed["phase"] == "attribution"
@@ -206,7 +206,7 @@ def test_lying_endorsers_below_the_trimmed_share_do_not_change_verdicts(world: M
     bad = record["groups"][0][0]
     ok(world, record["aggregator"], "ProposeGroups", r, json.dumps(group_digests(record)))
     liars = frozenset(record["groups"][1])
-    endorse_groups(world, record, {bad}, liars=liars)             # 2 of 6 invert every verdict
+    endorse_groups(world, record, {bad}, liars=liars)             # 3 of 9 invert every verdict
     verdicts = [g["verdict"] for g in ok(world, ADMIN, "ScoreGroups", r)["attribution"]["groups"]]
     assert verdicts == ["harmful", "accepted", "accepted"]
 
@@ -261,14 +261,14 @@ def test_attribution_refusals(world: MemWorld) -> None:
     refused(world, ADMIN, "ScoreGroups", r, code=PHASE)              # no quorum yet
     ok(world, ADMIN, "EndorseGroups", r, json.dumps([GOOD] * 3), str(BASE))
     refused(world, ADMIN, "EndorseGroups", r, json.dumps([GOOD] * 3), str(BASE), code=EXISTS)
-    for msp in ORGS[1:4]:
+    for msp in ORGS[1:6]:  # six of nine: the quorum
         ok(world, msp, "EndorseGroups", r, json.dumps([GOOD] * 3), str(BASE))
     refused(world, aggregator, "ProposeAggregate", r, digest("agg"), json.dumps(ORGS), code=PHASE)  # not scored
     refused(world, AUDITOR, "ScoreGroups", r, code=UNAUTHORIZED)
     refused(world, ADMIN, "Decide", r, code=PHASE)
     ok(world, ADMIN, "ScoreGroups", r)
     refused(world, ADMIN, "ScoreGroups", r, code=EXISTS)
-    refused(world, ORGS[5], "EndorseGroups", r, json.dumps([GOOD] * 3), str(BASE), code=PHASE)
+    refused(world, ORGS[8], "EndorseGroups", r, json.dumps([GOOD] * 3), str(BASE), code=PHASE)
     refused(world, ADMIN, "Decide", r, code=PHASE)                   # accepted groups: propose first
 
 

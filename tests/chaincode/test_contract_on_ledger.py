@@ -91,9 +91,11 @@ def test_two_members_writing_their_own_keys_never_conflict(world):
 
 def test_stale_admin_transaction_is_an_mvcc_conflict_and_changes_nothing(world):
     ledger, c = world
-    c["Org1"].submit_json("SetSettings", {"min_participants": 1, "min_group_size": 1})
+    c["Org1"].submit_json("RegisterOrg", "StrangerMSP", ["member"])  # a second member: min_participants=2
+    c["Stranger"].submit_json("Join")
     c["Org1"].submit_json("OpenRound", "plaintext")
     c["Org2"].submit_json("ReportScreening", 1, 1, 1)
+    c["Stranger"].submit_json("ReportScreening", 1, 1, 1)
     # Two admin transactions simulated on the same round record: the second commit is stale.
     close = c["Org1"].new_proposal("CloseSelection", "1").endorse()
     stale = c["Org1"].new_proposal("CloseSelection", "1").endorse()

@@ -106,7 +106,8 @@ def test_settings_defaults_and_merge() -> None:
     ({"quorum_percent": 0}, "quorum_percent must be 1..100"),
     ({"quorum_percent": 101}, "quorum_percent must be 1..100"),
     ({"min_participants": 0, "min_group_size": 0}, "min_participants must be at least 1"),
-    ({"min_group_size": 0}, "min_group_size must be at least 1"),
+    ({"min_group_size": 0}, "min_group_size must be at least 2"),
+    ({"min_group_size": 1}, "min_group_size must be at least 2"),
     ({"higher_is_better": 2}, "higher_is_better must be 0 or 1"),
     ({"min_group_size": 3}, "min_group_size \\(3\\) must not exceed min_participants \\(2\\)"),
     ({"ban_threshold": 101}, "initial_reputation \\(100\\) must not be below ban_threshold \\(101\\)"),
@@ -185,23 +186,23 @@ def test_keyholder() -> None:
 def test_groups_follow_the_sha256_order() -> None:
     participants = ["A", "B", "C", "D", "E"]
     ordered = sorted(participants, key=lambda m: hashlib.sha256(f"7:{m}".encode()).hexdigest())
-    assert rules.make_groups(participants, 7, 2) == [ordered[:2], ordered[2:]]
-    assert rules.make_groups(participants, 7, 5) == [ordered]
-    with raises(PHASE, "fewer than min_group_size=3"):
-        rules.make_groups(["A", "B"], 1, 3)
+    assert rules.make_groups(participants, 7, 1) == [ordered[:2], ordered[2:]]
+    assert rules.make_groups(participants, 7, 2) == [ordered]  # groups of 3: two others besides each member
+    with raises(PHASE, "fewer than the 3 an attribution group needs"):
+        rules.make_groups(["A", "B"], 1, 2)
 
 
 @given(st.sets(MSP, min_size=1, max_size=30), st.integers(1, 10**6), st.integers(1, 8))
 def test_groups_cover_everyone_once_and_are_big_enough(members: set[str], number: int, size: int) -> None:
     participants = sorted(members)
-    if len(participants) < size:
+    if len(participants) < size + 1:
         with pytest.raises(ContractError):
             rules.make_groups(participants, number, size)
         return
     groups = rules.make_groups(participants, number, size)
     assert sorted(m for g in groups for m in g) == participants
-    assert all(len(g) >= size for g in groups)
-    assert len(groups) == len(participants) // size
+    assert all(len(g) - 1 >= size for g in groups)  # each member finds min_group_size others
+    assert len(groups) == len(participants) // (size + 1)
     # deterministic and independent of the input order
     assert rules.make_groups(list(reversed(participants)), number, size) == groups
     aggregator = rules.choose_aggregator(participants, number)
@@ -271,3 +272,12 @@ def test_balance_never_negative_and_ban_exactly_below_threshold(start: int, delt
         assert rules.is_banned(rep["balance"], threshold) is (rep["balance"] < threshold)
     assert rules.is_banned(threshold, threshold) is False
     assert rules.is_banned(threshold - 1, threshold) is True
+
+
+def test_a_round_without_attribution_too_small_for_a_group_gets_none() -> None:
+    settings = rules.validate_settings({})
+    assert rules.allocation_groups(["A", "B"], 1, settings) == []
+    assert rules.allocation_groups(["A", "B", "C"], 1, settings) == [sorted(["A", "B", "C"], key=lambda m: (
+        hashlib.sha256(f"1:{m}".encode()).hexdigest(), m))]
+    with raises(PHASE, "fewer than the 3 an attribution group needs"):
+        rules.allocation_groups(["A", "B"], 1, {**settings, "attribution": 1})

@@ -92,3 +92,18 @@ def test_private_key_file_is_owner_only_and_round_trips(tmp_path, private_key):
         load_private_key(tmp_path / "missing.key")
     with pytest.raises(CryptoError, match="do not match"):
         PaillierPrivateKey(private_key.public_key, private_key.p, private_key.p)
+
+
+def test_the_private_key_recovers_the_randomness_of_a_ciphertext(private_key, public_key):
+    """With phe's encryption (its own random r): r comes back, and so for a homomorphic sum,
+    whose r is the product of the summands' r."""
+    phe_public = public_key.to_phe()
+    n, nsquare = int(public_key.n), int(public_key.nsquare)
+    secrets_r = [phe_public.get_random_lt_n() for _ in range(3)]
+    raw = [phe_public.raw_encrypt(m, r_value=r) for m, r in zip([5, 0, 123456789], secrets_r)]
+    assert private_key.randomness(raw, workers=1) == secrets_r
+    product = raw[0] * raw[1] % nsquare
+    assert private_key.randomness([product]) == [secrets_r[0] * secrets_r[1] % n]
+    (m,) = private_key.decrypt([product])
+    (r,) = private_key.randomness([product])
+    assert (1 + m * n) * pow(r, n, nsquare) % nsquare == product  # re-encryption without the key

@@ -9,6 +9,7 @@ import pytest
 
 from blockfedml.crypto import FixedBaseRandomness, FixedPoint, MaskSecrets, SlotLayout, encoded_sum, secagg
 from blockfedml.errors import CryptoError, IntegrityError
+from blockfedml.store import sha256_hex
 
 ORGS = ["A", "B", "C", "D"]
 CODEC = FixedPoint()
@@ -39,23 +40,22 @@ def test_paillier_sum_decrypts_to_the_plaintext_fixed_point_sum_exactly(private_
         assert packed[0].to_bytes(layout.plaintext_bytes, "little")[:32] not in blob
     summed = secagg.sum_paillier(sealed, round_number=3, public_key=public_key, weights=weights(updates))
     total_weight = sum(weights(updates).values())
-    result = secagg.decrypt_paillier(summed, private_key, round_number=3, contributors=ORGS, weight=total_weight,
-                                     layout=layout)
+    # The key holder multiplies the committed ciphertexts itself: the same sum blob, byte for byte.
+    own_sum, result, opening = secagg.open_paillier(sealed, private_key, round_number=3, weights=weights(updates),
+                                                    layout=layout)
+    assert own_sum == summed
     assert secagg.result_from_bytes(result, 3, ORGS, total_weight) == reference(updates, ORGS)
-    # The decryptor opens only what the ledger authorized: other contributors, weight or round are refused.
-    for facts in [dict(contributors=ORGS[:2], weight=total_weight), dict(contributors=ORGS, weight=total_weight + 1)]:
-        with pytest.raises(IntegrityError, match="the ledger says"):
-            secagg.decrypt_paillier(summed, private_key, round_number=3, layout=layout, **facts)
-    with pytest.raises(IntegrityError):
-        secagg.decrypt_paillier(summed, private_key, round_number=4, contributors=ORGS, weight=total_weight,
-                                layout=layout)
+    # The opening re-encrypts: every published (m, r) gives back the product ciphertext, without the key.
+    header, plaintexts, randomness = secagg.opening_from_bytes(opening)
+    assert header["sum"] == sha256_hex(summed) and header["result"] == sha256_hex(result)
+    product = public_key.ciphertexts_from_bytes(secagg.unpack(summed, "paillier-sum")[1], header["count"])
+    n, nsquare = int(public_key.n), int(public_key.nsquare)
+    assert all((1 + m * n) * pow(r, n, nsquare) % nsquare == c for m, r, c in zip(plaintexts, randomness, product))
     wider = SlotLayout.for_round(CODEC, public_key.bits, 2 * len(ORGS))  # not the round's layout
     with pytest.raises(IntegrityError, match="layout"):
-        secagg.decrypt_paillier(summed, private_key, round_number=3, contributors=ORGS, weight=total_weight,
-                                layout=wider)
-    with pytest.raises(CryptoError, match="paillier-sum"):  # one member's ciphertexts are not a sum
-        secagg.decrypt_paillier(sealed["A"], private_key, round_number=3, contributors=["A"],
-                                weight=updates["A"][1], layout=layout)
+        secagg.open_paillier(sealed, private_key, round_number=3, weights=weights(updates), layout=wider)
+    with pytest.raises(IntegrityError):  # a blob of another round is refused
+        secagg.open_paillier(sealed, private_key, round_number=4, weights=weights(updates), layout=layout)
     with pytest.raises(IntegrityError, match="weight"):  # the aggregator's weights come from the ledger
         secagg.sum_paillier(sealed, round_number=3, public_key=public_key, weights={**weights(updates), "A": 1})
 
@@ -84,7 +84,7 @@ class Masking:
         return secagg.unmask(masked_sum, reveals, round_number=1, aggregator=aggregator,
                              secrets_=self.secrets[aggregator], bundles=self.bundles, share_keys=self.share_keys,
                              mask_keys=self.mask_keys, contributors=contributors, weight=weight,
-                             threshold=self.threshold)
+                             threshold=self.threshold)[0]
 
 
 def test_masked_sum_is_exact_with_one_member_dropped_before_and_one_after_sending(updates):
@@ -102,6 +102,15 @@ def test_masked_sum_is_exact_with_one_member_dropped_before_and_one_after_sendin
     assert secagg.result_from_bytes(result, 1, contributors, sum(w.values())) == reference(updates, contributors)
     with pytest.raises(CryptoError, match="too few survivors"):
         m.unmask(masked_sum, {o: reveals[o] for o in ["A", "B"]}, contributors, sum(w.values()))
+    # The opening: the contributors' seeds and D's key, with which anyone removes the masks again.
+    _, opening = secagg.unmask(masked_sum, reveals, round_number=1, aggregator="A", secrets_=m.secrets["A"],
+                               bundles=m.bundles, share_keys=m.share_keys, mask_keys=m.mask_keys,
+                               contributors=contributors, weight=sum(w.values()), threshold=3)
+    header, seeds, keys = secagg.mask_opening_from_bytes(opening)
+    assert sorted(seeds) == contributors and sorted(keys) == ["D"]
+    assert header["sum"] == sha256_hex(masked_sum) and header["result"] == sha256_hex(result)
+    assert secagg.remove_masks(masked_sum, seeds, keys, m.mask_keys, round_number=1,
+                               weight=sum(w.values())) == result
 
 
 def test_a_contributor_that_drops_after_sending_is_recovered_from_the_others(updates):

@@ -10,6 +10,8 @@ import pytest
 from blockfedml.consortium import Consortium
 from blockfedml.crypto import FixedPoint, encoded_sum, save_private_key, secagg
 from blockfedml.crypto.masking import open_share
+from blockfedml.crypto.paillier import PaillierPublicKey
+from blockfedml.crypto.randomness import FreshRandomness
 from blockfedml.errors import ConflictError, IntegrityError, NotAuthorizedError, PhaseError
 from blockfedml.exchange.transport import StoreTransport
 from blockfedml.fl.aggregation import MaskingAggregation, PaillierAggregation
@@ -105,11 +107,13 @@ def test_paillier_views_hold_ciphertexts_and_authorized_sums_only(tmp_path, priv
         for blob in views["Org1MSP"].read + views["CollaboratorMSP"].read:
             for org, (params, weight) in updates.items():
                 assert params.astype("<f8").tobytes() not in blob  # no update in the clear, anywhere
-        # The key holder read exactly one blob: the authorized sum over all three members.
-        assert [kind(b) for b in views["CollaboratorMSP"].read] == ["paillier-sum"]
-        header, _ = secagg.unpack(views["CollaboratorMSP"].read[0], "paillier-sum")
-        assert header["contributors"] == sorted(updates)
+        # The key holder read the committed ciphertexts of exactly the authorized contributors, and
+        # multiplied them itself: never the aggregator's sum blob.
         request = c.contract("Auditor").evaluate_json("GetDecryptions", result.round)[0]
+        read = views["CollaboratorMSP"].read
+        assert [kind(b) for b in read] == ["paillier-update"] * 3
+        assert sorted(secagg.unpack(b, "paillier-update")[0]["org"] for b in read) == request["contributors"]
+        assert request["contributors"] == sorted(updates)
         opened = secagg.result_from_bytes(c.store.get(request["result"]["digest"]), result.round,
                                           request["contributors"], request["weight"])
         assert opened == encoded_sum([CODEC.encode(x, weight=w) for x, w in updates.values()])  # exactly
@@ -138,24 +142,69 @@ def open_round(session, mode, committers):
     return round_
 
 
-def test_the_key_holder_refuses_a_sum_that_is_not_the_authorized_one(tmp_path, private_key):
+def forged_one_member_sum(c, round_, victim: str) -> bytes:
+    """What a cheating aggregator sends for opening: the victim's ciphertexts, re-randomized (so no
+    digest gives it away), dressed as the sum of every contributor."""
+    admin = c.contract("Org1")
+    commit = next(u for u in admin.evaluate_json("GetUpdates", round_["round"]) if u["msp_id"] == victim)
+    header, payload = secagg.unpack(c.store.get(commit["digest"]), "paillier-update")
+    key = PaillierPublicKey.from_bytes(c.store.get(round_["key"]["fingerprint"]))
+    ciphertexts = key.ciphertexts_from_bytes(payload, header["count"])
+    fresh = FreshRandomness(key).take(len(ciphertexts))
+    disguised = [cipher * rn % key.nsquare for cipher, rn in zip(ciphertexts, fresh)]
+    updates = admin.evaluate_json("GetUpdates", round_["round"])
+    forged = {"round": round_["round"], "contributors": sorted(u["msp_id"] for u in updates),
+              "weight": sum(u["num_samples"] for u in updates), "length": header["length"], "key": header["key"],
+              "layout": header["layout"], "count": header["count"]}
+    return secagg.pack("paillier-sum", forged, key.ciphertexts_to_bytes(disguised))
+
+
+def test_the_key_holder_refuses_a_forged_one_member_sum(tmp_path, private_key, captured):
+    """The attack of issue 16: the aggregator asks for the opening of all three members, but its sum
+    blob is one member's update. The key holder multiplies the committed ciphertexts itself, finds
+    another sum, and decrypts nothing; the ledger is unchanged."""
+    c = consortium(tmp_path, "forged", collaborator=True, key=private_key)
+    try:
+        session = Session(c, mode="paillier")
+        session.join_all()
+        everyone = ["Org1MSP", "Org2MSP", "Org3MSP"]
+        round_ = open_round(session, "paillier", everyone)
+        aggregator = next(m for m in session.members if m.msp_id == round_["aggregator"])
+        victim = next(o for o in everyone if o != aggregator.msp_id)
+        forged = forged_one_member_sum(c, round_, victim)
+        aggregator.contract.submit_json("RequestDecryption", round_["round"], c.store.put(forged), everyone)
+        height = c.ledger.height()
+        with pytest.raises(IntegrityError, match="the aggregator asked to open"):
+            session.keyholders[0].decrypt(round_["round"])
+        assert c.ledger.height() == height
+        assert c.contract("Auditor").evaluate_json("GetDecryptions", round_["round"])[0]["result"] is None
+        params, weight = captured[(round_["round"], victim)]
+        encoded = CODEC.encode(params, weight=weight).ints.astype("<i8").tobytes()
+        for digest in c.store.digests():  # the victim's encoded update is nowhere in the store
+            assert encoded[:64] not in c.store.get(digest)
+        impostor = KeyHolder("Org2MSP", c.contract("Org2"), c.store, private_key)  # holds the key, not the role
+        with pytest.raises(NotAuthorizedError, match="not the key holder"):
+            impostor.decrypt(round_["round"])
+    finally:
+        c.close()
+
+
+def test_the_key_holder_refuses_a_committed_ciphertext_swapped_in_the_store(tmp_path, private_key):
     c = consortium(tmp_path, "tamper", collaborator=True, key=private_key)
     try:
         session = Session(c, mode="paillier")
         session.join_all()
         round_ = open_round(session, "paillier", ["Org1MSP", "Org2MSP", "Org3MSP"])
         aggregator = next(m for m in session.members if m.msp_id == round_["aggregator"])
-        request = aggregator.aggregate(round_)
-        blob = c.store.path(request["digest"])
-        data = blob.read_bytes()  # the stored sum is swapped behind the ledger's back
+        aggregator.aggregate(round_)
+        commit = c.contract("Org1").evaluate_json("GetUpdates", round_["round"])[1]
+        blob = c.store.path(commit["digest"])
+        data = blob.read_bytes()  # a committed update is swapped behind the ledger's back
         blob.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
         height = c.ledger.height()
         with pytest.raises(IntegrityError):
             session.keyholders[0].decrypt(round_["round"])
         assert c.ledger.height() == height
-        impostor = KeyHolder("Org2MSP", c.contract("Org2"), c.store, private_key)  # holds the key, not the role
-        with pytest.raises(NotAuthorizedError, match="not the key holder"):
-            impostor.decrypt(round_["round"])
     finally:
         c.close()
 
@@ -229,3 +278,50 @@ def test_a_digits_session_reproduces_the_plaintext_accuracy(tmp_path, private_ke
     finally:
         plain.close()
         secure.close()
+
+
+def test_a_3_org_masking_round_where_one_drops_is_never_unmasked(tmp_path):
+    """The survivors' sum would be {aggregator, one member}: the aggregator refuses before writing,
+    and a direct request is refused by the ledger; nothing is opened, the ledger is unchanged."""
+    c = consortium(tmp_path, "drop", n_orgs=3)
+    try:
+        session = Session(c, mode="masking")
+        session.join_all()
+        round_ = open_round(session, "masking", ["Org1MSP", "Org2MSP"])  # Org3 drops; threshold 2
+        assert round_["mask_threshold"] == 2 and round_["aggregator"] == "Org1MSP"
+        aggregator = session.members[0]
+        height, blobs = c.ledger.height(), set(c.store.digests())
+        with pytest.raises(PhaseError, match="too few survivors"):
+            aggregator.aggregate(round_)
+        with pytest.raises(PhaseError, match="too few survivors to unmask"):
+            aggregator.contract.submit_json("RequestDecryption", round_["round"], "ab" * 32,
+                                            ["Org1MSP", "Org2MSP"])
+        assert c.ledger.height() == height and set(c.store.digests()) == blobs
+        assert c.contract("Auditor").evaluate_json("GetDecryptions", round_["round"]) == []
+    finally:
+        c.close()
+
+
+def test_the_aggregator_cannot_have_itself_and_one_victim_decrypted(tmp_path, private_key):
+    """The first attack of issue 16 on a real ledger: {aggregator, victim} is refused, nothing changes,
+    and the key holder has nothing to decrypt."""
+    from blockfedml.errors import InvalidInputError
+
+    c = consortium(tmp_path, "pair", collaborator=True, key=private_key)
+    try:
+        session = Session(c, mode="paillier")
+        session.join_all()
+        round_ = open_round(session, "paillier", ["Org1MSP", "Org2MSP", "Org3MSP"])
+        aggregator = session.members[0]
+        assert round_["aggregator"] == aggregator.msp_id == "Org1MSP"
+        commitments = aggregator.contract.evaluate_json("GetUpdates", round_["round"])
+        pair = {u["msp_id"]: c.store.get(u["digest"]) for u in commitments if u["msp_id"] in ("Org1MSP", "Org2MSP")}
+        context = aggregator.round_context(round_, weights={u["msp_id"]: u["num_samples"] for u in commitments})
+        digest = c.store.put(PaillierAggregation().sum(pair, context))
+        height = c.ledger.height()
+        with pytest.raises(InvalidInputError, match="Org1MSP, who sees the opened sum, would find 1 other"):
+            aggregator.contract.submit_json("RequestDecryption", round_["round"], digest, sorted(pair))
+        assert c.ledger.height() == height
+        assert session.keyholders[0].act(c.contract("Auditor").evaluate_json("GetRound", round_["round"])) is None
+    finally:
+        c.close()

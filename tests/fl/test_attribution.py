@@ -42,11 +42,11 @@ def test_accepted_updates_keep_only_the_accepted_groups() -> None:
 
 
 def test_a_lying_attacker_is_kept_out_of_every_aggregate_and_banned_while_honest_members_gain(tmp_path) -> None:
-    c = Consortium.create(tmp_path / "c", n_orgs=6, task=TaskSpec(dataset="digits"), auditor=False,
-                          settings={"attribution": 1, "penalty": 30})
-    attacker = "Org6MSP"
+    c = Consortium.create(tmp_path / "c", n_orgs=9, task=TaskSpec(dataset="digits"), auditor=False,
+                          settings={"attribution": 1, "penalty": 30})  # three groups of three
+    attacker = "Org9MSP"
     try:
-        session = Session(c, attack=AttackPlan("sign_flip", 1 / 6, lie=True))
+        session = Session(c, attack=AttackPlan("sign_flip", 1 / 9, lie=True))
         session.join_all()
         results = []
         while attacker not in sum((r.banned for r in results), []) and len(results) < 10:
@@ -56,7 +56,7 @@ def test_a_lying_attacker_is_kept_out_of_every_aggregate_and_banned_while_honest
         for result in results:
             record = auditor.evaluate_json("GetRound", result.round)
             assert [h["phase"] for h in record["history"]][3:5] == ["update", "attribution"]
-            assert all(len(g["members"]) >= 2 for g in record["attribution"]["groups"])  # never one update alone
+            assert all(len(g["members"]) >= 3 for g in record["attribution"]["groups"])  # 2 others for each member
             assert attacker not in record["proposal"]["contributors"]
             assert record["proposal"]["contributors"] == record["attribution"]["accepted"]
             # Each group aggregate is exactly the FedAvg of that group's committed updates.
@@ -79,7 +79,7 @@ def test_a_lying_attacker_is_kept_out_of_every_aggregate_and_banned_while_honest
 
 
 def test_a_round_whose_only_group_harms_is_rejected_and_the_head_stays(tmp_path) -> None:
-    settings = {"attribution": 1, "min_group_size": 3, "min_participants": 3}
+    settings = {"attribution": 1, "min_group_size": 2, "min_participants": 3}  # one group of three
     c = Consortium.create(tmp_path / "c", n_orgs=3, task=TaskSpec(), auditor=False, settings=settings)
     try:
         session = Session(c)
@@ -107,11 +107,11 @@ def test_under_paillier_group_aggregates_are_opened_group_sums_and_match_plainte
     key = generate_keypair(2048)
     runs = {}
     for mode in ("plaintext", "paillier"):
-        c = Consortium.create(tmp_path / mode, n_orgs=4, task=TaskSpec(), auditor=False, collaborator=True,
-                              settings={"attribution": 1})
+        c = Consortium.create(tmp_path / mode, n_orgs=6, task=TaskSpec(), auditor=False, collaborator=True,
+                              settings={"attribution": 1})  # two groups of three
         save_private_key(c.workdir / "keys" / "Collaborator" / "paillier.key", key)
         try:
-            result = Session(c, mode=mode, attack=AttackPlan("noise", 0.25, strength=5.0)).run(1)[0]
+            result = Session(c, mode=mode, attack=AttackPlan("noise", 1 / 6, strength=5.0)).run(1)[0]
             contract = c.contract("Org1")
             record = contract.evaluate_json("GetRound", 1)
             opened = contract.evaluate_json("GetDecryptions", 1) if mode == "paillier" else []
@@ -122,10 +122,10 @@ def test_under_paillier_group_aggregates_are_opened_group_sums_and_match_plainte
     (plain, plain_record, _, plain_groups, plain_model) = runs["plaintext"]
     (secure, record, opened, groups, model) = runs["paillier"]
     assert sorted(r["contributors"] for r in opened) == sorted(sorted(g) for g in record["groups"])
-    assert all(len(r["contributors"]) >= 2 and r["result"] for r in opened)
+    assert all(len(r["contributors"]) >= 3 and r["result"] for r in opened)
     assert [g["verdict"] for g in record["attribution"]["groups"]] == \
         [g["verdict"] for g in plain_record["attribution"]["groups"]]
-    assert "Org4MSP" not in record["proposal"]["contributors"]
+    assert "Org6MSP" not in record["proposal"]["contributors"]
     for exact, decrypted in zip(plain_groups, groups):
         assert np.allclose(exact, decrypted, atol=1e-5)          # fixed point, 20 fractional bits
     assert np.allclose(plain_model, model, atol=1e-5)

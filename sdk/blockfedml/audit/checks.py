@@ -17,14 +17,13 @@ import numpy as np
 from blockfedml_chaincode import deadlines, rules
 from blockfedml_chaincode.errors import ContractError
 
-from blockfedml.audit import secure
+from blockfedml.audit import recompute, secure
 from blockfedml.audit.evidence import Record, WorldState, phase_tx
 from blockfedml.audit.findings import Check, CheckResult
 from blockfedml.audit.groups import check_group_scores, settlements as attribution_settlements
 from blockfedml.audit.replay import BlockHistory, TxRecord
-from blockfedml.errors import (BlockFedMLError, CryptoError, IntegrityError, InvalidInputError, NotAuthorizedError,
+from blockfedml.errors import (BlockFedMLError, CryptoError, IntegrityError, NotAuthorizedError,
                                NotFoundError)
-from blockfedml.fl.aggregation import SecureAggregation, make_aggregation
 from blockfedml.ml.serialization import params_from_bytes, params_to_bytes
 from blockfedml.store import ModelStore
 from blockfedml.store.model_store import sha256_hex
@@ -254,7 +253,7 @@ def _check_allocation(check: Check, ctx: AuditContext, record: Record) -> None:
     settings = ctx.settings_at(allocate_tx)
     try:
         expected = {"aggregator": rules.choose_aggregator(participants, number),
-                    "groups": rules.make_groups(participants, number, settings["min_group_size"])}
+                    "groups": rules.allocation_groups(participants, number, settings)}
         absent: set[str] = set()
         started = {h.get("phase"): h.get("time", 0) for h in record.get("history") or []}
         for closure in record.get("closures") or []:  # an absent aggregator is replaced (ClosePhase)
@@ -291,8 +290,9 @@ def _check_allocation(check: Check, ctx: AuditContext, record: Record) -> None:
 def check_aggregates(ctx: AuditContext) -> CheckResult:
     """Every proposed aggregate is what the round's aggregation mode makes of exactly the
     contributors' committed updates: blobs re-hashed against their commitments, then combined
-    with ``make_aggregation(mode).combine`` (plaintext) or, in a secure mode, summed again and
-    checked against every authorized sum and its recorded opening (``audit.secure``); the
+    by the audit's own FedAvg (plaintext) or, in a secure mode, summed again and checked
+    against every authorized sum and its re-checked opening (``audit.secure``, on the audit's
+    own arithmetic in ``audit.recompute``, never the members' ``blockfedml.fl``); the
     result's digest is compared with the proposal, and with attribution each group's too."""
     check = Check("aggregates", TITLES["aggregates"])
     rounds = [r for r in ctx.state.rounds if r.get("proposal") or _group_digests(r)]
@@ -305,8 +305,7 @@ def check_aggregates(ctx: AuditContext) -> CheckResult:
     if counts["groups"]:
         detail += f", {counts['groups']} group aggregates"
     if sums:
-        detail += (f", {sums} authorized sums re-summed from the committed blobs (opening a sum needs the "
-                   "key holder's key or the shares sealed to the aggregator: not redone)")
+        detail += f", {sums} authorized sums re-summed from the committed blobs and their openings re-checked"
     return check.result(detail)
 
 
@@ -330,16 +329,16 @@ def _check_aggregate(check: Check, ctx: AuditContext, record: Record, counts: di
         check.skip(f"round {number}: there is no model store here, the aggregate cannot be recomputed")
         return
     mode_name = record.get("mode")
-    try:
-        mode = make_aggregation(mode_name)
-    except InvalidInputError as exc:
-        check.skip(f"round {number}: this SDK cannot recompute mode {mode_name!r}: {exc}")
+    secure_mode = mode_name in secure.SECURE_MODES
+    if mode_name != "plaintext" and not secure_mode:
+        check.skip(f"round {number}: this SDK cannot recompute mode {mode_name!r} (it knows plaintext, "
+                   f"{', '.join(secure.SECURE_MODES)})")
         return
     groups = _group_digests(record)
     needed = set(contributors) | {m for _, members, _ in groups for m in members}
     for request in ctx.state.decryptions.get(number, []):
         needed |= set(request["contributors"])
-    blobs = _committed_blobs(check, ctx, number, sorted(needed), commitments)
+    blobs = _committed_blobs(check, ctx, number, sorted(needed), commitments, masked=mode_name == "masking")
     if len(check.findings) > failures or blobs is None:
         return
     meta = _model_meta(ctx.store, (proposal or {}).get("digest"), *(d for _, _, d in groups),
@@ -348,20 +347,20 @@ def _check_aggregate(check: Check, ctx: AuditContext, record: Record, counts: di
         check.skip(f"round {number}: neither the proposed nor the base model is kept, so the model's "
                    "description needed to hash the aggregate is unknown")
         return
-    if isinstance(mode, SecureAggregation):
-        opened = secure.opened_sums(check, ctx, record, mode, blobs)
+    if secure_mode:
+        opened = secure.opened_sums(check, ctx, record, blobs)
         if opened is None:
             return
         requests = ctx.state.decryptions.get(number, [])
         by_members = {tuple(sorted(r["contributors"])): r for r in requests}
 
         def combine(members: list[str]) -> np.ndarray:
-            return secure.aggregate_of(mode, record, requests, opened, members)
+            return secure.aggregate_of(record, requests, opened, members)
     else:
         def combine(members: list[str]) -> np.ndarray:
-            return mode.combine({m: blobs[m] for m in members})
+            return recompute.fedavg({m: blobs[m] for m in members})
     for index, members, digest in groups:
-        if isinstance(mode, SecureAggregation) and tuple(members) not in by_members:
+        if secure_mode and tuple(members) not in by_members:
             check.fail(f"group {index} ({', '.join(members)}) has an aggregate but no opened sum of its own",
                        round=number, tx=phase_tx(record, "attribution"), object=f"group {index} of round {number}")
             continue
@@ -383,9 +382,11 @@ def _check_aggregate(check: Check, ctx: AuditContext, record: Record, counts: di
 
 
 def _committed_blobs(check: Check, ctx: AuditContext, number: int, msps: list[str],
-                     commitments: dict[str, Record]) -> dict[str, bytes] | None:
+                     commitments: dict[str, Record], masked: bool = False) -> dict[str, bytes] | None:
     """The committed update blobs of ``msps``, each re-hashed against its commitment (digest and
-    size); a mismatch is a finding; None (with a skip) when the store does not keep them all."""
+    size); a mismatch is a finding; None (with a skip) when the store does not keep them all —
+    except for masked updates (``masked``), which reach only the aggregator: then the masked sum
+    stored under the request's digest stands in for them, and its opening is still redone."""
     blobs: dict[str, bytes] = {}
     not_kept = []
     for msp in msps:
@@ -405,7 +406,10 @@ def _committed_blobs(check: Check, ctx: AuditContext, number: int, msps: list[st
         if len(blob) != commitment.get("size"):
             check.fail(f"has {len(blob)} bytes, its commitment says {commitment.get('size')}", **where)
         blobs[msp] = blob
-    if not_kept:
+    if not_kept and masked:
+        check.skip(f"round {number}: the masked updates of {', '.join(not_kept)} reached only the aggregator, so "
+                   "the masked sum is not re-summed: the stored one is used (its opening is still redone)")
+    elif not_kept:
         check.skip(f"round {number}: the update blobs of {', '.join(not_kept)} are not kept in the store, "
                    "so the aggregate cannot be recomputed")
         return None

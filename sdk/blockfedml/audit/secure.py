@@ -1,31 +1,29 @@
-"""Secure rounds recomputed without any secret: the sums, and what their openings became.
+"""Secure rounds recomputed without any secret: the sums, and every opening re-checked.
 
-An auditor holds no Paillier private key and no mask secret, yet most of a
-secure round is public arithmetic on blobs the ledger pins by digest:
+An auditor holds no Paillier private key and no mask secret, yet a whole secure round is
+public arithmetic on blobs the ledger pins by digest, done here with the audit's own code
+(``audit.recompute``, from gmpy2, numpy and the crypto primitives; never ``blockfedml.fl``):
 
-* every committed ciphertext (or masked vector) is re-hashed against its
-  commitment (by the caller, ``checks.check_aggregates``);
-* the sum of exactly the contributors named in each authorized request
-  (``GetDecryptions``) is recomputed with the mode's own ``sum`` — the
-  homomorphic product of the ciphertexts under the round's pinned public key,
-  or the wrapping sum of the masked vectors — and its SHA-256 must be the
-  request's ``digest``; the request's ``weight`` must be the contributors'
-  committed sample counts; a Paillier sum must use the slot layout the
-  round's public facts give (what the key holder checks before decrypting);
-* the recorded opening (a ``sum-result`` blob, re-hashed by the store) is
-  decoded with the round's public facts (contributors, total weight) by the
-  mode's own ``finish`` / ``finish_sums``, exactly as the aggregator did, and
-  the caller compares the resulting model's digest with the proposal;
-* masking: every share bundle and reveal is re-hashed against its ledger
-  record and its header must agree with the ledger (round, sender, threshold,
-  advertised mask key, recipients, contributor set), from at least
-  ``mask_threshold`` participants.
+* every committed ciphertext (or masked vector) is re-hashed against its commitment (by the
+  caller, ``checks.check_aggregates``);
+* the sum of exactly the contributors named in each authorized request (``GetDecryptions``)
+  is recomputed — the product of the ciphertexts under the round's pinned key, or the
+  wrapping sum of the masked vectors — and its SHA-256 must be the request's ``digest``;
+  the request's ``weight`` must be the contributors' committed sample counts; a Paillier
+  sum must use the slot layout the round's public facts give;
+* every opening is redone: Paillier — the key holder published each plaintext m with its
+  randomness r, and (1 + m*n) * r^n mod n^2 must be the product ciphertext, slot by slot
+  (a complete proof of decryption without the key); masking — the aggregator published
+  the rebuilt self-mask seeds (each must hash to its owner's commitment in its share
+  bundle) and the dropped members' mask keys (each must be the key it advertised), and
+  the audit removes the masks itself. The recorded ``sum-result`` must hold exactly the
+  values so obtained; the caller rebuilds the model from them and compares digests;
+* masking: every share bundle and reveal is re-hashed against its ledger record and its
+  header must agree with the ledger (round, sender, threshold, advertised mask key,
+  recipients, contributor set), from at least ``mask_threshold`` participants.
 
-What stays with the party that holds the secret: the Paillier decryption of
-the sum (the key holder's private key) and the unmasking (the reveals are
-sealed to the aggregator). The audit shows that the opened sum is the one the
-model was built from and that the sum it opens is the sum of the committed
-updates; whether one decrypts to the other needs the key (docs/audit.md).
+An opening is PASS or FAIL: one that is missing or does not re-check is a finding naming
+the round, the request and, for Paillier, the slot.
 """
 
 from __future__ import annotations
@@ -35,33 +33,38 @@ from typing import Any
 
 import numpy as np
 
+from blockfedml.audit import recompute
 from blockfedml.audit.evidence import Record, phase_tx
 from blockfedml.audit.findings import Check
 from blockfedml.crypto import secagg
+from blockfedml.crypto.encoding import FixedPoint
+from blockfedml.crypto.packing import SlotLayout
 from blockfedml.crypto.paillier import PaillierPublicKey
 from blockfedml.errors import BlockFedMLError, NotFoundError
-from blockfedml.fl.aggregation import MaskingAggregation, PaillierAggregation, RoundContext, SecureAggregation
 from blockfedml.store.model_store import sha256_hex
 
 BLOB_ERRORS = (BlockFedMLError, KeyError, ValueError, TypeError)  # a malformed blob, whatever it breaks
+SECURE_MODES = ("paillier", "masking")
+Opened = tuple[np.ndarray, dict[str, Any], int]  # (weighted fixed-point sum, codec, total weight)
 
 
-def opened_sums(check: Check, ctx: Any, record: Record, mode: SecureAggregation,
-                blobs: Mapping[str, bytes]) -> dict[int, bytes] | None:
-    """Recompute and check every authorized sum of a secure round; return the opened
-    ``sum-result`` blobs by request index (decodable with the round's facts), or None when
-    a finding or a skip means the round's aggregate cannot be recomputed."""
+def opened_sums(check: Check, ctx: Any, record: Record, blobs: Mapping[str, bytes]) -> dict[int, Opened] | None:
+    """Recompute and check every authorized sum of a secure round and its opening; return the
+    opened sums by request index, or None when a finding means the round's aggregate cannot be
+    recomputed."""
     number = record["round"]
     requests = ctx.state.decryptions.get(number, [])
     weights = {u["msp_id"]: u["num_samples"] for u in ctx.state.updates.get(number, [])}
-    context = _context(check, ctx, record, mode, weights)
-    if context is None:
-        return None
-    if isinstance(mode, MaskingAggregation) and not _check_masking_records(check, ctx, record, requests):
+    key = None
+    if record.get("mode") == "paillier":
+        key = _public_key(check, ctx, record)
+        if key is None:
+            return None
+    elif not _check_masking_records(check, ctx, record, requests):
         return None
     failures, opened, complete = len(check.findings), {}, True
     for request in sorted(requests, key=lambda r: r["index"]):
-        result = _check_request(check, ctx, record, mode, context, request, blobs, weights)
+        result = _check_request(check, ctx, record, key, request, blobs, weights)
         if result is None:
             complete = False
         else:
@@ -69,26 +72,20 @@ def opened_sums(check: Check, ctx: Any, record: Record, mode: SecureAggregation,
     return opened if complete and len(check.findings) == failures else None
 
 
-def aggregate_of(mode: SecureAggregation, record: Record, requests: list[Record],
-                 opened: Mapping[int, bytes], contributors: list[str]) -> np.ndarray:
-    """The parameters the aggregator made of the opened sums that cover ``contributors``: one
-    sum finished (``finish``), or, with attribution, the accepted groups' sums (``finish_sums``)."""
-    number = record["round"]
+def aggregate_of(record: Record, requests: list[Record], opened: Mapping[int, Opened],
+                 contributors: list[str]) -> np.ndarray:
+    """The parameters made of the opened sums that cover ``contributors``: one sum's average,
+    or, with attribution, the weighted average of the accepted groups' sums."""
     chosen = [r for r in requests if set(r["contributors"]) <= set(contributors)]
     if record.get("attribution") is None and len(chosen) == 1:
-        (request,) = chosen
-        return mode.finish(opened[request["index"]], number, request["contributors"], request["weight"])
-    return mode.finish_sums([(opened[r["index"]], r["contributors"], r["weight"]) for r in chosen], number)
+        return recompute.average(*opened[chosen[0]["index"]])
+    return recompute.average_of_sums([opened[r["index"]] for r in chosen])
 
 
-def _context(check: Check, ctx: Any, record: Record, mode: SecureAggregation,
-             weights: dict[str, int]) -> RoundContext | None:
-    """The round's public facts; for Paillier the key pinned at Allocate, read back from the store
-    under its fingerprint (so re-hashed), with the size and epoch the ledger gives."""
+def _public_key(check: Check, ctx: Any, record: Record) -> PaillierPublicKey | None:
+    """The key pinned at Allocate, read back from the store under its fingerprint (so re-hashed),
+    with the size and epoch the ledger gives."""
     number = record["round"]
-    participants = tuple(record.get("participants") or [])
-    if not isinstance(mode, PaillierAggregation):
-        return RoundContext(number, participants, weights)
     pinned = record.get("key") or {}
     where = dict(round=number, tx=phase_tx(record, "allocation"), object=f"public key {pinned.get('fingerprint')}")
     published = ctx.state.public_keys.get(record.get("keyholder") or "")
@@ -102,8 +99,8 @@ def _context(check: Check, ctx: Any, record: Record, mode: SecureAggregation,
     try:
         key = PaillierPublicKey.from_bytes(ctx.store.get(pinned["fingerprint"]))
     except NotFoundError:
-        check.skip(f"round {number}: the public key {pinned.get('fingerprint')} is not kept in the store, "
-                   "so the ciphertexts cannot be summed")
+        check.fail("the pinned public key is not available, so neither the sums nor their openings can be "
+                   "re-checked", **where)
         return None
     except BLOB_ERRORS as exc:
         check.fail(f"the pinned public key cannot be read: {exc}", **where)
@@ -111,11 +108,11 @@ def _context(check: Check, ctx: Any, record: Record, mode: SecureAggregation,
     if key.bits != pinned.get("bits"):
         check.fail(f"the pinned key has {key.bits} bits, the ledger says {pinned.get('bits')}", **where)
         return None
-    return RoundContext(number, participants, weights, public_key=key)
+    return key
 
 
-def _check_request(check: Check, ctx: Any, record: Record, mode: SecureAggregation, context: RoundContext,
-                   request: Record, blobs: Mapping[str, bytes], weights: dict[str, int]) -> bytes | None:
+def _check_request(check: Check, ctx: Any, record: Record, key: PaillierPublicKey | None, request: Record,
+                   blobs: Mapping[str, bytes], weights: dict[str, int]) -> Opened | None:
     """One authorized sum: weight, recomputed sum and its digest, stored sum, then the opening."""
     number, index = record["round"], request["index"]
     contributors = request["contributors"]
@@ -125,60 +122,135 @@ def _check_request(check: Check, ctx: Any, record: Record, mode: SecureAggregati
         check.fail(f"records weight {request.get('weight')}, the contributors committed {expected_weight} samples",
                    **where)
         return None
+    chosen = {m: blobs[m] for m in contributors if m in blobs}
+    product: list[int] = []
+    if key is None and len(chosen) < len(contributors):  # masked updates not kept: the stored masked sum
+        return _opening_of_stored_masked_sum(check, ctx, record, request, where)
     try:
-        summed = mode.sum({m: blobs[m] for m in contributors}, context)
+        if key is not None:
+            summed, product = recompute.paillier_sum(chosen, int(key.n), key.fingerprint, number, weights)
+        else:
+            summed = recompute.masked_sum(chosen, number, weights, record.get("participants") or [])
     except BLOB_ERRORS as exc:
         check.fail(f"the committed updates of {', '.join(contributors)} cannot be summed: {exc}", **where)
         return None
     check.checked += 1
     digest = sha256_hex(summed)
     if digest != request["digest"]:
-        check.fail(f"the {mode.name} sum of the committed updates of {', '.join(contributors)} hashes to {digest}, "
-                   f"but the aggregator asked to open {request['digest']}", **where)
+        check.fail(f"the {record.get('mode')} sum of the committed updates of {', '.join(contributors)} hashes to "
+                   f"{digest}, but the aggregator asked to open {request['digest']}", **where)
         return None
-    if ctx.store.has(digest):  # the stored copy the key holder read: re-hashed by the store
+    if ctx.store.has(digest):  # the stored copy: re-hashed by the store
         try:
             ctx.store.get(digest)
         except BLOB_ERRORS as exc:
             check.fail(f"the stored sum blob is corrupt: {exc}", **{**where, "object": f"sum blob {digest}"})
             return None
-    header = secagg.unpack(summed, f"{'paillier' if isinstance(mode, PaillierAggregation) else 'masked'}-sum")[0]
-    if isinstance(mode, PaillierAggregation) and header.get("layout") != mode.layout(context).to_dict():
-        check.fail("the ciphertexts are packed with another slot layout than the round's key size and "
-                   "participant count give", **where)
+    header = recompute.parse(summed, "paillier-sum" if key is not None else "masked-sum")[0]
+    if key is not None:
+        layout = SlotLayout.for_round(FixedPoint(), key.bits, len(record.get("participants") or []))
+        if header.get("layout") != layout.to_dict():
+            check.fail("the ciphertexts are packed with another slot layout than the round's key size and "
+                       "participant count give", **where)
+            return None
+    return _check_opening(check, ctx, record, key, request, header, summed, product)
+
+
+def _opening_of_stored_masked_sum(check: Check, ctx: Any, record: Record, request: Record,
+                                  where: dict[str, Any]) -> Opened | None:
+    """The masked sum the request names, re-hashed by the store and checked against the ledger's
+    facts, then its opening redone (the caller noted that it was not re-summed)."""
+    summed = _stored(check, ctx, request["digest"], "masked sum", {**where, "object": f"sum blob {request['digest']}"})
+    if summed is None:
         return None
-    return _check_opening(check, ctx, record, mode, request, header)
+    try:
+        header = recompute.parse(summed, "masked-sum")[0]
+        recompute.expect(header, "the masked sum", round=record["round"], contributors=sorted(request["contributors"]),
+                         weight=request["weight"])
+    except BLOB_ERRORS as exc:
+        check.fail(f"the stored masked sum is not the one authorized: {exc}", **where)
+        return None
+    return _check_opening(check, ctx, record, None, request, header, summed, [])
 
 
-def _check_opening(check: Check, ctx: Any, record: Record, mode: SecureAggregation, request: Record,
-                   header: Record) -> bytes | None:
-    """The recorded opening: re-hashed, and decodable with the round's contributors and weight."""
-    number, result = record["round"], request.get("result")
+def _check_opening(check: Check, ctx: Any, record: Record, key: PaillierPublicKey | None, request: Record,
+                   header: Record, summed: bytes, product: list[int]) -> Opened | None:
+    """The recorded opening, redone: the sum-result must hold what the published opening proves."""
+    number, index, result = record["round"], request["index"], request.get("result")
     if result is None:
         if record.get("proposal"):
             check.fail("the round proposed an aggregate, but this sum was never opened", round=number,
-                       tx=request.get("tx"), object=f"sum {request['digest']} (request {request['index']})")
+                       tx=request.get("tx"), object=f"sum {request['digest']} (request {index})")
         return None
-    where = dict(round=number, tx=result.get("tx"),
-                 object=f"sum-result blob {result['digest']} (request {request['index']})")
-    try:
-        blob = ctx.store.get(result["digest"])
-    except NotFoundError:
-        check.skip(f"round {number}: the opened sum {result['digest']} is not kept in the store")
-        return None
-    except BLOB_ERRORS as exc:
-        check.fail(f"the recorded decryption result does not match its digest: {exc}", **where)
+    where = dict(round=number, tx=result.get("tx"), object=f"sum-result blob {result['digest']} (request {index})")
+    blob = _stored(check, ctx, result["digest"], "decryption result", where)
+    if blob is None:
         return None
     try:
-        params = mode.finish(blob, number, request["contributors"], request["weight"])
+        ints, codec = recompute.result_values(blob, number, request["contributors"], request["weight"])
     except BLOB_ERRORS as exc:
         check.fail(f"the recorded decryption result cannot be decoded with the round's facts: {exc}", **where)
         return None
-    if params.size != header.get("length"):
-        check.fail(f"the recorded decryption result has {params.size} values, the sum has {header.get('length')}",
+    if ints.size != header.get("length"):
+        check.fail(f"the recorded decryption result has {ints.size} values, the sum has {header.get('length')}",
                    **where)
         return None
-    return blob
+    opening_where = {**where, "object": f"opening {result.get('opening')} of sum {index} of round {number}"}
+    if not result.get("opening"):
+        check.fail("the opening was recorded without what re-checks it (no opening digest)", **opening_where)
+        return None
+    opening = _stored(check, ctx, result["opening"], "opening", opening_where)
+    if opening is None:
+        return None
+    try:
+        if key is not None:
+            plaintexts = recompute.verify_paillier_opening(opening, product, int(key.n))
+            expected = recompute.unpack_slots(plaintexts, header["layout"], int(header["length"]), request["weight"])
+        else:
+            expected = _redo_unmasking(ctx, record, request, opening, summed)
+    except recompute.SlotMismatch as exc:
+        check.fail(f"round {number}, sum {index}, {exc}", **opening_where)
+        return None
+    except BLOB_ERRORS as exc:
+        check.fail(f"round {number}, sum {index}: the opening does not re-check: {exc}", **opening_where)
+        return None
+    check.checked += 1
+    if not np.array_equal(expected, ints):
+        first = int(np.flatnonzero(expected != ints)[0])
+        slot = f"slot {first // header['layout']['slots']}, " if key is not None else ""
+        check.fail(f"round {number}, sum {index}: the recorded result differs from the re-checked opening at "
+                   f"{slot}value {first}", **where)
+        return None
+    return ints, codec, request["weight"]
+
+
+def _redo_unmasking(ctx: Any, record: Record, request: Record, opening: bytes, summed: bytes) -> np.ndarray:
+    """The masked sum unmasked with the published seeds and keys, each checked against its commitment."""
+    number = record["round"]
+    rows = ctx.state.mask_records.get(number, {})
+    advertised = {k["msp_id"]: bytes.fromhex(k["mask_key"]) for k in rows.get("keys", [])}
+    commitments = {}
+    for share in rows.get("shares", []):
+        if share["msp_id"] in request["contributors"]:
+            commitments[share["msp_id"]] = recompute.parse(ctx.store.get(share["digest"]),
+                                                           "share-bundle")[0]["self_seed_sha256"]
+    header, seeds, keys = recompute.mask_opening(opening)
+    if header.get("round") != number or header.get("sum") != request["digest"]:
+        raise ValueError(f"the opening is of round {header.get('round')}, sum {header.get('sum')}")
+    recompute.check_mask_secrets(seeds, keys, request["contributors"], record.get("participants") or [],
+                                 commitments, advertised)
+    return recompute.unmask(summed, seeds, keys, advertised, number)
+
+
+def _stored(check: Check, ctx: Any, digest: str, what: str, where: dict[str, Any]) -> bytes | None:
+    """A blob the ledger names, re-hashed; missing or corrupt is a finding (an opening is never skipped)."""
+    try:
+        return ctx.store.get(digest)
+    except NotFoundError:
+        check.fail(f"the {what} is not available, so the opening cannot be re-checked", **where)
+    except BLOB_ERRORS as exc:
+        check.fail(f"the recorded {what} does not match its digest: {exc}", **where)
+    return None
 
 
 def _check_masking_records(check: Check, ctx: Any, record: Record, requests: list[Record]) -> bool:

@@ -178,6 +178,9 @@ class PaillierPrivateKey:
         g = public_key.n + 1
         self.hp = gmpy2.invert((gmpy2.powmod(g, p - 1, self.psquare) - 1) // p, p)
         self.hq = gmpy2.invert((gmpy2.powmod(g, q - 1, self.qsquare) - 1) // q, q)
+        # n^-1 mod (p-1) and mod (q-1): the n-th root mod p and mod q (gcd(n, phi) = 1 for equal-size primes)
+        self.root_p = gmpy2.invert(public_key.n, p - 1)
+        self.root_q = gmpy2.invert(public_key.n, q - 1)
 
     def decrypt(self, ciphertexts: Sequence[gmpy2.mpz], workers: int = WORKERS) -> list[int]:
         """The plaintexts of these ciphertexts, in order."""
@@ -193,6 +196,25 @@ class PaillierPrivateKey:
             return out
 
         return parallel(decrypt_chunk, list(ciphertexts), workers)
+
+    def randomness(self, ciphertexts: Sequence[gmpy2.mpz], workers: int = WORKERS) -> list[int]:
+        """The r of each ciphertext: c = (1 + n)^m * r^n mod n^2, so c = r^n mod n and
+        r = (c mod n)^(n^-1 mod phi(n)) mod n, taken mod p and mod q and joined (CRT).
+
+        Published next to m, r lets anyone re-encrypt m and compare with c without the
+        private key: for Paillier that is a complete proof that m is c's plaintext
+        (Paillier 1999, sec. 5: the map (m, r) -> c is a bijection)."""
+        p, q, root_p, root_q, p_inverse = self.p, self.q, self.root_p, self.root_q, self.p_inverse
+
+        def roots(chunk: Sequence[gmpy2.mpz]) -> list[int]:
+            out = []
+            for c in chunk:
+                rp = gmpy2.powmod(c % p, root_p, p)
+                rq = gmpy2.powmod(c % q, root_q, q)
+                out.append(int(rp + ((rq - rp) * p_inverse % q) * p))
+            return out
+
+        return parallel(roots, list(ciphertexts), workers)
 
     def to_bytes(self) -> bytes:
         """Secret: the primes, for the key holder's own file (mode 0600)."""

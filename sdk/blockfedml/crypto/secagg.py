@@ -15,7 +15,9 @@ Kinds: ``paillier-update`` / ``paillier-sum`` (fixed-width ciphertexts),
 encrypted Shamir shares, one per recipient), ``share-reveal`` (the shares a
 member releases for one contributor set, sealed to the aggregator) and
 ``sum-result`` (int64: the exact weighted fixed-point sum, what a secure
-round opens).
+round opens), ``paillier-opening`` (every decrypted plaintext with its
+randomness r, so anyone can re-encrypt it) and ``mask-opening`` (the
+rebuilt self-mask seeds and dropped mask keys, so anyone can unmask again).
 """
 
 from __future__ import annotations
@@ -121,16 +123,45 @@ def sum_paillier(blobs: Mapping[str, bytes], *, round_number: int, public_key: P
     return pack("paillier-sum", header, public_key.ciphertexts_to_bytes(public_key.add(vectors)))
 
 
-def decrypt_paillier(sum_blob: bytes, private_key: PaillierPrivateKey, *, round_number: int,
-                     contributors: Sequence[str], weight: int, layout: SlotLayout) -> bytes:
-    """Decrypt an authorized sum: the caller passes what the ledger authorized (and the layout the
-    round's public facts give), the blob must agree."""
+def open_paillier(blobs: Mapping[str, bytes], private_key: PaillierPrivateKey, *, round_number: int,
+                  weights: Mapping[str, int], layout: SlotLayout) -> tuple[bytes, bytes, bytes]:
+    """The key holder's opening of an authorized sum, from the committed ciphertexts themselves.
+
+    ``blobs`` are the contributors' committed updates (checked against their commitments
+    by the caller), ``weights`` their committed sample counts. The key holder multiplies
+    them itself — the sum blob it rebuilds must hash to the digest the ledger authorized,
+    so an aggregator's blob is only a hint — decrypts only that product, and recovers the
+    randomness r of each product ciphertext. Returns ``(sum_blob, sum_result, opening)``:
+    the opening (kind ``paillier-opening``) holds every plaintext m and its r, so anyone
+    can re-encrypt and compare with the product (docs/secure-aggregation.md).
+    """
+    public_key = private_key.public_key
+    sum_blob = sum_paillier(blobs, round_number=round_number, public_key=public_key, weights=weights)
     header, payload = unpack(sum_blob, "paillier-sum")
-    expect(header, round=round_number, contributors=sorted(contributors), weight=weight,
-           key=private_key.public_key.fingerprint, layout=layout.to_dict())
-    plaintexts = private_key.decrypt(_ciphertexts(header, payload, private_key.public_key))
-    total = layout.unpack(plaintexts, int(header["length"]), weight)
-    return result_to_bytes(total, round_number, contributors)
+    expect(header, layout=layout.to_dict())
+    ciphertexts = _ciphertexts(header, payload, public_key)
+    plaintexts = private_key.decrypt(ciphertexts)
+    randomness = private_key.randomness(ciphertexts)
+    contributors = sorted(blobs)
+    result = result_to_bytes(layout.unpack(plaintexts, int(header["length"]), header["weight"]), round_number,
+                             contributors)
+    width = (int(public_key.n).bit_length() + 7) // 8
+    opening_header = {"round": round_number, "contributors": contributors, "weight": header["weight"],
+                      "key": public_key.fingerprint, "count": len(ciphertexts), "width": width,
+                      "sum": hashlib.sha256(sum_blob).hexdigest(), "result": hashlib.sha256(result).hexdigest()}
+    body = b"".join(int(v).to_bytes(width, "big") for v in [*plaintexts, *randomness])
+    return sum_blob, result, pack("paillier-opening", opening_header, body)
+
+
+def opening_from_bytes(data: bytes) -> tuple[dict[str, Any], list[int], list[int]]:
+    """(header, plaintexts, randomness) of a ``paillier-opening`` blob."""
+    header, payload = unpack(data, "paillier-opening")
+    count, width = int(header["count"]), int(header["width"])
+    if len(payload) != 2 * count * width:
+        raise IntegrityError(f"a paillier-opening of {count} ciphertexts takes {2 * count * width} bytes, "
+                             f"got {len(payload)}")
+    values = [int.from_bytes(payload[i:i + width], "big") for i in range(0, len(payload), width)]
+    return header, values[:count], values[count:]
 
 
 # -- masking ----------------------------------------------------------------------------
@@ -224,9 +255,16 @@ def reveal_shares(secrets_: MaskSecrets, *, round_number: int, org: str, bundles
 
 def unmask(masked_sum: bytes, reveals: Mapping[str, bytes], *, round_number: int, aggregator: str,
            secrets_: MaskSecrets, bundles: Mapping[str, bytes], share_keys: Mapping[str, bytes],
-           mask_keys: Mapping[str, bytes], contributors: Sequence[str], weight: int, threshold: int) -> bytes:
+           mask_keys: Mapping[str, bytes], contributors: Sequence[str], weight: int,
+           threshold: int) -> tuple[bytes, bytes]:
     """Rebuild the contributors' self-mask seeds and the dropped members' mask keys from
-    exactly ``threshold`` revealed shares each, remove every mask, return the sum-result."""
+    exactly ``threshold`` revealed shares each, remove every mask; return the sum-result and
+    the opening (kind ``mask-opening``: those seeds and keys, each checked against its
+    commitment, so anyone can remove the masks again — ``remove_masks``).
+
+    Publishing them shows nobody more than the aggregator already sees: the contributors'
+    pairwise masks stay secret (their mask keys are never revealed), and a dropped member's
+    self-mask never entered any sum."""
     header, payload = unpack(masked_sum, "masked-sum")
     expect(header, round=round_number, contributors=sorted(contributors), weight=weight)
     contributing = set(contributors)
@@ -248,21 +286,40 @@ def unmask(masked_sum: bytes, reveals: Mapping[str, bytes], *, round_number: int
             if org in key_shares:
                 key_shares[org].append(shamir.share_from_bytes(bytes.fromhex(share)))
 
-    length = int(header["length"])
-    masks = np.zeros(length, dtype=np.uint64)
+    seeds, keys = {}, {}
     for org in sorted(contributing):
         bundle_header, _ = unpack(bundles[org], "share-bundle")
         seed = _rebuild(seed_shares[org], threshold, f"the self-mask seed of {org}")
         if hashlib.sha256(seed).hexdigest() != bundle_header["self_seed_sha256"]:
             raise IntegrityError(f"the rebuilt self-mask seed of {org} does not match its commitment: "
                                  "a revealed share is wrong")
-        masks += masking.expand(masking.self_mask_seed(seed, round_number, org), length)
+        seeds[org] = seed
     for org in dropped:
-        key = X25519PrivateKey.from_private_bytes(
-            _rebuild(key_shares[org], threshold, f"the mask key of dropped member {org}"))
-        if masking.public_bytes(key) != mask_keys[org]:
+        key = _rebuild(key_shares[org], threshold, f"the mask key of dropped member {org}")
+        if masking.public_bytes(X25519PrivateKey.from_private_bytes(key)) != mask_keys[org]:
             raise IntegrityError(f"the rebuilt mask key of {org} does not match the key it advertised")
-        for peer in sorted(contributing):  # undo the pairwise mask each contributor shared with org
+        keys[org] = key
+    result = remove_masks(masked_sum, seeds, keys, mask_keys, round_number=round_number, weight=weight)
+    opening_header = {"round": round_number, "contributors": sorted(contributors), "weight": weight,
+                      "sum": hashlib.sha256(masked_sum).hexdigest(), "result": hashlib.sha256(result).hexdigest()}
+    body = canonical_json({"self_seeds": {o: v.hex() for o, v in seeds.items()},
+                           "mask_keys": {o: v.hex() for o, v in keys.items()}}).encode()
+    return result, pack("mask-opening", opening_header, body)
+
+
+def remove_masks(masked_sum: bytes, seeds: Mapping[str, bytes], keys: Mapping[str, bytes],
+                 mask_keys: Mapping[str, bytes], *, round_number: int, weight: int) -> bytes:
+    """The sum-result of a masked sum, given every contributor's self-mask seed and every
+    dropped member's mask key (private bytes); ``mask_keys`` are the advertised public keys."""
+    header, payload = unpack(masked_sum, "masked-sum")
+    length = int(header["length"])
+    masks = np.zeros(length, dtype=np.uint64)
+    contributors = sorted(header["contributors"])
+    for org in contributors:
+        masks += masking.expand(masking.self_mask_seed(seeds[org], round_number, org), length)
+    for org in sorted(keys):
+        key = X25519PrivateKey.from_private_bytes(keys[org])
+        for peer in contributors:  # undo the pairwise mask each contributor shared with org
             stream = masking.expand(masking.pair_seed(key, mask_keys[peer], round_number, org, peer), length)
             if masking.pair_sign(peer, org) > 0:
                 masks += stream
@@ -271,6 +328,17 @@ def unmask(masked_sum: bytes, reveals: Mapping[str, bytes], *, round_number: int
     ints = (np.frombuffer(payload, "<u8") - masks).view(np.int64)
     total = EncodedVector(FixedPoint.from_dict(header["codec"]), ints, weight)
     return result_to_bytes(total, round_number, contributors)
+
+
+def mask_opening_from_bytes(data: bytes) -> tuple[dict[str, Any], dict[str, bytes], dict[str, bytes]]:
+    """(header, self-mask seeds, dropped mask keys) of a ``mask-opening`` blob."""
+    header, payload = unpack(data, "mask-opening")
+    try:
+        body = json.loads(payload)
+        return (header, {o: bytes.fromhex(v) for o, v in body["self_seeds"].items()},
+                {o: bytes.fromhex(v) for o, v in body["mask_keys"].items()})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise IntegrityError("a mask-opening blob is malformed") from None
 
 
 def _rebuild(shares: list, threshold: int, what: str) -> bytes:

@@ -10,7 +10,7 @@ A secure mode cannot combine in one step: the aggregator can only *sum* the
 sealed blobs (homomorphically, or by adding masked vectors); the sum is opened
 by someone else — the key holder decrypts it, or the members reveal the
 shares that remove the masks — and only once the ledger has authorized that
-sum (its contributors, at least ``min_group_size`` of them). So a
+sum (its contributors, ``min_group_size`` of them besides anyone who sees it). So a
 ``SecureAggregation`` adds ``sum`` and ``finish`` around that opening step,
 and takes a :class:`RoundContext`: the round's public facts (participants,
 key, mask keys, weights) and, for a member, its own secrets. The
@@ -160,11 +160,12 @@ class PaillierAggregation(SecureAggregation):
                                    public_key=_need(context.public_key, "the key holder's public key"),
                                    weights=context.weights)
 
-    def decrypt(self, sum_blob: bytes, private_key: PaillierPrivateKey, context: RoundContext,
-                contributors: Sequence[str], weight: int) -> bytes:
-        """The key holder's step: decrypt an authorized sum (its facts come from the ledger)."""
-        return secagg.decrypt_paillier(sum_blob, private_key, round_number=context.round,
-                                       contributors=contributors, weight=weight, layout=self.layout(context))
+    def open(self, blobs: Mapping[str, bytes], private_key: PaillierPrivateKey,
+             context: RoundContext) -> tuple[bytes, bytes, bytes]:
+        """The key holder's step: multiply the committed ciphertexts of an authorized sum itself,
+        decrypt only that product; ``(sum_blob, sum_result, opening)`` (secagg.open_paillier)."""
+        return secagg.open_paillier(blobs, private_key, round_number=context.round, weights=context.weights,
+                                    layout=self.layout(context))
 
 
 class MaskingAggregation(SecureAggregation):
@@ -197,8 +198,10 @@ class MaskingAggregation(SecureAggregation):
                                     aggregator=aggregator)
 
     def unmask(self, masked_sum: bytes, reveals: Mapping[str, bytes], bundles: Mapping[str, bytes],
-               aggregator: str, contributors: Sequence[str], weight: int, context: RoundContext) -> bytes:
-        """The aggregator's step: remove every mask with exactly ``threshold`` shares per secret."""
+               aggregator: str, contributors: Sequence[str], weight: int,
+               context: RoundContext) -> tuple[bytes, bytes]:
+        """The aggregator's step: remove every mask with exactly ``threshold`` shares per secret;
+        ``(sum_result, mask_opening)`` (secagg.unmask)."""
         return secagg.unmask(masked_sum, reveals, round_number=context.round, aggregator=aggregator,
                              secrets_=_need(context.secrets, "the aggregator's mask secrets"), bundles=bundles,
                              share_keys=context.share_keys, mask_keys=context.mask_keys,

@@ -1,8 +1,8 @@
 """Attribution without seeing updates: score groups' aggregates, let reputation follow.
 
 Under secure aggregation nobody sees one member's update, so a harmful update
-cannot be traced to its sender directly. What can be opened are sums over at
-least ``min_group_size`` members. The contract's allocation already cuts the
+cannot be traced to its sender directly. What can be opened are sums of
+``min_group_size`` members besides anyone who sees them. The contract's allocation already cuts the
 participants into such groups, reshuffled every round (``rules.make_groups``);
 with the federation setting ``attribution=1`` a round takes one more phase:
 
@@ -37,7 +37,7 @@ import numpy as np
 from blockfedml.errors import IntegrityError, PhaseError
 from blockfedml.fl.aggregation import MaskingAggregation, SecureAggregation
 from blockfedml.fl.checkpoints import load_checkpoint
-from blockfedml.fl.member import Member, fetch, to_fixed
+from blockfedml.fl.member import Member, fetch, publish_for_opening, to_fixed
 from blockfedml.ml.serialization import put_model
 
 Combine = Callable[[Mapping[str, bytes]], np.ndarray]
@@ -89,7 +89,7 @@ def _opened_groups(member: "Member", round_: Mapping[str, Any],
                    mode: SecureAggregation) -> list[np.ndarray | None] | None:
     """Each group's parameters from its opened sum; None while the openings are asked for or pending.
 
-    The groups are disjoint and each has at least ``min_group_size`` members,
+    The groups are disjoint and each has ``min_group_size + 1`` members,
     which is exactly what the contract lets a Paillier round open.
     """
     if isinstance(mode, MaskingAggregation):
@@ -101,6 +101,7 @@ def _opened_groups(member: "Member", round_: Mapping[str, Any],
         commitments = member.contract.evaluate_json("GetUpdates", number)
         sealed = member.transport.collect(number, commitments)
         context = member.round_context(dict(round_), weights={c["msp_id"]: c["num_samples"] for c in commitments})
+        publish_for_opening(member.store, mode, sealed)
         for members in round_["groups"]:
             if all(msp in sealed for msp in members):
                 digest = member.store.put(mode.sum({msp: sealed[msp] for msp in members}, context))

@@ -25,7 +25,7 @@ from blockfedml.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
 from blockfedml.crypto.randomness import DEFAULT_SOURCE, RandomSource, make_randomness
 from blockfedml.errors import (ConflictError, ExchangeError, IntegrityError, NotAuthorizedError, NotFoundError,
                                PhaseError)
-from blockfedml.exchange.transport import StoreTransport, Transport
+from blockfedml.exchange.transport import StoreTransport, Transport, commitment_problem
 from blockfedml.fl.aggregation import (AggregationMode, MaskingAggregation, PaillierAggregation,
                                        PlaintextAggregation, RoundContext, SecureAggregation, make_aggregation)
 from blockfedml.fl.attacks import HONEST, Behaviour
@@ -38,10 +38,15 @@ from blockfedml.fl.task import TaskSpec
 from blockfedml.ledger.base import Contract
 from blockfedml.ml.datasets import OrgData
 from blockfedml.ml.models import Model
-from blockfedml.store import ModelStore
-from blockfedml.store.model_store import sha256_hex
+from blockfedml.store import ModelStore, sha256_hex
 
 METRIC_SCALE = 1_000_000
+
+
+def opening_size(min_group_size: int) -> int:
+    """The fewest contributors an opened sum may have (the contract's ``rules.opening_size``):
+    ``min_group_size`` others besides whoever sees it, and every contributor sees it."""
+    return min_group_size + 1
 
 
 def to_fixed(value: float) -> int:
@@ -361,13 +366,15 @@ class Member:
         if sealed is None:
             return None  # the exclusions left too few: the round was aborted
         contributors = sorted(sealed)
-        needed = self.contract.evaluate_json("GetSettings")["min_group_size"]
+        needed = opening_size(self.contract.evaluate_json("GetSettings")["min_group_size"])
         if round_["mode"] == "masking":
             needed = max(needed, round_["mask_threshold"])
         if len(contributors) < needed:
             raise PhaseError(f"round {number} has {len(contributors)} contributors {contributors}; opening a "
-                             f"sum needs {needed}: too few survivors, nothing was written")
+                             f"sum needs {needed} (min_group_size others besides the aggregator and each "
+                             "contributor): too few survivors, nothing was written")
         summed = mode.sum(sealed, context)
+        publish_for_opening(self.store, mode, sealed)
         digest = self.store.put(summed)
         return self.contract.submit_json("RequestDecryption", number, digest, contributors)
 
@@ -378,10 +385,10 @@ class Member:
         if len(revealed) < round_["mask_threshold"]:
             return None
         reveals = {r["msp_id"]: fetch(self.store, r) for r in revealed}
-        result = mode.unmask(fetch(self.store, request), reveals, self._bundles(round_), self.msp_id,
-                             request["contributors"], request["weight"], self.round_context(round_))
+        result, opening = mode.unmask(fetch(self.store, request), reveals, self._bundles(round_), self.msp_id,
+                                      request["contributors"], request["weight"], self.round_context(round_))
         digest = self.store.put(result)
-        return self.contract.submit_json("RecordDecryption", number, 0, digest)
+        return self.contract.submit_json("RecordDecryption", number, 0, digest, self.store.put(opening))
 
     def _bundles(self, round_: dict[str, Any]) -> dict[str, bytes]:
         """The participants' share bundles, each checked against its digest on the ledger."""
@@ -479,6 +486,15 @@ def remaining(round_: dict[str, Any]) -> list[str]:
     return [p for p in round_.get("participants", []) if p not in absent]
 
 
+def publish_for_opening(store: ModelStore, mode: AggregationMode, sealed: dict[str, bytes]) -> None:
+    """Paillier: put the contributors' committed ciphertexts where the key holder fetches them by
+    digest (with the exchange they reached only the aggregator). The key holder multiplies them
+    itself; ciphertexts tell nobody else anything."""
+    if isinstance(mode, PaillierAggregation):
+        for blob in sealed.values():
+            store.put(blob)
+
+
 def fetch(store: ModelStore, record: dict[str, Any]) -> bytes:
     """The blob a ledger record names (``digest``, and ``size`` when recorded), re-hashed by the store."""
     blob = store.get(record["digest"])
@@ -491,12 +507,16 @@ def fetch(store: ModelStore, record: dict[str, Any]) -> bytes:
 class KeyHolder:
     """Collaborator C: holds a Paillier private key and decrypts only what the ledger authorizes.
 
-    It never takes a blob from anyone: it reads the request (round, index)
+    It never decrypts a blob someone hands it: it reads the request (round, index)
     from the ledger — the sum's digest, its contributors (at least
-    ``min_group_size``, checked by the contract) and their total weight —
-    fetches exactly that digest, checks that the blob says the same, and only
-    then decrypts. It is never a participant, so no sum it opens contains an
-    update it already knows.
+    ``min_group_size`` besides anyone who sees the result, checked by the
+    contract) and their total weight — fetches each contributor's committed
+    ciphertexts by digest, checks them against the commitments, multiplies them
+    itself and decrypts only that product, whose sum blob must hash to the
+    authorized digest (the aggregator's blob is at most a hint). With the result
+    it publishes the randomness r of every decrypted ciphertext, so anyone can
+    re-encrypt and check it. It is never a participant, so no sum it opens
+    contains an update it already knows.
     """
 
     msp_id: str
@@ -538,15 +558,46 @@ class KeyHolder:
                                      "refusing (only sums recorded by RequestDecryption are decrypted)")
         if request["result"] is not None:
             raise ConflictError(f"decryption {index} of round {round_number} is already recorded")
-        minimum = self.contract.evaluate_json("GetSettings")["min_group_size"]
-        if len(request["contributors"]) < minimum:  # the contract refuses these; check anyway
+        minimum = opening_size(self.contract.evaluate_json("GetSettings")["min_group_size"])
+        if len(set(request["contributors"])) < minimum:  # the contract refuses these; check anyway
             raise NotAuthorizedError(f"decryption {index} of round {round_number} covers "
                                      f"{len(request['contributors'])} contributors, fewer than {minimum}: refusing")
-        context = RoundContext(round_number, tuple(round_["participants"]), public_key=self.private_key.public_key)
-        result = PaillierAggregation().decrypt(fetch(self.store, request), self.private_key, context,
-                                               request["contributors"], request["weight"])
+        blobs, weights = self._committed_ciphertexts(round_number, index, request)
+        context = RoundContext(round_number, tuple(round_["participants"]), weights,
+                               public_key=self.private_key.public_key)
+        sum_blob, result, opening = PaillierAggregation().open(blobs, self.private_key, context)
+        if sha256_hex(sum_blob) != request["digest"]:
+            raise IntegrityError(f"decryption {index} of round {round_number}: the product of the committed "
+                                 f"ciphertexts of {', '.join(request['contributors'])} is sum {sha256_hex(sum_blob)}, "
+                                 f"but the aggregator asked to open {request['digest']}: refusing (nothing was "
+                                 "decrypted; its sum blob is not the sum of what the contributors committed)")
         digest = self.store.put(result)
-        return self.contract.submit_json("RecordDecryption", round_number, index, digest)
+        return self.contract.submit_json("RecordDecryption", round_number, index, digest, self.store.put(opening))
+
+    def _committed_ciphertexts(self, round_number: int, index: int,
+                               request: dict[str, Any]) -> tuple[dict[str, bytes], dict[str, int]]:
+        """Each contributor's committed update, fetched by digest and checked against its commitment."""
+        commitments = {u["msp_id"]: u for u in self.contract.evaluate_json("GetUpdates", round_number)}
+        blobs, weights = {}, {}
+        for org in request["contributors"]:
+            commitment = commitments.get(org)
+            if commitment is None:
+                raise IntegrityError(f"decryption {index} of round {round_number} names {org}, which committed "
+                                     "no update: refusing")
+            try:
+                blob = self.store.get(commitment["digest"])
+            except NotFoundError:
+                raise NotFoundError(f"decryption {index} of round {round_number}: the committed update "
+                                    f"{commitment['digest'][:12]} of {org} is not in the store yet (the aggregator "
+                                    "publishes the contributors' ciphertexts when it asks); try again") from None
+            problem = commitment_problem(round_number, commitment, blob)
+            if problem:
+                raise IntegrityError(f"decryption {index}: {problem}: refusing")
+            blobs[org], weights[org] = blob, commitment["num_samples"]
+        if sum(weights.values()) != request["weight"]:
+            raise IntegrityError(f"decryption {index} of round {round_number} records weight {request['weight']}, "
+                                 f"the contributors committed {sum(weights.values())} samples: refusing")
+        return blobs, weights
 
     def act(self, round_: dict[str, Any]) -> str | None:
         """Decrypt every authorized sum of the round still waiting for this key holder."""

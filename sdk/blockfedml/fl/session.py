@@ -235,6 +235,9 @@ class Session:
             round_ = self.admin.submit_json("ScoreGroups", number)
         if round_.get("attribution") is None or round_["attribution"]["accepted"]:
             aggregator.aggregate(round_)
+            current = self.admin.evaluate_json("GetRound", number)
+            if current["phase"] == "closed":  # excluded contributions left too few: the round was aborted
+                return self._result(current, started, ledger_before)
             if round_.get("attribution") is None:  # with attribution the groups' sums are open already
                 self._open_sums(number, aggregator)
             self._step(number, "feedback")
