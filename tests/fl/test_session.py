@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from session_builder import poison
 from blockfedml.consortium import Consortium
 from blockfedml.errors import InvalidInputError
 from blockfedml.fl.session import Session
@@ -41,24 +42,12 @@ def test_unknown_aggregation_mode_fails_before_anything_is_written(consortium):
     assert consortium.ledger.height() == height
 
 
-def _poison(member, factor=-8.0):
-    """Make a member send a sign-flipped, scaled update (model replacement)."""
-    honest_fit = member.model.fit
-
-    def fit(*args, **kwargs):
-        model = honest_fit(*args, **kwargs)
-        model.set_params(factor * model.get_params())
-        return model
-
-    member.model.fit = fit
-
-
 def test_a_drop_beyond_tolerance_rolls_back_penalizes_and_restarts_from_the_head(consortium):
     session = Session(consortium)
     session.join_all()
     good = session.run_round()
     assert good.status == "accepted"
-    _poison(session.members[1])
+    poison(session.members[1])
     bad = session.run_round()
     assert bad.status == "rolled_back"
     auditor = consortium.contract("Auditor")
