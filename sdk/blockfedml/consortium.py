@@ -44,7 +44,7 @@ from blockfedml.exchange.credentials import ExchangePeer, TLSMaterial
 from blockfedml.fl.task import OWN_DATA, TaskSpec, task_model
 from blockfedml.identity import create_organization, load_signing_identity
 from blockfedml.identity.signing import SigningIdentity
-from blockfedml.ledger.deliver import NEWEST, DeliveredBlock, embedded_block
+from blockfedml.ledger.deliver import NEWEST, BlockWatcher, DeliveredBlock, embedded_block
 from blockfedml.ledger.base import DEFAULT_CHAINCODE, DEFAULT_CHANNEL, Contract, Gateway
 from blockfedml.ledger.embedded import EmbeddedLedger
 from blockfedml.ledger.embedded.node import LEDGER_MSP_ID, LedgerNode
@@ -107,6 +107,7 @@ class Consortium:
     ledger_access: str = "auto"  # see the module docstring
     _ledger: EmbeddedLedger | None = field(default=None, repr=False)
     _via_service: bool | None = field(default=None, repr=False)
+    _block_watcher: BlockWatcher | None = field(default=None, repr=False)
     _store: ModelStore | None = field(default=None, repr=False)
     _gateways: dict[str, Gateway] = field(default_factory=dict, repr=False)
 
@@ -252,6 +253,9 @@ class Consortium:
         if self.kind != "embedded":
             return None
         if self.via_service:
+            height = self._watcher().height()
+            if height is not None:
+                return height
             blocks = list(self._reader_gateway().blocks(self.channel, NEWEST, NEWEST, timeout=30.0))
             return blocks[-1].header.number + 1 if blocks else 0
         return self.ledger.height()
@@ -268,8 +272,9 @@ class Consortium:
             return
         try:
             if self.via_service:
-                for _ in self._reader_gateway().blocks(self.channel, after, after, wait=True, timeout=timeout):
-                    return
+                watcher = self._watcher()
+                if not watcher.wait_beyond(after, timeout) and not watcher.alive:
+                    time.sleep(min(timeout, FABRIC_POLL_SECONDS))  # the service restarts: look again soon
             else:
                 self.ledger.wait_for_height(after + 1, timeout=timeout)
         except LedgerError:
@@ -360,6 +365,14 @@ class Consortium:
             record = tip_record(self.ledger.block_row(self.ledger.height() - 1))
         write_tip(self.org_folder(name_or_msp) / TIP_FILE, record)
         return record
+
+    def _watcher(self) -> BlockWatcher:
+        """This process's follower of new blocks (one Deliver stream, reopened if it broke)."""
+        if self._block_watcher is None or not self._block_watcher.alive:
+            if self._block_watcher is not None:
+                self._block_watcher.close()
+            self._block_watcher = self._reader_gateway().watch_blocks(self.channel)
+        return self._block_watcher
 
     def _reader_gateway(self) -> FabricGateway:
         """A service gateway of an organization this process acts for (the last one it opened)."""
@@ -472,6 +485,9 @@ class Consortium:
         return self.gateway(name_or_msp).network(self.channel).contract(chaincode)
 
     def close(self) -> None:
+        if self._block_watcher is not None:
+            self._block_watcher.close()
+            self._block_watcher = None
         for gateway in self._gateways.values():
             gateway.close()
         self._gateways.clear()

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fabric_protos.common import common_pb2
 from fabric_protos.orderer import ab_pb2
@@ -98,3 +100,58 @@ def embedded_block(block: common_pb2.Block) -> DeliveredBlock:
         header=block_header_bytes(number, bytes(block.header.previous_hash), bytes(block.header.data_hash)),
         orderer_signature=orderer_signature, validation_code=code_bytes[0], envelope=bytes(data[0]),
         proposal_signature=bytes(data[1]) if len(data) > 1 else b"")
+
+
+class BlockWatcher:
+    """Follows a node's blocks over one open Deliver stream, in a thread, so that a process
+    knows the ledger's height and wakes on the next block without a call each time.
+
+    The stream starts at the newest block and waits for the next ones
+    (``BLOCK_UNTIL_READY``), as Fabric's block event listeners do. If it breaks
+    (the node restarted), ``alive`` turns false and the owner opens a new one.
+    """
+
+    def __init__(self, deliver_stub: Any, identity: SigningIdentity, channel: str) -> None:
+        self._height = 0
+        self._alive = True
+        self._changed = threading.Condition()
+        request = seek_envelope(identity, channel, NEWEST, None, wait=True)
+        self._stream = deliver_stub.Deliver(iter([request]))
+        self._thread = threading.Thread(target=self._follow, name="block-watcher", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        try:
+            for response in self._stream:
+                if response.WhichOneof("Type") == "block":
+                    with self._changed:
+                        self._height = max(self._height, response.block.header.number + 1)
+                        self._changed.notify_all()
+                elif response.status != common_pb2.SUCCESS:
+                    break
+        except Exception:  # grpc.RpcError when cancelled or the node went away
+            pass
+        finally:
+            with self._changed:
+                self._alive = False
+                self._changed.notify_all()
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    def height(self, timeout: float = 30.0) -> int | None:
+        """The height seen so far (waiting for the first block); None if the stream broke."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._height > 0 or not self._alive, timeout)
+            return self._height if self._height > 0 and self._alive else None
+
+    def wait_beyond(self, height: int, timeout: float) -> bool:
+        """True once a block past ``height`` blocks was seen; False on timeout or a broken stream."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._height > height or not self._alive, timeout) \
+                and self._height > height
+
+    def close(self) -> None:
+        self._stream.cancel()
+        self._thread.join(timeout=5)

@@ -42,7 +42,7 @@ from blockfedml.ledger.base import (
     Network,
     ProposalContract,
 )
-from blockfedml.ledger.deliver import seek_envelope
+from blockfedml.ledger.deliver import BlockWatcher, seek_envelope
 from blockfedml.ledger.fabric.errors import commit_error, map_rpc_error
 from blockfedml.ledger.proposal import Proposal
 
@@ -182,6 +182,10 @@ class FabricGateway(Gateway):
         return self._call("commit status", tx_id, timeout,
                           lambda: self._stub.CommitStatus(signed, timeout=timeout), retry_unavailable=True)
 
+
+    def watch_blocks(self, channel: str) -> BlockWatcher:
+        """A ``BlockWatcher`` on this node's Deliver stream (one open call, followed in a thread)."""
+        return BlockWatcher(self._deliver, self.identity, channel)
 
     def blocks(self, channel: str, start: int | None, stop: int | None = None, *, wait: bool = False,
                timeout: float | None = None) -> Iterator[common_pb2.Block]:
