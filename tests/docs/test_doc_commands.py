@@ -114,7 +114,7 @@ def _explain(result: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def after_readme(tmp_path_factory):
     """A fresh clone where the README's blocks ran, as the docs assume."""
-    from conftest import fresh_checkout
+    from repo_copy import fresh_checkout
 
     clone = fresh_checkout(tmp_path_factory.mktemp("docs") / "clone")
     (clone / ".venv").symlink_to(VENV)
@@ -125,7 +125,8 @@ def after_readme(tmp_path_factory):
 def test_the_readme_runs_as_written(after_readme):
     clone, result = after_readme
     assert result.returncode == 0, _explain(result)
-    assert "Centralized baseline" in result.stdout and "PARTLY VERIFIED" in result.stdout
+    assert "Centralized baseline" in result.stdout
+    assert "OK: 0 failed" in result.stdout or "PARTLY VERIFIED" in result.stdout  # audit verify said which
     assert (clone / "report.html").exists() and (clone / "prov.json").exists()
 
 

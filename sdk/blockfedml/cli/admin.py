@@ -226,7 +226,7 @@ def round_advance(
 @round_app.command("close")
 @handle_errors
 def round_close(
-    number: int = typer.Argument(..., help="Round number."),
+    number: int = typer.Argument(0, help="Round number (default: the open round)."),
     wait: float = typer.Option(0.0, "--wait", help="Wait up to this many seconds for the deadline to pass."),
     workdir: Path = WorkdirOption,
     as_json: bool = JsonOption,
@@ -237,6 +237,7 @@ def round_close(
 
     consortium = Consortium.open(workdir)
     contract = consortium.contract(consortium.admin.name)
+    number = number or _open_round(contract)
     if not as_json:
         console.print(describe(pending(contract, number)), highlight=False)
     record = close_when_due(contract, number, limit=wait)
@@ -247,10 +248,20 @@ def round_close(
         ["round", "phase", "absent", "aggregator", "decision"]))
 
 
+def _open_round(contract) -> int:
+    """The number of the round that is open; ``PhaseError`` naming the last one when none is."""
+    rounds = contract.evaluate_json("ListRounds")
+    open_ = [r["round"] for r in rounds if r["phase"] != "closed"]
+    if not open_:
+        last = f"round {rounds[-1]['round']} is closed" if rounds else "no round was ever opened"
+        raise PhaseError(f"no round is open ({last}); open one with `blockfedml admin round open`")
+    return open_[-1]
+
+
 @round_app.command("abort")
 @handle_errors
 def round_abort(
-    number: int = typer.Argument(..., help="Round number."),
+    number: int = typer.Argument(0, help="Round number (default: the open round)."),
     reason: str = typer.Option(..., "--reason", help="Why the round cannot finish (recorded on the ledger)."),
     workdir: Path = WorkdirOption,
     as_json: bool = JsonOption,
@@ -258,7 +269,8 @@ def round_abort(
     """End an open round that cannot finish: the head stays, nobody is rewarded, the reason and the
     absentees are on the ledger; members that accepted and vanished lose absence_penalty."""
     consortium = Consortium.open(workdir)
-    record = consortium.contract(consortium.admin.name).submit_json("AbortRound", number, reason)
+    contract = consortium.contract(consortium.admin.name)
+    record = contract.submit_json("AbortRound", number or _open_round(contract), reason)
     decision = record["decision"]
     emit(record, as_json, lambda r: records_table(
         f"Round {number} aborted", [{"round": number, "phase": decision["phase"], "reason": decision["reason"],
