@@ -162,6 +162,11 @@ class RoundRecoveryTransactions:
         if record["mode"] == "masking" and len(remaining) < record["mask_threshold"]:
             return await self._abort(stub, ctx, record, settings, f"{len(remaining)} members committed, fewer than "
                                      f"the masking threshold {record['mask_threshold']}", missing)
+        needed = rules.opening_size(settings["min_group_size"])
+        if record["mode"] in ("paillier", "masking") and len(remaining) < needed:
+            return await self._abort(stub, ctx, record, settings, f"{len(remaining)} members committed; opening "
+                                     f"their sum needs {needed} (min_group_size others besides each who sees "
+                                     "it): it is never opened", missing)
         record = _with_absent(ctx, record, missing)
         await put_json(stub, round_key("round", number), record)
         return canonical(record)

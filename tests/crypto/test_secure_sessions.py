@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from blockfedml.fl.recovery import close_when_due
 from blockfedml.consortium import Consortium
 from blockfedml.crypto import FixedPoint, encoded_sum, save_private_key, secagg
 from blockfedml.crypto.masking import open_share
@@ -297,6 +298,11 @@ def test_a_3_org_masking_round_where_one_drops_is_never_unmasked(tmp_path):
             aggregator.contract.submit_json("RequestDecryption", round_["round"], "ab" * 32,
                                             ["Org1MSP", "Org2MSP"])
         assert c.ledger.height() == height and set(c.store.digests()) == blobs
+        assert c.contract("Auditor").evaluate_json("GetDecryptions", round_["round"]) == []
+        # At the update deadline the round is aborted, not opened (docs/operations.md).
+        closed = close_when_due(c.contract("Org2"), round_["round"], limit=60)
+        assert closed["phase"] == "closed" and closed["decision"]["status"] == "aborted"
+        assert "never opened" in closed["decision"]["reason"]
         assert c.contract("Auditor").evaluate_json("GetDecryptions", round_["round"]) == []
     finally:
         c.close()
