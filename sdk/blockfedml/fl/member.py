@@ -66,6 +66,7 @@ class Member:
     behaviour: Behaviour = HONEST  # honest, or an attack (blockfedml.fl.attacks)
     screener: Screener | None = None  # label-consistency screening at selection (blockfedml.fl.screening)
     strategy: Strategy | None = None  # a plaintext rule other than FedAvg when this member aggregates
+    reference: tuple[Any, Any] | None = None  # the consortium's common labelled set (X, y): attribution endorses on it
     randomness_source: str = DEFAULT_SOURCE  # Paillier: where r^n comes from (blockfedml.crypto.randomness)
     secrets: dict[int, MaskSecrets] = field(default_factory=dict, repr=False)  # masking, per round; memory only
     _randomness: dict[str, RandomSource] = field(default_factory=dict, repr=False)  # by key fingerprint
@@ -164,7 +165,8 @@ class Member:
         digest = round_["proposal"]["digest"]
         metric = self._evaluate(digest)
         base_metric = self._evaluate(round_["base_checkpoint"])
-        metric, base_metric = self.behaviour.endorsement(metric, base_metric, round_["proposal"]["contributors"])
+        metric, base_metric = self.behaviour.endorsement(metric, base_metric, round_["proposal"]["contributors"],
+                                                         round_["round"])
         return self.contract.submit_json(
             "Endorse", round_["round"], digest, to_fixed(metric), to_fixed(base_metric)
         )
