@@ -49,7 +49,7 @@ def test_a_lying_attacker_is_kept_out_of_every_aggregate_and_banned_while_honest
         session = Session(c, attack=AttackPlan("sign_flip", 1 / 6, lie=True))
         session.join_all()
         results = []
-        while attacker not in sum((r.banned for r in results), []) and len(results) < 10:
+        while attacker not in sum((r.banned for r in results), []) and len(results) < 12:
             results.append(session.run_round())
         auditor = c.contract("Org1")
         rows = {row["msp_id"]: row for row in summary(auditor, [m.msp_id for m in session.members])}

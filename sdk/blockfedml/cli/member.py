@@ -11,6 +11,7 @@ from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, hand
 from blockfedml.consortium import Consortium
 from blockfedml.errors import InvalidInputError, LedgerError, NotFoundError
 from blockfedml.exchange import open_transport
+from blockfedml.fl.attribution import reference_set
 from blockfedml.fl.member import Member
 from blockfedml.fl.task import member_data, task_model
 
@@ -30,6 +31,7 @@ def _member(consortium: Consortium, org: str) -> Member:
         data=member_data(consortium.task, n, profile.partition),
         model=task_model(consortium.task, n),
         task=consortium.task,
+        reference=reference_set(consortium.task, n),
     )
 
 

@@ -38,7 +38,7 @@ from blockfedml.errors import IntegrityError, PhaseError
 from blockfedml.fl.aggregation import MaskingAggregation, SecureAggregation
 from blockfedml.fl.checkpoints import load_checkpoint
 from blockfedml.fl.member import Member, fetch, to_fixed
-from blockfedml.ml.serialization import put_model
+from blockfedml.ml.serialization import load_params, put_model
 
 Combine = Callable[[Mapping[str, bytes]], np.ndarray]
 
@@ -133,19 +133,79 @@ def _finish(member: "Member", mode: SecureAggregation, number: int, request: Map
 
 
 def endorse_groups(member: "Member", round_: Mapping[str, Any]) -> dict[str, Any]:
-    """A participant's step: its metric of each group aggregate and of the base, on its own data.
+    """A participant's step: how much each group contributes, measured on the member's endorsement data.
 
-    The metric is the likelihood of the true labels (setting ``attribution_metric=1``,
-    the default) or the task's metric (0); see ``likelihood``.
+    With ``attribution_reference=1`` (the default) the member builds, from the
+    group aggregates, the aggregate of every group and, per group, the
+    aggregate without it (each weighted by its committed sample counts), and
+    endorses their metrics: the contract scores each group by what removing it
+    costs (leave-one-group-out, a one-step Shapley estimate). A group of
+    honest members holding classes nobody else has helps the whole model, even
+    when its own aggregate, compared with the base checkpoint on data of other
+    classes, would look worse: non-IID skew is no longer read as harm. With 0,
+    each group's aggregate is endorsed against the base checkpoint.
+
+    The metric is the likelihood of the true labels (``attribution_metric=1``,
+    the default), of the worst class (2), or the task's metric (0) (see
+    ``measure``), measured on the
+    consortium's common reference set when the member holds one (every honest
+    member then reports the same values, so liars and shaders are the
+    outliers the trimmed mean drops), else on its own validation data.
     """
-    score = likelihood if member.contract.evaluate_json("GetSettings").get("attribution_metric", 1) \
-        else Member._evaluate
+    settings = member.contract.evaluate_json("GetSettings")
+    kind = int(settings.get("attribution_metric", 1))
+    removal = bool(settings.get("attribution_reference", 1))
     groups = round_["attribution"]["groups"]
-    metrics = [None if g["digest"] is None else score(member, g["digest"]) for g in groups]
-    base = score(member, round_["base_checkpoint"])
-    metrics = member.behaviour.group_endorsement(metrics, [g["members"] for g in groups])
+    present = [i for i, g in enumerate(groups) if g["digest"] is not None]
+    if removal:
+        counts = {c["msp_id"]: int(c["num_samples"]) for c in member.contract.evaluate_json("GetUpdates", round_["round"])}
+        params = {i: load_params(member.store, groups[i]["digest"])[0] for i in present}
+        weights = {i: sum(counts.get(msp, 0) for msp in groups[i]["members"]) or 1 for i in present}
+        base_params = load_params(member.store, round_["base_checkpoint"])[0]
+
+        def mix(chosen: list[int]) -> np.ndarray:
+            if not chosen:
+                return base_params
+            total = sum(weights[i] for i in chosen)
+            return sum(params[i] * (weights[i] / total) for i in chosen)
+
+        base = measure(member, mix(present), kind)
+        metrics = [None if g["digest"] is None else measure(member, mix([j for j in present if j != i]), kind)
+                   for i, g in enumerate(groups)]
+    else:
+        metrics = [None if g["digest"] is None else measure(member, load_params(member.store, g["digest"])[0],
+                                                            kind) for g in groups]
+        base = measure(member, load_params(member.store, round_["base_checkpoint"])[0], kind)
+    metrics = member.behaviour.group_endorsement(metrics, [g["members"] for g in groups], round_["round"], removal)
     return member.contract.submit_json(
         "EndorseGroups", round_["round"], [None if m is None else to_fixed(m) for m in metrics], to_fixed(base))
+
+
+def measure(member: "Member", params: np.ndarray, kind: int = 1) -> float:
+    """The metric of these parameters on the member's endorsement data (>= 0, as the ledger needs).
+
+    The data is the consortium's common reference set when the member holds
+    one, else its own validation data. ``kind`` is the setting
+    ``attribution_metric``: 1 (the default), the likelihood of the true labels
+    over all samples; 2, the likelihood of the worst class (a targeted attack
+    harms two classes, averaged over ten its damage is diluted five times, but
+    on 10 samples per class the worst class is also five times noisier: on
+    digits honest groups then score as low as weak attackers); 0, the task's
+    metric. Models without a loss (own regression tasks) use the task's metric.
+    """
+    from blockfedml.data.metrics import score_model
+
+    X, y = member.reference if member.reference is not None else (member.data.X_val, member.data.y_val)
+    member.model.set_params(params)
+    result = member.model.evaluate(X, y)
+    if kind == 2 and "loss" in result:
+        y = np.asarray(y)
+        return min(math.exp(-float(member.model.evaluate(X[y == c], y[y == c])["loss"])) for c in np.unique(y))
+    if kind == 1 and "loss" in result:
+        return math.exp(-float(result["loss"]))
+    if member.metric not in result:  # e.g. AUC of a numpy model: score its predictions
+        result[member.metric] = score_model(member.model, X, y, member.metric)
+    return max(0.0, float(result[member.metric]))
 
 
 def likelihood(member: "Member", digest: str) -> float:
@@ -160,6 +220,16 @@ def likelihood(member: "Member", digest: str) -> float:
     load_checkpoint(member.store, digest, member.model)
     result = member.model.evaluate(member.data.X_val, member.data.y_val)
     return math.exp(-float(result["loss"])) if "loss" in result else member._evaluate(digest)
+
+
+def reference_set(task: Any, n_orgs: int) -> tuple[np.ndarray, np.ndarray]:
+    """The consortium's common labelled reference set of a demo task: the screening seed set
+    (10 samples of every class from the held-out split, seeded), which every member derives alike."""
+    from blockfedml.fl.screening import SeedSet
+    from blockfedml.fl.task import task_split
+
+    seeds = SeedSet.from_split(task_split(task, n_orgs), seed=task.seed)
+    return seeds.X, seeds.y
 
 
 def accepted_updates(round_: Mapping[str, Any], sealed: Mapping[str, bytes]) -> dict[str, bytes]:
