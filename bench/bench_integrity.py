@@ -123,6 +123,7 @@ def run_session(dataset: str, attack: str | None, defense: str, rounds: int, org
         "attacker_banned_in": {a: banned_in.get(a) for a in attackers},
         "attacker_penalties": {a: penalties[a] for a in attackers},
         "honest_penalties": sum(penalties[m] for m in honest),
+        "group_scores": _group_scores(results, attackers),
         "accuracy": [round(r.head_accuracy, 4) for r in results],
         "reputation": [r.reputation for r in results],
         "status": [r.status for r in results],
@@ -138,6 +139,22 @@ def run_session(dataset: str, attack: str | None, defense: str, rounds: int, org
         "stalled": stalled,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _group_scores(results: list, attackers: list[str]) -> dict[str, Any]:
+    """Attribution scores of groups without and with an attacker: the lowest honest ones and the
+    attackers' median, after round 1 (when the model is still random)."""
+    honest, attacked = [], []
+    for r in results[1:]:
+        for g in r.groups or []:
+            if g["score"] is not None:
+                (attacked if set(g["members"]) & set(attackers) else honest).append(g["score"])
+    if not honest:
+        return {}
+    return {"honest_min": min(honest), "honest_p1": int(np.percentile(honest, 1)),
+            "honest_harmful": sum(g["verdict"] == "harmful" for r in results[1:] for g in r.groups or []
+                                  if not set(g["members"]) & set(attackers)),
+            "attacked_median": int(np.median(attacked)) if attacked else None}
 
 
 def plan_runs(datasets, attacks, defenses) -> list[tuple[str, str | None, str]]:

@@ -550,8 +550,8 @@ def blamed_members(groups: Sequence[Sequence[str]], verdicts: Sequence[str],
 
     A harmful group's aggregate says only that someone in it harmed. A member
     is a suspect when every other member of its group is trusted (before this
-    round); each time it is, it gets a strike, and each accepted group forgives
-    one. A suspect is blamed when it already holds ``BLAME_STRIKES`` strikes.
+    round); each time it is, it gets a strike, and each accepted group that
+    helped forgives one. A suspect is blamed when it already holds ``BLAME_STRIKES`` strikes.
     So an attacker, from the start or after a clean history (a sleeper, a late
     booster), is blamed from its third harmful round in a row beside trusted
     partners, while an honest member that shares a group with an attacker is
@@ -560,6 +560,13 @@ def blamed_members(groups: Sequence[Sequence[str]], verdicts: Sequence[str],
     groups three times without one accepted group in between. Early rounds,
     when nobody is trusted yet, blame nobody. With groups of one (no privacy
     asked) a harmful member is blamed at once.
+
+    The member's own history must agree, too: it has been in harmful groups in
+    more than a third of its rounds (this one included). On skewed data an
+    honest member's contribution can turn harmful for a few rounds (one
+    holding most of a class while the model recovers from an attack scored
+    down to -0.012, below the tolerance, four rounds running, beside trusted
+    partners); its long clean record keeps it from being blamed for that.
     """
     blamed = []
     for members, verdict in zip(groups, verdicts):
@@ -568,45 +575,65 @@ def blamed_members(groups: Sequence[Sequence[str]], verdicts: Sequence[str],
         for msp in members:
             own = records.get(msp) or new_attribution()
             partners_trusted = all(is_trusted(records.get(o) or new_attribution()) for o in members if o != msp)
-            if partners_trusted and (own.get("strikes", 0) >= BLAME_STRIKES or len(members) == 1):
+            record_agrees = 2 * (own["harmful"] + 1) > own["clean"]
+            if partners_trusted and (len(members) == 1 or own.get("strikes", 0) >= BLAME_STRIKES and record_agrees):
                 blamed.append(msp)
     return sorted(blamed)
 
 
+def helped(scores: Sequence[Optional[int]], higher_is_better: int) -> list[bool]:
+    """Per group, whether its score says it helped the model (a gain, not merely no harm beyond tolerance)."""
+    return [score is not None and (score > 0 if higher_is_better else score < 0) for score in scores]
+
+
+def groups_helped(groups: Sequence[Mapping[str, Any]], settings: Mapping[str, int]) -> list[bool]:
+    """For ``attribution_outcome``: which scored groups of a round helped the model."""
+    return helped([g.get("score") for g in groups], group_metric_higher_is_better(settings))
+
+
 def attribution_outcome(groups: Sequence[Sequence[str]], verdicts: Sequence[str],
                         records: Mapping[str, Mapping[str, int]], model_improved: bool,
-                        reward: int, penalty: int) -> tuple[dict[str, tuple[int, str]], dict[str, dict]]:
+                        reward: int, penalty: int, helping: Optional[Sequence[bool]] = None
+                        ) -> tuple[dict[str, tuple[int, str]], dict[str, dict]]:
     """What a decided attribution round does to each member.
 
     Returns ``(changes, new_records)``: ``changes[msp] = (delta, reason)``
     for members whose balance changes — ``group_reward`` for members of
     accepted groups when the round's aggregate is accepted and improved the
-    model, ``group_penalty`` for blamed members — and the updated attribution
+    model, ``group_penalty`` for blamed members, ``penalty`` times the number
+    of unforgiven strikes past ``BLAME_STRIKES`` (a repeat offender is banned
+    in two or three rounds, however rich) — and the updated attribution
     record of every member of a scored group. Nobody is penalized for a group
     it cannot be singled out of, and nobody is rewarded for a model the
-    endorsers rolled back or that did not improve.
+    endorsers rolled back or that did not improve. A strike is forgiven by an
+    accepted group that ``helping`` says helped (``helped``; None: every
+    accepted group): an attacker whose damage fades below the tolerance as the
+    model converges is not cleared by passing.
     """
     suspects = _suspects(groups, verdicts, records)
     blamed = set(blamed_members(groups, verdicts, records))
     changes: dict[str, tuple[int, str]] = {}
     new_records: dict[str, dict] = {}
-    for members, verdict in zip(groups, verdicts):
+    helping = [True] * len(groups) if helping is None else helping
+    for members, verdict, helps in zip(groups, verdicts, helping):
         if verdict == MISSING:
             continue
         for msp in sorted(members):
             record = {**new_attribution(), **(records.get(msp) or {})}
             if verdict == ACCEPTED:
                 record["clean"] += 1
-                record["strikes"] = max(0, record["strikes"] - 1)
+                if helps:
+                    record["strikes"] = max(0, record["strikes"] - 1)
                 if model_improved:
                     changes[msp] = (reward, "group_reward")
             else:
                 record["harmful"] += 1
                 if msp in suspects:
                     record["strikes"] += 1
-                if msp in blamed:
+                if msp in blamed:  # repeat offenders pay more: penalty x unforgiven strikes past the threshold
+                    escalation = max(1, record["strikes"] - BLAME_STRIKES)
                     record["blamed"] += 1
-                    changes[msp] = (-penalty, "group_penalty")
+                    changes[msp] = (-penalty * escalation, "group_penalty")
             new_records[msp] = record
     return changes, new_records
 

@@ -154,19 +154,19 @@ def test_a_sleeper_is_blamed_from_its_third_harmful_round_and_its_honest_partner
         changes = _settle([["S", partner], others], [rules.HARMFUL, rules.ACCEPTED], records)
         assert all(changes.get(h, (0, ""))[0] >= 0 for h in honest), (r, changes)
         if changes.get("S", (0, ""))[0] < 0:
-            blamed_rounds.append(r)
-    assert blamed_rounds == [2, 3, 4]
+            blamed_rounds.append((r, changes["S"][0]))
+    assert blamed_rounds == [(2, -30), (3, -60), (4, -90)]                 # blamed, and more each time
     assert all(records[h]["blamed"] == 0 for h in honest)
 
 
 def test_attribution_outcome_rewards_accepted_groups_only_when_the_model_improved() -> None:
     groups = [["A", "B"], ["C", "D"], ["E", "F"]]
     verdicts = [rules.ACCEPTED, rules.HARMFUL, rules.MISSING]
-    records = {"D": {"clean": 3, "harmful": 0, "blamed": 0}, "C": {"clean": 4, "harmful": 1, "blamed": 0,
+    records = {"D": {"clean": 3, "harmful": 0, "blamed": 0}, "C": {"clean": 3, "harmful": 1, "blamed": 0,
                                                                   "strikes": 2}}
     changes, new = rules.attribution_outcome(groups, verdicts, records, True, 10, 30)
     assert changes == {"A": (10, "group_reward"), "B": (10, "group_reward"), "C": (-30, "group_penalty")}
-    assert new["C"] == {"clean": 4, "harmful": 2, "blamed": 1, "strikes": 3}
+    assert new["C"] == {"clean": 3, "harmful": 2, "blamed": 1, "strikes": 3}
     assert new["D"] == {"clean": 3, "harmful": 1, "blamed": 0, "strikes": 0}   # its partner C is not trusted
     assert new["A"]["strikes"] == 0 and "E" not in new                      # a missing group changes nothing
     changes, _ = rules.attribution_outcome(groups, verdicts, records, False, 10, 30)
@@ -316,3 +316,14 @@ def test_without_attribution_group_transactions_are_refused() -> None:
     record = to_update(world)
     refused(world, record["aggregator"], "ProposeGroups", str(record["round"]),
             json.dumps(group_digests(record)), code=PHASE)
+
+
+
+def test_a_member_with_a_long_clean_record_is_not_blamed_for_a_few_harmful_rounds() -> None:
+    """On skewed data an honest member's contribution can turn harmful for a few rounds beside trusted
+    partners; its own history (harmful in at most a third of its rounds) keeps it from blame."""
+    trusted = {"clean": 5, "harmful": 0, "blamed": 0, "strikes": 0}
+    honest = {"clean": 12, "harmful": 3, "blamed": 0, "strikes": 2}
+    attacker = {"clean": 4, "harmful": 3, "blamed": 0, "strikes": 2}
+    assert rules.blamed_members([["A", "H"]], [rules.HARMFUL], {"A": honest, "H": trusted}) == []
+    assert rules.blamed_members([["A", "H"]], [rules.HARMFUL], {"A": attacker, "H": trusted}) == ["A"]
