@@ -276,11 +276,31 @@ def grid_main(args: argparse.Namespace) -> None:
                                start if a and a.startswith("late_boost") else 0)
                    for d, a, f, p, al, sd in runs]
         sessions = [f.result() for f in futures]
-    print(grid_table(sessions, args.rounds))
+    print(grid_markdown(sessions) if args.markdown else grid_table(sessions, args.rounds))
     print(f"\n{len(sessions)} sessions, {time.perf_counter() - started:.0f} s wall")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"args": vars(args), "sessions": sessions}, indent=1, default=list))
+
+
+def grid_markdown(sessions: list[dict]) -> str:
+    """The grid as a Markdown table (docs/integrity.md): one row per (dataset, partition, attack, defense)."""
+    clean = {(s["dataset"], s["partition"], s["seed"]): s["final_accuracy"] for s in sessions
+             if s["attack"] == "clean" and s["defense"] == "none"}
+    cells: dict[tuple, list[dict]] = {}
+    for s in sessions:
+        if s["defense"] != "none":
+            cells.setdefault((s["dataset"], s["partition"], s["attack"], s["defense"]), []).append(s)
+    lines = ["| data | partition | attack | defense | accuracy − clean | recall of the pair | honest penalized "
+             "| attackers banned in round (per seed) | rollbacks |", "|---|---|---|---|---:|---:|---:|---|---:|"]
+    for (dataset, partition, attack, defense), rows in cells.items():
+        gap = statistics.mean(r["final_accuracy"] - clean.get((dataset, partition, r["seed"]), math.nan) for r in rows)
+        recall = "/".join(f"{statistics.mean(list(r['target_recall'].values())[i] for r in rows):.2f}" for i in range(2))
+        banned = "; ".join(", ".join(str(r["attacker_banned_in"][a] or "–") for a in r["attackers"]) or "–"
+                           for r in rows)
+        lines.append(f"| {dataset} | {partition} | {attack} | {defense} | {gap:+.3f} | {recall} | "
+                     f"{sum(len(r['honest_penalized']) for r in rows)} | {banned} | {sum(r['rollbacks'] for r in rows)} |")
+    return "\n".join(lines)
 
 
 def grid_table(sessions: list[dict], rounds: int) -> str:
@@ -327,7 +347,12 @@ def main() -> None:
     parser.add_argument("--defenses", default="none,all")
     parser.add_argument("--mode", default="plaintext", help="plaintext or paillier")
     parser.add_argument("--out", default="", help="write the grid's sessions to this JSON file")
+    parser.add_argument("--markdown", action="store_true", help="print the grid as a Markdown table")
+    parser.add_argument("--from-json", default="", help="print the grid of an earlier --out file (runs nothing)")
     args = parser.parse_args()
+    if args.from_json:
+        sessions = json.loads(Path(args.from_json).read_text())["sessions"]
+        return print(grid_markdown(sessions) if args.markdown else grid_table(sessions, args.rounds))
     if args.grid:
         return grid_main(args)
     datasets, attacks, defenses = DATASETS, ATTACKS, list(DEFENSES)
