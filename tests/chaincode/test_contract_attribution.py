@@ -116,7 +116,7 @@ def test_group_verdicts() -> None:
 
 def test_blame_needs_trusted_partners_and_unforgiven_strikes() -> None:
     trusted, fresh = {"clean": 2, "harmful": 0, "blamed": 0, "strikes": 0}, rules.new_attribution()
-    struck = {"clean": 5, "harmful": 2, "blamed": 0, "strikes": rules.BLAME_STRIKES}
+    struck = {"clean": 2, "harmful": 2, "blamed": 0, "strikes": rules.BLAME_STRIKES}
     groups, harmful = [["A", "H"], ["B", "C"]], [rules.HARMFUL, rules.HARMFUL]
     # A holds strikes and its partner H is trusted: A is singled out; H's partner A is not trusted.
     assert rules.blamed_members(groups, harmful, {"H": trusted, "A": struck}) == ["A"]
@@ -141,32 +141,33 @@ def _settle(groups: list[list[str]], verdicts: list[str], records: dict) -> dict
     return changes
 
 
-def test_a_sleeper_is_blamed_from_its_third_harmful_round_and_its_honest_partners_never() -> None:
+def test_a_sleeper_is_blamed_once_its_harm_outweighs_its_clean_rounds_and_its_partners_never() -> None:
     """S is honest for 5 rounds (trusted), then harms every round beside a different honest member."""
     honest = ["H1", "H2", "H3", "H4", "H5"]
     records: dict = {}
     for r in range(5):
         _settle([["S", honest[r]], [h for h in honest if h != honest[r]]], [rules.ACCEPTED] * 2, records)
     blamed_rounds = []
-    for r in range(5):
-        partner = honest[r]
+    for r in range(8):
+        partner = honest[r % 5]
         others = [h for h in honest if h != partner]
         changes = _settle([["S", partner], others], [rules.HARMFUL, rules.ACCEPTED], records)
         assert all(changes.get(h, (0, ""))[0] >= 0 for h in honest), (r, changes)
         if changes.get("S", (0, ""))[0] < 0:
             blamed_rounds.append((r, changes["S"][0]))
-    assert blamed_rounds == [(2, -30), (3, -60), (4, -90)]                 # blamed, and more each time
+    # Its sixth harmful round outweighs its five clean ones: blamed, and more each time.
+    assert blamed_rounds == [(5, -30), (6, -60), (7, -90)]
     assert all(records[h]["blamed"] == 0 for h in honest)
 
 
 def test_attribution_outcome_rewards_accepted_groups_only_when_the_model_improved() -> None:
     groups = [["A", "B"], ["C", "D"], ["E", "F"]]
     verdicts = [rules.ACCEPTED, rules.HARMFUL, rules.MISSING]
-    records = {"D": {"clean": 3, "harmful": 0, "blamed": 0}, "C": {"clean": 3, "harmful": 1, "blamed": 0,
+    records = {"D": {"clean": 3, "harmful": 0, "blamed": 0}, "C": {"clean": 1, "harmful": 1, "blamed": 0,
                                                                   "strikes": 2}}
     changes, new = rules.attribution_outcome(groups, verdicts, records, True, 10, 30)
     assert changes == {"A": (10, "group_reward"), "B": (10, "group_reward"), "C": (-30, "group_penalty")}
-    assert new["C"] == {"clean": 3, "harmful": 2, "blamed": 1, "strikes": 3}
+    assert new["C"] == {"clean": 1, "harmful": 2, "blamed": 1, "strikes": 3}
     assert new["D"] == {"clean": 3, "harmful": 1, "blamed": 0, "strikes": 0}   # its partner C is not trusted
     assert new["A"]["strikes"] == 0 and "E" not in new                      # a missing group changes nothing
     changes, _ = rules.attribution_outcome(groups, verdicts, records, False, 10, 30)
@@ -321,9 +322,9 @@ def test_without_attribution_group_transactions_are_refused() -> None:
 
 def test_a_member_with_a_long_clean_record_is_not_blamed_for_a_few_harmful_rounds() -> None:
     """On skewed data an honest member's contribution can turn harmful for a few rounds beside trusted
-    partners; its own history (harmful in at most a third of its rounds) keeps it from blame."""
+    partners; its own history (harmful in at most half of its rounds) keeps it from blame."""
     trusted = {"clean": 5, "harmful": 0, "blamed": 0, "strikes": 0}
-    honest = {"clean": 12, "harmful": 3, "blamed": 0, "strikes": 2}
-    attacker = {"clean": 4, "harmful": 3, "blamed": 0, "strikes": 2}
+    honest = {"clean": 12, "harmful": 5, "blamed": 0, "strikes": 2}
+    attacker = {"clean": 4, "harmful": 4, "blamed": 0, "strikes": 2}
     assert rules.blamed_members([["A", "H"]], [rules.HARMFUL], {"A": honest, "H": trusted}) == []
     assert rules.blamed_members([["A", "H"]], [rules.HARMFUL], {"A": attacker, "H": trusted}) == ["A"]

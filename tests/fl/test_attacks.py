@@ -101,7 +101,7 @@ def test_framers_shade_against_their_victim_and_for_themselves() -> None:
     framer = Attack("framer", member="Org9MSP", accomplices=frozenset({"Org9MSP", "Org10MSP"}), victim="Org2MSP")
     groups = [["Org1MSP", "Org2MSP"], ["Org3MSP", "Org10MSP"], ["Org4MSP", "Org5MSP"]]
     assert framer.group_endorsement([0.5, 0.5, 0.5], groups) == pytest.approx([0.48, 0.52, 0.5])
-    # leave-one-group-out: a low metric without a group speaks for the group, so the shading turns round
+    # Shapley scoring: a low metric "without" a group speaks for the group, so the shading turns round
     assert framer.group_endorsement([0.5, 0.5, 0.5], groups, removal=True) == pytest.approx([0.52, 0.48, 0.5])
     assert framer.endorsement(0.9, 0.8, ["Org2MSP", "Org4MSP"]) == pytest.approx((0.88, 0.8))
     assert AttackPlan("framer", 0.2).behaviours([f"Org{i}MSP" for i in range(1, 11)])["Org9MSP"].victim == "Org2MSP"

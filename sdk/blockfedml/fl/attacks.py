@@ -215,7 +215,7 @@ class Attack(Behaviour):
     def group_endorsement(self, metrics: list[float | None], groups: Sequence[Sequence[str]],
                           round_number: int = 0, removal: bool = False) -> list[float | None]:
         """Lies about each group. ``removal``: each metric is the model's without the group, so a
-        low value speaks for the group (leave-one-group-out scoring)."""
+        low value speaks for the group (Shapley-value scoring)."""
         good, bad = (0.0, 1.0) if removal else (1.0, 0.0)
         if self.kind == "framer":
             sign = -1 if removal else 1
