@@ -33,6 +33,20 @@ def test_demo_json_reports_every_round_and_where_things_are(tmp_path):
     assert summary["blocks"] > 2 * 10
 
 
+def test_demo_runs_a_sleeper_that_turns_in_the_round_asked(tmp_path):
+    """--attack-start: the sleeper trains honestly in round 1 and sign-flips from round 2; with
+    attribution its group is scored harmful only then."""
+    result = run("demo", "--orgs", "4", "--rounds", "2", "--attack", "sleeper", "--attackers", "0.25",
+                 "--attack-start", "2", "--attribution", "--setting", "min_group_size=1",
+                 "--workdir", str(tmp_path / "d"), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["attackers"] == ["Org4MSP"]
+    verdicts = [{g["members"][0]: g["verdict"] for g in r["groups"]} for r in summary["rounds"]]
+    assert verdicts[0]["Org4MSP"] == "accepted" and verdicts[1]["Org4MSP"] == "harmful"
+    assert all(v == "accepted" for r in verdicts for m, v in r.items() if m != "Org4MSP")
+
+
 def test_demo_table_names_the_ledger_and_store(tmp_path):
     result = runner.invoke(app, ["demo", "--rounds", "1", "--workdir", str(tmp_path / "d")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

@@ -12,6 +12,7 @@ import pytest
 
 from blockfedml.consortium import Consortium
 from blockfedml.fl.attacks import AttackPlan
+from blockfedml.fl.member import significant
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import TaskSpec
 
@@ -64,3 +65,13 @@ def test_colluding_lying_targeted_flippers_are_kept_out_and_the_harmful_one_bann
     harmful = [g for r in results for g in r.groups if g["verdict"] == "harmful"]
     assert harmful and all(set(g["members"]) & attackers for g in harmful)  # only attackers' groups harm
     assert results[-1].head_accuracy > 0.93
+
+
+def test_an_accuracy_change_within_one_sample_or_one_standard_error_is_no_change() -> None:
+    """What an honest member endorses as a change: on 48 samples one sample (0.021) is noise, and so
+    is anything within one binomial standard error of the base accuracy."""
+    assert not significant(0.90 - 1 / 48, 0.90, 48)
+    assert not significant(0.95 + 1 / 20, 0.95, 20)              # breast cancer's 20 reference samples
+    assert significant(0.90 - 3 / 48, 0.90, 48)                  # a real loss still counts
+    assert significant(0.50, 0.95, 129) and significant(0.97, 0.90, 129)
+    assert not significant(1.0, 1.0, 10) and significant(0.8, 1.0, 10)
