@@ -6,13 +6,17 @@ a session can run with attackers. A member's conduct is a ``Behaviour`` that
 ``Member`` consults at three explicit points:
 
 - **data**, before training: ``Attack.poison_data`` replaces the member's
-  training labels (label flipping, random labels) or plants a backdoor
-  trigger; the session gives the member the poisoned data;
+  training labels (label flipping, a targeted flip of one class pair, random
+  labels) or plants a backdoor trigger; the session gives the member the
+  poisoned data;
 - **update**, after training: ``Behaviour.update`` turns the honest local
-  model into a sign-flipped, scaled (model replacement) or noisy one;
+  model into a sign-flipped, scaled (model replacement) or noisy one — for
+  sleepers and late boosters only from round ``start`` on (adaptive: they
+  build a clean record first);
 - **reports**: ``Behaviour.screening``, ``endorsement`` and
   ``group_endorsement`` may lie: claim clean data, vouch for aggregates the
-  attackers contributed to and disparage the others.
+  attackers contributed to and disparage the others; framers only shade
+  their values a little, against one honest victim.
 
 ``Behaviour`` itself is the honest conduct and changes nothing. Attackers are
 chosen by ``AttackPlan``: the last ``round(fraction * n)`` organizations (at

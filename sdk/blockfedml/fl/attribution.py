@@ -10,18 +10,20 @@ with the federation setting ``attribution=1`` a round takes one more phase:
    seam (in plaintext mode the FedAvg of the group; under encryption the
    opened, authorized group sum) and proposes their digests
    (``ProposeGroups``);
-2. every participant evaluates each group aggregate and the base checkpoint
-   on its own validation data and endorses the metrics (``EndorseGroups``);
+2. every participant values each group by its Shapley value over the round's
+   groups, measured on the consortium's common reference set, and endorses
+   it (``EndorseGroups``; ``endorse_groups``);
 3. the contract scores each group by the trimmed mean of the endorsed
-   improvements and marks it accepted or harmful (``ScoreGroups``);
+   values and marks it accepted or harmful (``ScoreGroups``);
 4. the aggregator proposes the aggregate of the accepted groups only
    (``ProposeAggregate``), which is endorsed and decided as before; a round
    whose groups all harm closes as ``rejected``.
 
 At ``Decide`` reputation flows from groups: members of accepted groups are
-rewarded when the aggregate is accepted; a member of a harmful group is
-penalized only when its partners are trusted and its own record is bad (group
-testing, ``rules.blamed_members``). Over reshuffled rounds an attacker keeps
+rewarded when the aggregate is accepted and improved the model; a member of a
+harmful group is penalized only when its partners are trusted, it was singled
+out so before, and its own record is bad (group testing with strikes,
+``rules.blamed_members``). Over reshuffled rounds an attacker keeps
 landing in harmful groups beside trusted partners and sinks to a ban, while an
 honest member beside an attacker is not blamed. docs/integrity.md.
 """
@@ -36,7 +38,6 @@ import numpy as np
 
 from blockfedml.errors import IntegrityError, PhaseError
 from blockfedml.fl.aggregation import MaskingAggregation, SecureAggregation
-from blockfedml.fl.checkpoints import load_checkpoint
 from blockfedml.fl.member import Member, fetch, to_fixed
 from blockfedml.ml.serialization import load_params, put_model
 
@@ -256,20 +257,6 @@ def measure(member: "Member", params: np.ndarray, kind: int = 1) -> float:
     if member.metric not in result:  # e.g. AUC of a numpy model: score its predictions
         result[member.metric] = score_model(member.model, X, y, member.metric)
     return max(0.0, float(result[member.metric]))
-
-
-def likelihood(member: "Member", digest: str) -> float:
-    """The geometric mean probability a checkpoint gives the true labels of the member's validation data.
-
-    That is ``exp(-cross-entropy)``, in (0, 1], higher is better. A member
-    validates on a few dozen samples, where accuracy moves in steps of one
-    sample and stays flat while a group's update drags the model the wrong
-    way; the likelihood sees that drag at once. Models without a loss (own
-    regression tasks) fall back to the task's metric.
-    """
-    load_checkpoint(member.store, digest, member.model)
-    result = member.model.evaluate(member.data.X_val, member.data.y_val)
-    return math.exp(-float(result["loss"])) if "loss" in result else member._evaluate(digest)
 
 
 def reference_set(task: Any, n_orgs: int) -> tuple[np.ndarray, np.ndarray]:

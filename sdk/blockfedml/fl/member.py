@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from blockfedml.crypto.masking import MaskSecrets
 from blockfedml.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
 from blockfedml.crypto.randomness import DEFAULT_SOURCE, RandomSource, make_randomness
@@ -384,8 +386,6 @@ class Member:
         """Local validation data, with the consortium's common reference set when the member holds one."""
         if self.reference is None:
             return self.data.X_val, self.data.y_val
-        import numpy as np
-
         return (np.concatenate([self.data.X_val, self.reference[0]]),
                 np.concatenate([self.data.y_val, self.reference[1]]))
 
