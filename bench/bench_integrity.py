@@ -15,6 +15,16 @@ accuracy and reputation per round (bench/results/integrity.png).
 
 Ledgers live in /dev/shm when it exists (the fsync of a disk is not what is
 measured here). ``--quick`` runs 2 attacks x 3 defenses on one dataset.
+
+``--grid`` runs the non-IID grid instead (docs/integrity.md): datasets,
+Dirichlet alphas (or ``iid``), seeds, attacks (targeted flips, late boosts,
+sleepers, framers, any attack with ``+lie``), defenses, the number of
+organizations and the share of colluding attackers, in plaintext or under
+Paillier (``--mode``); per cell the final accuracy against the clean session
+of the same seed, the recall of the targeted class pair, the honest members
+ever penalized (the target is 0), the round each attacker was banned, and
+rollbacks. ``--markdown`` prints it as a table for the docs, ``--out`` keeps
+every session as JSON and ``--from-json`` prints a kept one again.
 """
 
 from __future__ import annotations
@@ -81,8 +91,13 @@ def run_session(dataset: str, attack: str | None, defense: str, rounds: int, org
         consortium = Consortium.create(Path(tmp) / "c", n_orgs=orgs, task=task, auditor=False,
                                        settings=config["settings"], collaborator=mode == "paillier")
         try:
-            session = Session(consortium, mode=mode, attack=plan, screening=config.get("screening", False),
-                              strategy=get_strategy(config["strategy"]) if "strategy" in config else None)
+            try:
+                session = Session(consortium, mode=mode, attack=plan, screening=config.get("screening", False),
+                                  strategy=get_strategy(config["strategy"]) if "strategy" in config else None)
+            except BlockFedMLError as exc:  # e.g. attribution under masking
+                return {"dataset": dataset, "attack": attack or "clean", "defense": defense, "mode": mode,
+                        "partition": partition if partition == "iid" else f"dirichlet({alpha})", "seed": seed,
+                        "refused": f"{type(exc).__name__}: {exc}"[:200]}
             msp_ids = [m.msp_id for m in session.members]
             attackers = plan.attackers(msp_ids) if plan else []
             session.join_all()
@@ -276,7 +291,11 @@ def grid_main(args: argparse.Namespace) -> None:
                                start if a and a.startswith("late_boost") else 0)
                    for d, a, f, p, al, sd in runs]
         sessions = [f.result() for f in futures]
+    refused = [s for s in sessions if "refused" in s]
+    sessions = [s for s in sessions if "refused" not in s]
     print(grid_markdown(sessions) if args.markdown else grid_table(sessions, args.rounds))
+    for s in refused:
+        print(f"refused: {s['dataset']} {s['partition']} {s['attack']} {s['defense']} ({s['mode']}): {s['refused']}")
     print(f"\n{len(sessions)} sessions, {time.perf_counter() - started:.0f} s wall")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
