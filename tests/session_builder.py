@@ -3,7 +3,9 @@
 Three rounds with everything an audit must recompute: round 1 run by two of
 the three members (Org3 sits out), a settings change (reward 50 -> 5), round 2
 poisoned by Org2 and rolled back (penalty 65 bans Org3, whose balance was
-lowest), round 3 accepted again without the banned member.
+lowest), round 3 accepted again without the banned member. Training is slow
+(small learning rate) so that round 3 still improves the model: no reward
+without improvement.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def sit_out(member) -> None:
 
 
 def build_session(workdir: Path) -> Path:
-    consortium = Consortium.create(workdir, n_orgs=3, task=TaskSpec(), settings=SETTINGS)
+    consortium = Consortium.create(workdir, n_orgs=3, task=TaskSpec(lr=0.0005, epochs=1), settings=SETTINGS)
     try:
         session = Session(consortium)
         session.join_all()

@@ -88,7 +88,7 @@ class AttributionTransactions:
         return canonical(endorsement)
 
     async def ScoreGroups(self, ctx: TransactionContextInterface, round: str) -> str:
-        """Score each group by the trimmed mean of its endorsed improvements; fix the accepted groups."""
+        """Score each group by the trimmed mean of its endorsed contributions; fix the accepted groups."""
         stub, caller = ctx.get_stub(), caller_of(ctx)
         record = await get_round(stub, round)
         number = record["round"]
@@ -103,8 +103,7 @@ class AttributionTransactions:
             raise ContractError(PHASE, f"round {number} has {len(endorsements)} group endorsements, needs "
                                        f"{needed} (quorum_percent={settings['quorum_percent']})")
         groups = record["attribution"]["groups"]
-        scores = rules.group_scores(endorsements, [g["digest"] for g in groups],
-                                    rules.setting(settings, "attribution_trim_percent"))
+        scores = rules.scores_of(endorsements, [g["digest"] for g in groups], settings)
         verdicts = [rules.group_verdict(score, rules.setting(settings, "attribution_tolerance"),
                                         rules.group_metric_higher_is_better(settings)) for score in scores]
         tx, _ = tx_of(ctx)

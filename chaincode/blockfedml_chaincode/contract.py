@@ -352,7 +352,7 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
         return canonical(endorsement)
 
     async def Decide(self, ctx: TransactionContextInterface, round: str) -> str:
-        """Accept or roll back the proposal by the median endorsed metric; settle reputation."""
+        """Accept or roll back the proposal by the trimmed mean endorsed improvement; settle reputation."""
         stub, caller = ctx.get_stub(), caller_of(ctx)
         record = await get_round(stub, round)
         number = record["round"]
@@ -378,9 +378,10 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
             raise ContractError(PHASE, f"round {number} has {len(metrics)} endorsements of {proposed}, "
                                        f"needs {needed} (quorum_percent={settings['quorum_percent']})")
         median = rules.lower_median(metrics)
-        improvement = rules.lower_median([e["metric"] - e["base_metric"] for e in endorsements])
+        improvement = rules.round_improvement(endorsements, settings)
         rolled_back = rules.should_roll_back(improvement, settings["rollback_tolerance"],
                                              settings["higher_is_better"])
+        improved = not rolled_back and rules.improved(improvement, settings["higher_is_better"])
         status = rules.ROLLED_BACK if rolled_back else rules.ACCEPTED
         delta, reason = (-settings["penalty"], "penalty") if rolled_back else (settings["reward"], "reward")
         tx, now = tx_of(ctx)
@@ -388,8 +389,8 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
         banned: list[str] = []
         writes: list[tuple[str, Any]] = []
         if record.get("attribution") is not None:  # reputation follows each member's group
-            banned, writes = await settle_attribution(stub, record, settings, not rolled_back, tx)
-        else:  # every contributor that stayed shares the aggregate's fate
+            banned, writes = await settle_attribution(stub, record, settings, improved, tx)
+        elif rolled_back or improved:  # every contributor that stayed shares the aggregate's fate; no reward without gain
             for msp_id in record["proposal"]["contributors"]:
                 if msp_id not in remaining:
                     continue

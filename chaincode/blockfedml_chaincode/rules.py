@@ -28,12 +28,14 @@ DEFAULT_SETTINGS: dict[str, int] = {
     "penalty": 20,
     "ban_threshold": 40,
     "rollback_tolerance": 20000,
+    "rollback_trim_percent": 40,
     "higher_is_better": 1,
     # Attribution (docs/integrity.md): score each group's aggregate before it enters the model.
     "attribution": 0,
     "attribution_tolerance": 5000,
     "attribution_trim_percent": 40,
     "attribution_metric": 1,
+    "attribution_reference": 1,
     # Masking (docs/secure-aggregation.md): shares needed to unmask, as a percentage of the selected members.
     "mask_threshold_percent": 51,
     # Deadlines (docs/operations.md): seconds of transaction time a phase waits before anyone may close
@@ -169,8 +171,9 @@ def validate_settings(raw: Mapping[str, Any]) -> dict[str, int]:
     (booleans and floats included), negative values, ``quorum_percent`` outside
     1..100, ``min_participants`` below 1, ``min_group_size`` below 2 (an opened
     sum of one member other than its receiver is that member's update),
-    ``higher_is_better``, ``attribution`` or ``attribution_metric`` other than 0/1,
-    ``attribution_trim_percent`` above 49, and two combinations that would make
+    ``higher_is_better``, ``attribution`` or ``attribution_reference`` other than 0/1,
+    ``attribution_metric`` other than 0/1/2, ``attribution_trim_percent`` or
+    ``rollback_trim_percent`` above 49, and two combinations that would make
     rounds impossible: ``min_group_size > min_participants`` (a round could
     then never form a group) and ``initial_reputation < ban_threshold`` (a new
     member could never be selected).
@@ -196,15 +199,19 @@ def validate_settings(raw: Mapping[str, Any]) -> dict[str, int]:
                                      "update away")
     if settings["higher_is_better"] not in (0, 1):
         raise ContractError(INVALID, f"setting higher_is_better must be 0 or 1, got {settings['higher_is_better']}")
-    for key in ("attribution", "attribution_metric"):
+    for key in ("attribution", "attribution_reference"):
         if settings[key] not in (0, 1):
             raise ContractError(INVALID, f"setting {key} must be 0 or 1, got {settings[key]}")
+    if settings["attribution_metric"] not in (0, 1, 2):
+        raise ContractError(INVALID, "setting attribution_metric must be 0 (the task's metric), 1 (likelihood) "
+                                     f"or 2 (likelihood of the worst class), got {settings['attribution_metric']}")
     if not 1 <= settings["mask_threshold_percent"] <= 100:
         raise ContractError(INVALID, "setting mask_threshold_percent must be 1..100, "
                                      f"got {settings['mask_threshold_percent']}")
-    if settings["attribution_trim_percent"] > 49:
-        raise ContractError(INVALID, "setting attribution_trim_percent must be 0..49 (the share trimmed from "
-                                     f"each end), got {settings['attribution_trim_percent']}")
+    for key in ("attribution_trim_percent", "rollback_trim_percent"):
+        if settings[key] > 49:
+            raise ContractError(INVALID, f"setting {key} must be 0..49 (the share trimmed from "
+                                         f"each end), got {settings[key]}")
     if settings["min_group_size"] > settings["min_participants"]:
         raise ContractError(
             INVALID, f"setting min_group_size ({settings['min_group_size']}) must not exceed "
@@ -380,16 +387,38 @@ def lower_median(values: Sequence[int]) -> int:
 
 
 def should_roll_back(improvement: int, tolerance: int, higher_is_better: int) -> bool:
-    """True when the median change of the metric is a loss larger than ``tolerance``.
+    """True when the endorsed change of the metric is a loss larger than ``tolerance``.
 
-    ``improvement`` is the median over endorsers of (metric of the proposal -
-    metric of the base checkpoint), each pair measured by one member on its own
-    validation data. Comparing like with like keeps a lucky high-water mark on
-    small validation sets from rolling back a sound aggregate.
+    ``improvement`` is the trimmed mean over endorsers of (metric of the
+    proposal - metric of the base checkpoint), each pair measured by one member
+    on its own validation data (``round_improvement``). Comparing like with like
+    keeps a lucky high-water mark on small validation sets from rolling back a
+    sound aggregate.
     """
     if higher_is_better:
         return improvement < -tolerance
     return improvement > tolerance
+
+
+def round_improvement(endorsements: Sequence[Mapping[str, int]], settings: Mapping[str, int]) -> int:
+    """The endorsed improvement of a proposal: the trimmed mean of (metric - base metric).
+
+    Dropping ``rollback_trim_percent`` of the values at each end removes the
+    liars, who push their values to an extreme, as long as they are no more than
+    that share; averaging the honest values that stay makes one member's
+    sampling noise (one validation sample is 1/48 of accuracy on 48 samples) a
+    fraction of itself. The lower median used before picked, with liars at the
+    bottom, the single most pessimistic honest endorser: one unlucky sample
+    rolled back rounds whose test accuracy rose.
+    """
+    return trimmed_mean([e["metric"] - e["base_metric"] for e in endorsements],
+                        setting(settings, "rollback_trim_percent"))
+
+
+def improved(improvement: int, higher_is_better: int) -> bool:
+    """Whether an accepted proposal improved the model: no reward without improvement
+    (the paper: a member is "rewarded if the accuracy is improved")."""
+    return improvement > 0 if higher_is_better else improvement < 0
 
 
 # --------------------------------------------------------------------------
@@ -482,22 +511,36 @@ def trimmed_mean(values: Sequence[int], trim_percent: int) -> int:
 
 
 def group_scores(endorsements: Sequence[Mapping[str, Any]], digests: Sequence[Optional[str]],
-                 trim_percent: int) -> list[Optional[int]]:
-    """Per group: the trimmed mean over endorsers of (group metric - base metric); None if absent.
+                 trim_percent: int, removal: int = 0) -> list[Optional[int]]:
+    """Per group: the trimmed mean over endorsers of the group's contribution; None if absent.
 
-    Each member measures both metrics on its own validation data, so each
-    difference compares like with like (as the round's decision does).
+    With ``removal`` (setting ``attribution_reference=1``) each endorser reports,
+    as ``base_metric``, the metric of the aggregate of every group and, per group,
+    that metric minus the group's Shapley value over the round's groups (for two
+    groups: the metric of the aggregate without it): the contribution is their
+    difference (base - metric). Otherwise it is the
+    group's own aggregate against the round's base checkpoint (metric - base).
+    Each endorser measures both on the same data, so each difference compares
+    like with like.
     """
     return [
         None if digest is None
-        else trimmed_mean([e["metrics"][index] - e["base_metric"] for e in endorsements], trim_percent)
+        else trimmed_mean([(e["base_metric"] - e["metrics"][index]) if removal
+                           else (e["metrics"][index] - e["base_metric"]) for e in endorsements], trim_percent)
         for index, digest in enumerate(digests)
     ]
 
 
+def scores_of(endorsements: Sequence[Mapping[str, Any]], digests: Sequence[Optional[str]],
+              settings: Mapping[str, int]) -> list[Optional[int]]:
+    """``group_scores`` with the consortium's settings (trim and reference)."""
+    return group_scores(endorsements, digests, setting(settings, "attribution_trim_percent"),
+                        setting(settings, "attribution_reference"))
+
+
 def group_metric_higher_is_better(settings: Mapping[str, int]) -> int:
-    """Groups are endorsed with the likelihood of the true labels (``attribution_metric=1``,
-    higher is better) or with the task's own metric (0, as ``higher_is_better`` says)."""
+    """Groups are endorsed with the likelihood of the true labels (``attribution_metric=1``, or 2:
+    of the worst class; higher is better) or with the task's own metric (0, as ``higher_is_better`` says)."""
     return 1 if setting(settings, "attribution_metric") else settings["higher_is_better"]
 
 
@@ -514,13 +557,39 @@ def accepted_members(groups: Sequence[Sequence[str]], verdicts: Sequence[str]) -
 
 
 def new_attribution() -> dict[str, int]:
-    """A member's attribution record before its first scored group."""
-    return {"clean": 0, "harmful": 0, "blamed": 0}
+    """A member's attribution record before its first scored group.
+
+    ``clean`` / ``harmful``: rounds in accepted / harmful groups; ``strikes``:
+    recent harmful groups in which every partner was trusted (harm nobody else
+    explains), one forgiven per accepted group; ``blamed``: penalties so far.
+    """
+    return {"clean": 0, "harmful": 0, "blamed": 0, "strikes": 0}
+
+
+TRUST_MIN_CLEAN = 2
+"""Rounds in accepted groups before a member's word counts as a partner's alibi."""
+BLAME_STRIKES = 2
+"""Unforgiven unexplained harms before the next one is blamed."""
 
 
 def is_trusted(record: Mapping[str, int]) -> bool:
-    """More rounds in accepted groups than in harmful ones."""
-    return record["clean"] > record["harmful"]
+    """At least ``TRUST_MIN_CLEAN`` rounds in accepted groups, more than twice its rounds in harmful
+    ones, and no unexplained harm lately (no strike)."""
+    return (record["clean"] >= TRUST_MIN_CLEAN and record["clean"] > 2 * record["harmful"]
+            and not record.get("strikes", 0))
+
+
+def _suspects(groups: Sequence[Sequence[str]], verdicts: Sequence[str],
+              records: Mapping[str, Mapping[str, int]]) -> set[str]:
+    """Members of harmful groups whose partners are all trusted: only they can explain the harm."""
+    suspects = set()
+    for members, verdict in zip(groups, verdicts):
+        if verdict != HARMFUL:
+            continue
+        for msp in members:
+            if all(is_trusted(records.get(o) or new_attribution()) for o in members if o != msp):
+                suspects.add(msp)
+    return suspects
 
 
 def blamed_members(groups: Sequence[Sequence[str]], verdicts: Sequence[str],
@@ -528,11 +597,24 @@ def blamed_members(groups: Sequence[Sequence[str]], verdicts: Sequence[str],
     """Members of harmful groups that the evidence singles out, sorted (group testing).
 
     A harmful group's aggregate says only that someone in it harmed. A member
-    is blamed when every other member of its group is trusted (before this
-    round) and its own record, this round included, holds more harmful rounds
-    than accepted ones. An honest member that shares a group with an attacker
-    is not blamed: the attacker is not trusted. With groups of one (no privacy
+    is a suspect when every other member of its group is trusted (before this
+    round); each time it is, it gets a strike, and each accepted group that
+    helped forgives one. A suspect is blamed when it already holds ``BLAME_STRIKES`` strikes.
+    So an attacker, from the start or after a clean history (a sleeper, a late
+    booster), is blamed from its third harmful round in a row beside trusted
+    partners, while an honest member that shares a group with an attacker is
+    not blamed: the attacker is not trusted, or, if it still is (its first
+    harm), the honest member would need to meet a trusted attacker in harmful
+    groups three times without one accepted group in between. Early rounds,
+    when nobody is trusted yet, blame nobody. With groups of one (no privacy
     asked) a harmful member is blamed at once.
+
+    The member's own history must agree, too: it has been in harmful groups in
+    more than half of its rounds (this one included). On skewed data an
+    honest member's contribution can turn harmful for a few rounds (on digits
+    at Dirichlet 0.1, one holding four classes and many samples scored down
+    to -0.010 four rounds of five while the model converged, beside trusted
+    partners); its clean record keeps it from being blamed for that.
     """
     blamed = []
     for members, verdict in zip(groups, verdicts):
@@ -541,40 +623,64 @@ def blamed_members(groups: Sequence[Sequence[str]], verdicts: Sequence[str],
         for msp in members:
             own = records.get(msp) or new_attribution()
             partners_trusted = all(is_trusted(records.get(o) or new_attribution()) for o in members if o != msp)
-            if partners_trusted and own["harmful"] + 1 > own["clean"]:
+            record_agrees = own["harmful"] + 1 > own["clean"]
+            if partners_trusted and (len(members) == 1 or own.get("strikes", 0) >= BLAME_STRIKES and record_agrees):
                 blamed.append(msp)
     return sorted(blamed)
 
 
+def helped(scores: Sequence[Optional[int]], higher_is_better: int) -> list[bool]:
+    """Per group, whether its score says it helped the model (a gain, not merely no harm beyond tolerance)."""
+    return [score is not None and (score > 0 if higher_is_better else score < 0) for score in scores]
+
+
+def groups_helped(groups: Sequence[Mapping[str, Any]], settings: Mapping[str, int]) -> list[bool]:
+    """For ``attribution_outcome``: which scored groups of a round helped the model."""
+    return helped([g.get("score") for g in groups], group_metric_higher_is_better(settings))
+
+
 def attribution_outcome(groups: Sequence[Sequence[str]], verdicts: Sequence[str],
-                        records: Mapping[str, Mapping[str, int]], model_accepted: bool,
-                        reward: int, penalty: int) -> tuple[dict[str, tuple[int, str]], dict[str, dict]]:
+                        records: Mapping[str, Mapping[str, int]], model_improved: bool,
+                        reward: int, penalty: int, helping: Optional[Sequence[bool]] = None
+                        ) -> tuple[dict[str, tuple[int, str]], dict[str, dict]]:
     """What a decided attribution round does to each member.
 
     Returns ``(changes, new_records)``: ``changes[msp] = (delta, reason)``
     for members whose balance changes — ``group_reward`` for members of
-    accepted groups when the round's aggregate is accepted, ``group_penalty``
-    for blamed members — and the updated attribution record of every member
-    of a scored group. Nobody is penalized for a group it cannot be singled
-    out of, and nobody is rewarded for a model the endorsers rolled back.
+    accepted groups when the round's aggregate is accepted and improved the
+    model, ``group_penalty`` for blamed members, ``penalty`` times the number
+    of times the member has been blamed (a repeat offender is banned in two
+    or three rounds, however rich) — and the updated attribution
+    record of every member of a scored group. Nobody is penalized for a group
+    it cannot be singled out of, and nobody is rewarded for a model the
+    endorsers rolled back or that did not improve. A strike is forgiven by an
+    accepted group that ``helping`` says helped (``helped``; None: every
+    accepted group): an attacker whose damage fades below the tolerance as the
+    model converges is not cleared by passing.
     """
+    suspects = _suspects(groups, verdicts, records)
     blamed = set(blamed_members(groups, verdicts, records))
     changes: dict[str, tuple[int, str]] = {}
     new_records: dict[str, dict] = {}
-    for members, verdict in zip(groups, verdicts):
+    helping = [True] * len(groups) if helping is None else helping
+    for members, verdict, helps in zip(groups, verdicts, helping):
         if verdict == MISSING:
             continue
         for msp in sorted(members):
-            record = dict(records.get(msp) or new_attribution())
+            record = {**new_attribution(), **(records.get(msp) or {})}
             if verdict == ACCEPTED:
                 record["clean"] += 1
-                if model_accepted:
+                if helps:
+                    record["strikes"] = max(0, record["strikes"] - 1)
+                if model_improved:
                     changes[msp] = (reward, "group_reward")
             else:
                 record["harmful"] += 1
-                if msp in blamed:
+                if msp in suspects:
+                    record["strikes"] += 1
+                if msp in blamed:  # repeat offenders pay more: penalty x the number of blames
                     record["blamed"] += 1
-                    changes[msp] = (-penalty, "group_penalty")
+                    changes[msp] = (-penalty * record["blamed"], "group_penalty")
             new_records[msp] = record
     return changes, new_records
 

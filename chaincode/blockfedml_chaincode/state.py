@@ -148,20 +148,22 @@ async def require_absent(stub: Any, key: str, message: str) -> None:
         raise ContractError(EXISTS, message)
 
 
-async def settle_attribution(stub: Any, record: Record, settings: Record, model_accepted: bool,
+async def settle_attribution(stub: Any, record: Record, settings: Record, model_improved: bool,
                              tx: str) -> tuple[list[str], list[tuple[str, Any]]]:
     """The writes that settle a round with attribution, and who they ban (rules.attribution_outcome).
 
     Reputation follows each member's group: reward for accepted groups when the
-    aggregate is accepted, penalty only for members the groups' history singles out.
+    aggregate is accepted and improved the model, penalty only for members the
+    groups' history singles out.
     """
     number = record["round"]
     groups = [g["members"] for g in record["attribution"]["groups"]]
     verdicts = [g["verdict"] for g in record["attribution"]["groups"]]
     records = {msp: await get_json(stub, f"attr~{msp}") or rules.new_attribution()
                for msp in sorted({m for members in groups for m in members})}
-    changes, new_records = rules.attribution_outcome(groups, verdicts, records, model_accepted,
-                                                     settings["reward"], settings["penalty"])
+    changes, new_records = rules.attribution_outcome(groups, verdicts, records, model_improved,
+                                                     settings["reward"], settings["penalty"],
+                                                     rules.groups_helped(record["attribution"]["groups"], settings))
     writes: list[tuple[str, Any]] = [(f"attr~{msp}", value) for msp, value in sorted(new_records.items())]
     banned: list[str] = []
     for msp, (delta, reason) in sorted(changes.items()):

@@ -248,6 +248,17 @@ def test_balance_never_goes_below_zero(world: MemWorld) -> None:
     refused(world, ORG2, "Join", code=UNAUTHORIZED)
 
 
+def test_an_accepted_round_that_does_not_improve_pays_no_reward(world: MemWorld) -> None:
+    """The paper: a contributor is "rewarded if the accuracy is improved"."""
+    drive(world, "closed", metrics=(900000, 900000, 900000))             # base metric 0.90, unchanged
+    decided = ok(world, AUDITOR, "GetRound", "1")["decision"]
+    assert (decided["status"], decided["improvement"]) == ("accepted", 0)
+    for msp in MEMBERS:
+        assert ok(world, AUDITOR, "GetReputation", msp) == {"balance": 100, "entries": 1}
+    drive(world, "closed", r=2, metrics=(905000, 905000, 905000))
+    assert all(ok(world, AUDITOR, "GetReputation", msp)["balance"] == 110 for msp in MEMBERS)
+
+
 def test_loss_like_metrics_roll_back_when_higher(world: MemWorld) -> None:
     ok(world, ADMIN, "SetSettings", json.dumps({"higher_is_better": 0}))
     drive(world, "closed", metrics=(950000, 950000, 950000))          # loss 0.90 -> 0.95

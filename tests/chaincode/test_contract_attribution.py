@@ -55,12 +55,14 @@ def group_digests(record: dict) -> list[str]:
 
 
 def endorse_groups(world: MemWorld, record: dict, bad: set[str], liars: frozenset[str] = frozenset()) -> None:
-    """Honest endorsers see groups holding a ``bad`` member lose 5 points; liars say the opposite."""
+    """Leave-one-group-out (attribution_reference=1): honest endorsers see the model of all groups
+    at BASE, without a group holding a ``bad`` member 5 points better (it harms), without any other
+    group 2 points worse (it helps); liars say the opposite."""
     for msp in record["participants"]:
         harmed = [bool(set(g) & bad) for g in record["groups"]]
         if msp in liars:
             harmed = [not h for h in harmed]
-        metrics = [BAD if h else GOOD for h in harmed]
+        metrics = [BASE + 50000 if h else BASE - 20000 for h in harmed]
         ok(world, msp, "EndorseGroups", str(record["round"]), json.dumps(metrics), str(BASE))
 
 
@@ -112,29 +114,66 @@ def test_group_verdicts() -> None:
     assert rules.group_verdict(20001, 20000, 0) == rules.HARMFUL     # loss-like metric went up
 
 
-def test_blame_needs_trusted_partners_and_a_bad_record() -> None:
-    trusted, fresh = {"clean": 2, "harmful": 0, "blamed": 0}, rules.new_attribution()
+def test_blame_needs_trusted_partners_and_unforgiven_strikes() -> None:
+    trusted, fresh = {"clean": 2, "harmful": 0, "blamed": 0, "strikes": 0}, rules.new_attribution()
+    struck = {"clean": 2, "harmful": 2, "blamed": 0, "strikes": rules.BLAME_STRIKES}
     groups, harmful = [["A", "H"], ["B", "C"]], [rules.HARMFUL, rules.HARMFUL]
-    # A's partner H is trusted, so A is singled out; H's partner A is not trusted, so H is not.
-    assert rules.blamed_members(groups, harmful, {"H": trusted}) == ["A"]
-    # Nobody trusted yet (first round): nobody is blamed.
-    assert rules.blamed_members(groups, harmful, {}) == []
-    # A member with a good record (more accepted rounds than harmful ones) is not blamed.
+    # A holds strikes and its partner H is trusted: A is singled out; H's partner A is not trusted.
+    assert rules.blamed_members(groups, harmful, {"H": trusted, "A": struck}) == ["A"]
+    # A first (or second) unexplained harm is only a strike: a fresh attacker, or an honest member
+    # beside an attacker that is still trusted, is not blamed for it.
+    assert rules.blamed_members(groups, harmful, {"H": trusted}) == []
     assert rules.blamed_members([["A", "H"]], [rules.HARMFUL], {"H": trusted, "A": trusted}) == []
+    # Nobody trusted yet (first rounds): nobody is blamed, whatever its strikes.
+    assert rules.blamed_members(groups, harmful, {"A": struck}) == []
+    # Trust needs TRUST_MIN_CLEAN accepted rounds, more than twice the harmful ones, and no strike.
+    assert not rules.is_trusted({"clean": 1, "harmful": 0, "blamed": 0})
+    assert not rules.is_trusted({"clean": 4, "harmful": 2, "blamed": 0})
+    assert not rules.is_trusted({"clean": 9, "harmful": 0, "blamed": 0, "strikes": 1})
+    assert rules.is_trusted({"clean": 5, "harmful": 2, "blamed": 0})       # records stored before strikes
     # Groups of one (no privacy asked): a harmful member is blamed at once.
     assert rules.blamed_members([["A"], ["B"]], [rules.HARMFUL, rules.ACCEPTED], {"A": fresh}) == ["A"]
 
 
-def test_attribution_outcome_rewards_accepted_groups_only_when_the_model_is_accepted() -> None:
+def _settle(groups: list[list[str]], verdicts: list[str], records: dict) -> dict[str, tuple[int, str]]:
+    changes, updated = rules.attribution_outcome(groups, verdicts, records, True, 10, 30)
+    records.update(updated)
+    return changes
+
+
+def test_a_sleeper_is_blamed_once_its_harm_outweighs_its_clean_rounds_and_its_partners_never() -> None:
+    """S is honest for 5 rounds (trusted), then harms every round beside a different honest member."""
+    honest = ["H1", "H2", "H3", "H4", "H5"]
+    records: dict = {}
+    for r in range(5):
+        _settle([["S", honest[r]], [h for h in honest if h != honest[r]]], [rules.ACCEPTED] * 2, records)
+    blamed_rounds = []
+    for r in range(8):
+        partner = honest[r % 5]
+        others = [h for h in honest if h != partner]
+        changes = _settle([["S", partner], others], [rules.HARMFUL, rules.ACCEPTED], records)
+        assert all(changes.get(h, (0, ""))[0] >= 0 for h in honest), (r, changes)
+        if changes.get("S", (0, ""))[0] < 0:
+            blamed_rounds.append((r, changes["S"][0]))
+    # Its sixth harmful round outweighs its five clean ones: blamed, and more each time.
+    assert blamed_rounds == [(5, -30), (6, -60), (7, -90)]
+    assert all(records[h]["blamed"] == 0 for h in honest)
+
+
+def test_attribution_outcome_rewards_accepted_groups_only_when_the_model_improved() -> None:
     groups = [["A", "B"], ["C", "D"], ["E", "F"]]
     verdicts = [rules.ACCEPTED, rules.HARMFUL, rules.MISSING]
-    records = {"D": {"clean": 3, "harmful": 0, "blamed": 0}}
+    records = {"D": {"clean": 3, "harmful": 0, "blamed": 0}, "C": {"clean": 1, "harmful": 1, "blamed": 0,
+                                                                  "strikes": 2}}
     changes, new = rules.attribution_outcome(groups, verdicts, records, True, 10, 30)
     assert changes == {"A": (10, "group_reward"), "B": (10, "group_reward"), "C": (-30, "group_penalty")}
-    assert new["C"] == {"clean": 0, "harmful": 1, "blamed": 1} and new["D"]["harmful"] == 1
-    assert "E" not in new                                         # a missing group changes nothing
+    assert new["C"] == {"clean": 1, "harmful": 2, "blamed": 1, "strikes": 3}
+    assert new["D"] == {"clean": 3, "harmful": 1, "blamed": 0, "strikes": 0}   # its partner C is not trusted
+    assert new["A"]["strikes"] == 0 and "E" not in new                      # a missing group changes nothing
     changes, _ = rules.attribution_outcome(groups, verdicts, records, False, 10, 30)
-    assert changes == {"C": (-30, "group_penalty")}
+    assert changes == {"C": (-30, "group_penalty")}                         # no reward without improvement
+    _, forgiven = rules.attribution_outcome([["C", "D"]], [rules.ACCEPTED], new, False, 10, 30)
+    assert forgiven["C"]["strikes"] == 2                                    # an accepted group forgives one
 
 
 def test_attribution_settings_are_checked() -> None:
@@ -174,15 +213,15 @@ def test_a_round_with_attribution_keeps_harmful_groups_out(world: MemWorld) -> N
         assert rep == (110 if msp in accepted else 100)             # the harmful pair: no reward, no blame yet
         history = ok(world, AUDITOR, "GetReputationHistory", msp)
         assert [h["reason"] for h in history] == (["join", "group_reward"] if msp in accepted else ["join"])
-    assert ok(world, AUDITOR, "GetAttribution", bad) == {"clean": 0, "harmful": 1, "blamed": 0}
-    assert ok(world, AUDITOR, "GetAttribution", accepted[0]) == {"clean": 1, "harmful": 0, "blamed": 0}
+    assert ok(world, AUDITOR, "GetAttribution", bad) == {"clean": 0, "harmful": 1, "blamed": 0, "strikes": 0}
+    assert ok(world, AUDITOR, "GetAttribution", accepted[0]) == {"clean": 1, "harmful": 0, "blamed": 0, "strikes": 0}
     assert len(ok(world, AUDITOR, "GetGroupEndorsements", r)) == len(ORGS)
 
 
 def test_a_persistent_attacker_sinks_and_is_banned_while_no_honest_member_is_penalized(world: MemWorld) -> None:
     attacker = ORGS[4]
     banned_in = None
-    for _ in range(12):
+    for _ in range(40):
         decision = attribution_round(world, {attacker})["decision"]
         if attacker in decision["banned"]:
             banned_in = ok(world, AUDITOR, "GetHead")["last_round"]
@@ -252,23 +291,23 @@ def test_attribution_refusals(world: MemWorld) -> None:
     refused(world, aggregator, "ProposeGroups", r, json.dumps(group_digests(record)[:2]), code=INVALID)
     refused(world, aggregator, "ProposeGroups", r, json.dumps([None, None, None]), code=INVALID)
     refused(world, aggregator, "ProposeGroups", r, json.dumps(["nothex", None, None]), code=INVALID)
-    refused(world, ADMIN, "EndorseGroups", r, json.dumps([GOOD] * 3), str(BASE), code=PHASE)
+    refused(world, ADMIN, "EndorseGroups", r, json.dumps([BAD] * 3), str(BASE), code=PHASE)
     ok(world, aggregator, "ProposeGroups", r, digests)
     refused(world, aggregator, "ProposeGroups", r, digests, code=EXISTS)
-    refused(world, AUDITOR, "EndorseGroups", r, json.dumps([GOOD] * 3), str(BASE), code=UNAUTHORIZED)
+    refused(world, AUDITOR, "EndorseGroups", r, json.dumps([BAD] * 3), str(BASE), code=UNAUTHORIZED)
     refused(world, ADMIN, "EndorseGroups", r, json.dumps([GOOD, -1, GOOD]), str(BASE), code=INVALID)
     refused(world, ADMIN, "EndorseGroups", r, json.dumps([GOOD, True, GOOD]), str(BASE), code=INVALID)
     refused(world, ADMIN, "ScoreGroups", r, code=PHASE)              # no quorum yet
-    ok(world, ADMIN, "EndorseGroups", r, json.dumps([GOOD] * 3), str(BASE))
-    refused(world, ADMIN, "EndorseGroups", r, json.dumps([GOOD] * 3), str(BASE), code=EXISTS)
-    for msp in ORGS[1:6]:  # six of nine: the quorum
-        ok(world, msp, "EndorseGroups", r, json.dumps([GOOD] * 3), str(BASE))
+    ok(world, ADMIN, "EndorseGroups", r, json.dumps([BAD] * 3), str(BASE))
+    refused(world, ADMIN, "EndorseGroups", r, json.dumps([BAD] * 3), str(BASE), code=EXISTS)
+    for msp in ORGS[1:6]:  # six of nine, the quorum; without any group the model would be worse: all help
+        ok(world, msp, "EndorseGroups", r, json.dumps([BAD] * 3), str(BASE))
     refused(world, aggregator, "ProposeAggregate", r, digest("agg"), json.dumps(ORGS), code=PHASE)  # not scored
     refused(world, AUDITOR, "ScoreGroups", r, code=UNAUTHORIZED)
     refused(world, ADMIN, "Decide", r, code=PHASE)
     ok(world, ADMIN, "ScoreGroups", r)
     refused(world, ADMIN, "ScoreGroups", r, code=EXISTS)
-    refused(world, ORGS[8], "EndorseGroups", r, json.dumps([GOOD] * 3), str(BASE), code=PHASE)
+    refused(world, ORGS[8], "EndorseGroups", r, json.dumps([BAD] * 3), str(BASE), code=PHASE)
     refused(world, ADMIN, "Decide", r, code=PHASE)                   # accepted groups: propose first
 
 
@@ -278,3 +317,14 @@ def test_without_attribution_group_transactions_are_refused() -> None:
     record = to_update(world)
     refused(world, record["aggregator"], "ProposeGroups", str(record["round"]),
             json.dumps(group_digests(record)), code=PHASE)
+
+
+
+def test_a_member_with_a_long_clean_record_is_not_blamed_for_a_few_harmful_rounds() -> None:
+    """On skewed data an honest member's contribution can turn harmful for a few rounds beside trusted
+    partners; its own history (harmful in at most half of its rounds) keeps it from blame."""
+    trusted = {"clean": 5, "harmful": 0, "blamed": 0, "strikes": 0}
+    honest = {"clean": 12, "harmful": 5, "blamed": 0, "strikes": 2}
+    attacker = {"clean": 4, "harmful": 4, "blamed": 0, "strikes": 2}
+    assert rules.blamed_members([["A", "H"]], [rules.HARMFUL], {"A": honest, "H": trusted}) == []
+    assert rules.blamed_members([["A", "H"]], [rules.HARMFUL], {"A": attacker, "H": trusted}) == ["A"]

@@ -211,10 +211,10 @@ def test_attribution_phase_waits_for_group_endorsements_then_the_aggregator() ->
     record = to_update(world)
     ok(world, record["aggregator"], "ProposeGroups", "1", json.dumps(group_digests(record)))
     first, *others = record["participants"]
-    ok(world, first, "EndorseGroups", "1", json.dumps([920000] * len(record["groups"])), "900000")
+    ok(world, first, "EndorseGroups", "1", json.dumps([880000] * len(record["groups"])), "900000")
     assert ok(world, AUDIT, "GetPending", "1")["waiting_for"] == others
     for msp in others:
-        ok(world, msp, "EndorseGroups", "1", json.dumps([920000] * len(record["groups"])), "900000")
+        ok(world, msp, "EndorseGroups", "1", json.dumps([880000] * len(record["groups"])), "900000")
     assert ok(world, AUDIT, "GetPending", "1")["waiting_for"] == []    # the admin scores the groups
     ok(world, first, "ScoreGroups", "1")
     assert ok(world, AUDIT, "GetPending", "1")["waiting_for"] == [record["aggregator"]]

@@ -281,3 +281,30 @@ def test_a_round_without_attribution_too_small_for_a_group_gets_none() -> None:
         hashlib.sha256(f"1:{m}".encode()).hexdigest(), m))]
     with raises(PHASE, "fewer than the 3 an attribution group needs"):
         rules.allocation_groups(["A", "B"], 1, {**settings, "attribution": 1})
+
+
+def test_rollback_is_not_triggered_by_one_pessimistic_validation_sample() -> None:
+    """10 endorsers, 4 liars at the bottom: the lower median is the one honest endorser that lost one
+    validation sample of 48 (more than the tolerance 0.02); the trimmed mean averages it with the next."""
+    settings = rules.validate_settings({})
+    one_sample = -(rules.METRIC_SCALE // 48) - 1
+    honest = [one_sample, 0, 0, 5000, 10000, 20833]
+    endorsements = [{"metric": 900000 + d, "base_metric": 900000} for d in honest] + \
+        [{"metric": 0, "base_metric": 1_000_000}] * 4
+    changes = [e["metric"] - e["base_metric"] for e in endorsements]
+    assert rules.should_roll_back(rules.lower_median(changes), settings["rollback_tolerance"], 1)  # the old rule
+    improvement = rules.round_improvement(endorsements, settings)
+    assert improvement == (one_sample + 0) // 2
+    assert not rules.should_roll_back(improvement, settings["rollback_tolerance"], 1)
+    # A real loss seen by every honest endorser still rolls back, with the liars at the top instead.
+    harmful = [{"metric": 870000, "base_metric": 900000}] * 6 + [{"metric": 1_000_000, "base_metric": 0}] * 4
+    assert rules.should_roll_back(rules.round_improvement(harmful, settings), settings["rollback_tolerance"], 1)
+
+
+def test_no_reward_without_improvement() -> None:
+    assert rules.improved(1, 1) and not rules.improved(0, 1) and not rules.improved(-5, 1)
+    assert rules.improved(-1, 0) and not rules.improved(0, 0)                # loss-like metrics
+    with pytest.raises(ContractError, match="rollback_trim_percent"):
+        rules.validate_settings({"rollback_trim_percent": 50})
+    with pytest.raises(ContractError, match="attribution_metric"):
+        rules.validate_settings({"attribution_metric": 3})

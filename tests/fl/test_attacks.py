@@ -8,7 +8,7 @@ import pytest
 from blockfedml.consortium import Consortium
 from blockfedml.errors import InvalidInputError
 from blockfedml.fl.attacks import (ATTACKS, BACKDOOR_TARGET, HONEST, TRIGGER_VALUE, Attack, AttackPlan,
-                                   apply_trigger, backdoor_success, trigger_features)
+                                   apply_trigger, backdoor_success, target_pair, trigger_features)
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import TaskSpec, member_data
 
@@ -71,6 +71,42 @@ def test_update_attacks() -> None:
         assert Attack(kind).update(local, base, round_) is local
 
 
+def test_targeted_flip_swaps_one_class_pair_only(data) -> None:
+    assert target_pair(10) == (3, 8) and target_pair(2) == (0, 1)
+    for kind in ("targeted_flip", "framer"):
+        poisoned = Attack(kind, member="Org9MSP").poison_data(data, 10)
+        y, flipped = data.y_train, poisoned.y_train
+        assert np.array_equal(flipped[y == 3], np.full(np.sum(y == 3), 8))
+        assert np.array_equal(flipped[y == 8], np.full(np.sum(y == 8), 3))
+        others = (y != 3) & (y != 8)
+        assert np.array_equal(flipped[others], y[others]) and poisoned.y_val is data.y_val
+
+
+def test_sleepers_and_late_boosters_are_honest_until_their_start_round() -> None:
+    base, local = np.zeros(5), np.arange(5.0)
+    rounds = {n: {"round": n, "participants": [f"Org{i}MSP" for i in range(10)]} for n in (5, 6, 8)}
+    sleeper = Attack("sleeper", member="Org9MSP", lie=True, accomplices=frozenset({"Org9MSP"}))
+    assert sleeper.update(local, base, rounds[5]) is local                       # default start: round 6
+    assert np.array_equal(sleeper.update(local, base, rounds[6]), -4 * local)
+    assert sleeper.endorsement(0.9, 0.8, ["Org1MSP"], round_number=5) == (0.9, 0.8)
+    assert sleeper.endorsement(0.9, 0.8, ["Org1MSP"], round_number=6) == (0.0, 1.0)
+    booster = Attack("late_boost", member="Org9MSP", start=8)
+    assert booster.update(local, base, rounds[6]) is local
+    assert np.array_equal(booster.update(local, base, rounds[8]), 10 * local)
+    with pytest.raises(InvalidInputError, match="start"):
+        Attack("sleeper", start=-1)
+
+
+def test_framers_shade_against_their_victim_and_for_themselves() -> None:
+    framer = Attack("framer", member="Org9MSP", accomplices=frozenset({"Org9MSP", "Org10MSP"}), victim="Org2MSP")
+    groups = [["Org1MSP", "Org2MSP"], ["Org3MSP", "Org10MSP"], ["Org4MSP", "Org5MSP"]]
+    assert framer.group_endorsement([0.5, 0.5, 0.5], groups) == pytest.approx([0.48, 0.52, 0.5])
+    # Shapley scoring: a low metric "without" a group speaks for the group, so the shading turns round
+    assert framer.group_endorsement([0.5, 0.5, 0.5], groups, removal=True) == pytest.approx([0.52, 0.48, 0.5])
+    assert framer.endorsement(0.9, 0.8, ["Org2MSP", "Org4MSP"]) == pytest.approx((0.88, 0.8))
+    assert AttackPlan("framer", 0.2).behaviours([f"Org{i}MSP" for i in range(1, 11)])["Org9MSP"].victim == "Org2MSP"
+
+
 def test_liars_claim_clean_data_and_favour_their_accomplices() -> None:
     liar = Attack("label_flip", member="Org9MSP", lie=True, accomplices=frozenset({"Org9MSP", "Org10MSP"}))
     assert liar.lies and liar.name == "label_flip+lie"
@@ -79,6 +115,7 @@ def test_liars_claim_clean_data_and_favour_their_accomplices() -> None:
     assert liar.endorsement(0.95, 0.9, ["Org1MSP", "Org2MSP"]) == (0.0, 1.0)
     groups = [["Org1MSP", "Org2MSP"], ["Org3MSP", "Org10MSP"], ["Org4MSP", "Org5MSP"]]
     assert liar.group_endorsement([0.9, 0.2, None], groups) == [0.0, 1.0, None]
+    assert liar.group_endorsement([0.9, 0.2, None], groups, removal=True) == [1.0, 0.0, None]
     plain = Attack("label_flip", member="Org9MSP")
     assert not plain.lies and plain.screening(0, 120000) == (0, 120000)
     assert Attack("liar").lies

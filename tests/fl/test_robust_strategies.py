@@ -68,7 +68,17 @@ def test_krum_refuses_too_few_updates_and_bad_options() -> None:
     with pytest.raises(InvalidInputError, match="n >= 2f \\+ 3"):
         Krum(f=2).aggregate(updates([[1.0]] * 6))
     with pytest.raises(InvalidInputError, match="at least 3"):
-        Krum().aggregate(updates([[1.0], [2.0]]))
+        Krum(f=0).aggregate(updates([[1.0], [2.0]]))
+
+
+def test_krum_with_its_default_f_keeps_every_update_of_a_pair() -> None:
+    """An attribution group of 2 has no majority to keep: (multi-)Krum averages it instead of stalling."""
+    for rule in (Krum(), MultiKrum()):
+        assert np.array_equal(rule.aggregate(updates([[1.0], [3.0]])), np.array([2.0]))
+        assert np.array_equal(rule.aggregate(updates([[5.0]])), np.array([5.0]))
+
+
+def test_krum_refuses_bad_options() -> None:
     with pytest.raises(InvalidInputError, match="m must be at least 1"):
         Krum(m=0)
     with pytest.raises(InvalidInputError, match="non-negative integer"):

@@ -492,13 +492,13 @@ def check_decisions(ctx: AuditContext) -> CheckResult:
                        round=number, tx=decide_tx, object=key)
         if not valid:
             continue
-        improvement = rules.lower_median([e["metric"] - e["base_metric"] for e in valid])
+        improvement = rules.round_improvement(valid, settings)
         rolled_back = rules.should_roll_back(improvement, settings["rollback_tolerance"],
                                              settings["higher_is_better"])
         expected = {"status": rules.ROLLED_BACK if rolled_back else rules.ACCEPTED,
                     "metric": rules.lower_median([e["metric"] for e in valid]),
                     "improvement": improvement, "endorsements": len(valid)}
-        _expect_decision(check, decision, expected, f"median improvement {improvement} over {len(valid)} "
+        _expect_decision(check, decision, expected, f"trimmed mean improvement {improvement} over {len(valid)} "
                          f"endorsements, rollback_tolerance {settings['rollback_tolerance']}", number, decide_tx)
     check_aborts(check, ctx.state)
     rescored = sum(1 for r in decided if r.get("attribution") is not None)
@@ -628,6 +628,9 @@ def _expected_history(ctx: AuditContext, msp: str, recorded: list[Record], decid
             penalized = delta < 0
         elif msp in record["proposal"]["contributors"]:
             penalized = record["decision"].get("status") == rules.ROLLED_BACK
+            if not penalized and not rules.improved(record["decision"].get("improvement") or 0,
+                                                    settings["higher_is_better"]):
+                continue  # no reward without improvement
             delta, reason = (-settings["penalty"], "penalty") if penalized else (settings["reward"], "reward")
         else:
             continue

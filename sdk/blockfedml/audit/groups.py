@@ -39,8 +39,7 @@ def check_group_scores(check: Check, ctx: Any, record: Record) -> None:
         return
     groups = attribution["groups"]
     try:
-        scores = rules.group_scores(endorsements, [g["digest"] for g in groups],
-                                    rules.setting(settings, "attribution_trim_percent"))
+        scores = rules.scores_of(endorsements, [g["digest"] for g in groups], settings)
     except (ContractError, IndexError, TypeError) as exc:
         check.fail(f"the group endorsements cannot be scored: {exc}", round=number, tx=tx, object=key)
         return
@@ -78,7 +77,9 @@ def settlements(ctx: Any, decided: list[Record]
         groups = record["attribution"]["groups"]
         changes, updated = rules.attribution_outcome(
             [g["members"] for g in groups], [g["verdict"] for g in groups], records,
-            record["decision"].get("status") == rules.ACCEPTED, settings["reward"], settings["penalty"])
+            record["decision"].get("status") == rules.ACCEPTED
+            and rules.improved(record["decision"].get("improvement") or 0, settings["higher_is_better"]),
+            settings["reward"], settings["penalty"], rules.groups_helped(groups, settings))
         records.update(updated)
         settlements[record["round"]] = changes
     return settlements, records

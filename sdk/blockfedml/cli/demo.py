@@ -55,6 +55,8 @@ def demo(
     attackers: float = typer.Option(0.3, "--attackers", help="Share of the organizations that attack (the last ones)."),
     lie: bool = typer.Option(False, "--lie", help="Attackers also lie in screening reports and endorsements."),
     strength: float = typer.Option(0.0, "--attack-strength", help="The attack's strength (0: its default)."),
+    attack_start: int = typer.Option(0, "--attack-start", min=0, help="sleeper, late_boost: the first round "
+                                     "they attack (0: the attack's default)."),
     screening: bool = typer.Option(False, "--screening", help="Members screen their data with the reference SVM."),
     attribution: bool = typer.Option(False, "--attribution", help="Score groups' aggregates (setting attribution=1)."),
     strategy: str = typer.Option("fedavg", "--strategy", help=f"Plaintext aggregation rule: {', '.join(STRATEGIES)}."),
@@ -63,7 +65,8 @@ def demo(
 ) -> None:
     """Create a consortium, run a federated session and print the per-round table."""
     task = TaskSpec(dataset=dataset, partition=partition, alpha=alpha, model=model, seed=seed, epochs=epochs, lr=lr)
-    plan = AttackPlan(attack, attackers, lie=lie, strength=strength or None, seed=seed) if attack else None
+    plan = AttackPlan(attack, attackers, lie=lie, strength=strength or None, seed=seed,
+                      start=attack_start) if attack else None
     rule = get_strategy(strategy) if strategy != "fedavg" else None
     mode = secure_mode(secure)
     if attribution:

@@ -14,6 +14,7 @@ from blockfedml.consortium import Consortium
 from blockfedml.errors import InvalidInputError, LedgerError, NotFoundError
 from blockfedml.exchange import open_transport
 from blockfedml.fl.measures import fraction, shown
+from blockfedml.fl.attribution import reference_set
 from blockfedml.fl.member import Member
 from blockfedml.fl.recovery import describe, pending
 from blockfedml.fl.round_state import RoundSecrets
@@ -41,6 +42,7 @@ def _member(consortium: Consortium, org: str) -> Member:
         model=task_model(consortium.task, n),
         task=consortium.task,
         round_secrets=RoundSecrets(consortium.workdir / "keys" / profile.name / "rounds"),
+        reference=reference_set(consortium.task, n),
     )
 
 

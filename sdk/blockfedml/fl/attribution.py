@@ -10,18 +10,20 @@ with the federation setting ``attribution=1`` a round takes one more phase:
    seam (in plaintext mode the FedAvg of the group; under encryption the
    opened, authorized group sum) and proposes their digests
    (``ProposeGroups``);
-2. every participant evaluates each group aggregate and the base checkpoint
-   on its own validation data and endorses the metrics (``EndorseGroups``);
+2. every participant values each group by its Shapley value over the round's
+   groups, measured on the consortium's common reference set, and endorses
+   it (``EndorseGroups``; ``endorse_groups``);
 3. the contract scores each group by the trimmed mean of the endorsed
-   improvements and marks it accepted or harmful (``ScoreGroups``);
+   values and marks it accepted or harmful (``ScoreGroups``);
 4. the aggregator proposes the aggregate of the accepted groups only
    (``ProposeAggregate``), which is endorsed and decided as before; a round
    whose groups all harm closes as ``rejected``.
 
 At ``Decide`` reputation flows from groups: members of accepted groups are
-rewarded when the aggregate is accepted; a member of a harmful group is
-penalized only when its partners are trusted and its own record is bad (group
-testing, ``rules.blamed_members``). Over reshuffled rounds an attacker keeps
+rewarded when the aggregate is accepted and improved the model; a member of a
+harmful group is penalized only when its partners are trusted, it was singled
+out so before, and its own record is bad (group testing with strikes,
+``rules.blamed_members``). Over reshuffled rounds an attacker keeps
 landing in harmful groups beside trusted partners and sinks to a ban, while an
 honest member beside an attacker is not blamed. docs/integrity.md.
 """
@@ -36,9 +38,8 @@ import numpy as np
 
 from blockfedml.errors import IntegrityError, PhaseError
 from blockfedml.fl.aggregation import MaskingAggregation, SecureAggregation
-from blockfedml.fl.checkpoints import load_checkpoint
 from blockfedml.fl.member import Member, fetch, publish_for_opening, to_fixed
-from blockfedml.ml.serialization import put_model
+from blockfedml.ml.serialization import load_params, put_model
 
 Combine = Callable[[Mapping[str, bytes]], np.ndarray]
 
@@ -134,33 +135,139 @@ def _finish(member: "Member", mode: SecureAggregation, number: int, request: Map
 
 
 def endorse_groups(member: "Member", round_: Mapping[str, Any]) -> dict[str, Any]:
-    """A participant's step: its metric of each group aggregate and of the base, on its own data.
+    """A participant's step: how much each group contributes, measured on the member's endorsement data.
 
-    The metric is the likelihood of the true labels (setting ``attribution_metric=1``,
-    the default) or the task's metric (0); see ``likelihood``.
+    With ``attribution_reference=1`` (the default) the member values each
+    group by its **Shapley value** over the round's groups (``shapley``): the
+    metric of a coalition of groups is that of their aggregate (the weighted
+    average of the group aggregates, by committed sample counts; the empty
+    coalition is the base checkpoint), and a group's value is its average
+    marginal gain over the orders in which groups could join. It endorses the
+    metric of all groups as ``base_metric`` and, per group, that metric minus
+    the group's value — for two groups, exactly the metric without it — so the
+    contract's score (``base - metric``) is the Shapley value. Why Shapley and
+    not simply each group against the base checkpoint: a group of honest
+    members holding classes nobody else has helps the whole model even though
+    its own aggregate, alone, is worse than the base on everyone else's
+    classes, so skew is not read as harm. Why not only leave-one-group-out:
+    with several harmful groups the model of all groups is already ruined, and
+    removing any single one changes little (three noise attackers in ten
+    members went unseen that way). With 0, each group's aggregate is endorsed
+    against the base checkpoint.
+
+    The metric is the likelihood of the true labels (``attribution_metric=1``,
+    the default), of the worst class (2), or the task's metric (0) (see
+    ``measure``), measured on the consortium's common reference set when the
+    member holds one (every honest member then reports the same values, so
+    liars and shaders are the outliers the trimmed mean drops), else on its
+    own validation data.
     """
-    score = likelihood if member.contract.evaluate_json("GetSettings").get("attribution_metric", 1) \
-        else Member._evaluate
+    settings = member.contract.evaluate_json("GetSettings")
+    kind = int(settings.get("attribution_metric", 1))
+    contribution = bool(settings.get("attribution_reference", 1))
     groups = round_["attribution"]["groups"]
-    metrics = [None if g["digest"] is None else score(member, g["digest"]) for g in groups]
-    base = score(member, round_["base_checkpoint"])
-    metrics = member.behaviour.group_endorsement(metrics, [g["members"] for g in groups])
+    present = [i for i, g in enumerate(groups) if g["digest"] is not None]
+    base_params = load_params(member.store, round_["base_checkpoint"])[0]
+    if contribution:
+        counts = {c["msp_id"]: int(c["num_samples"]) for c in member.contract.evaluate_json("GetUpdates", round_["round"])}
+        params = [load_params(member.store, groups[i]["digest"])[0] for i in present]
+        weights = [sum(counts.get(msp, 0) for msp in groups[i]["members"]) or 1 for i in present]
+
+        def value(coalition: tuple[int, ...]) -> float:
+            if not coalition:
+                return measure(member, base_params, kind)
+            total = sum(weights[j] for j in coalition)
+            return measure(member, sum(params[j] * (weights[j] / total) for j in coalition), kind)
+
+        values = shapley(len(present), value, seed=int(round_["round"]))
+        base = value(tuple(range(len(present))))
+        by_group = dict(zip(present, values))
+        metrics = [None if g["digest"] is None else max(0.0, base - by_group[i]) for i, g in enumerate(groups)]
+    else:
+        metrics = [None if g["digest"] is None else measure(member, load_params(member.store, g["digest"])[0], kind)
+                   for g in groups]
+        base = measure(member, base_params, kind)
+    metrics = member.behaviour.group_endorsement(metrics, [g["members"] for g in groups], round_["round"],
+                                                 contribution)
     return member.contract.submit_json(
         "EndorseGroups", round_["round"], [None if m is None else to_fixed(m) for m in metrics], to_fixed(base))
 
 
-def likelihood(member: "Member", digest: str) -> float:
-    """The geometric mean probability a checkpoint gives the true labels of the member's validation data.
+EXACT_SHAPLEY_GROUPS = 10
+"""Up to this many groups the Shapley values are exact (2^n coalitions); beyond, sampled."""
+SHAPLEY_PERMUTATIONS = 64
 
-    That is ``exp(-cross-entropy)``, in (0, 1], higher is better. A member
-    validates on a few dozen samples, where accuracy moves in steps of one
-    sample and stays flat while a group's update drags the model the wrong
-    way; the likelihood sees that drag at once. Models without a loss (own
-    regression tasks) fall back to the task's metric.
+
+def shapley(n: int, value: Callable[[tuple[int, ...]], float], seed: int = 0) -> list[float]:
+    """Shapley values of ``n`` players for the coalition ``value`` (coalitions as sorted index tuples).
+
+    Exact for up to ``EXACT_SHAPLEY_GROUPS`` players; beyond, the mean marginal
+    over ``SHAPLEY_PERMUTATIONS`` orders drawn from ``seed`` (every endorser of a
+    round draws the same ones). Each coalition is evaluated once.
     """
-    load_checkpoint(member.store, digest, member.model)
-    result = member.model.evaluate(member.data.X_val, member.data.y_val)
-    return math.exp(-float(result["loss"])) if "loss" in result else member._evaluate(digest)
+    cache: dict[tuple[int, ...], float] = {}
+
+    def v(members: frozenset[int]) -> float:
+        key = tuple(sorted(members))
+        if key not in cache:
+            cache[key] = value(key)
+        return cache[key]
+
+    if n <= EXACT_SHAPLEY_GROUPS:
+        from itertools import combinations
+
+        weight = [math.factorial(k) * math.factorial(n - k - 1) / math.factorial(n) for k in range(n)]
+        result = []
+        for i in range(n):
+            others = [j for j in range(n) if j != i]
+            result.append(sum(weight[k] * (v(frozenset(c) | {i}) - v(frozenset(c)))
+                              for k in range(n) for c in combinations(others, k)))
+        return result
+    rng = np.random.default_rng([seed, n])
+    totals = [0.0] * n
+    for _ in range(SHAPLEY_PERMUTATIONS):
+        joined: frozenset[int] = frozenset()
+        for i in rng.permutation(n):
+            totals[int(i)] += v(joined | {int(i)}) - v(joined)
+            joined = joined | {int(i)}
+    return [t / SHAPLEY_PERMUTATIONS for t in totals]
+
+
+def measure(member: "Member", params: np.ndarray, kind: int = 1) -> float:
+    """The metric of these parameters on the member's endorsement data (>= 0, as the ledger needs).
+
+    The data is the consortium's common reference set when the member holds
+    one, else its own validation data. ``kind`` is the setting
+    ``attribution_metric``: 1 (the default), the likelihood of the true labels
+    over all samples; 2, the likelihood of the worst class (a targeted attack
+    harms two classes, averaged over ten its damage is diluted five times, but
+    on 10 samples per class the worst class is also five times noisier: on
+    digits honest groups then score as low as weak attackers); 0, the task's
+    metric. Models without a loss (own regression tasks) use the task's metric.
+    """
+    from blockfedml.data.metrics import score_model
+
+    X, y = member.reference if member.reference is not None else (member.data.X_val, member.data.y_val)
+    member.model.set_params(params)
+    result = member.model.evaluate(X, y)
+    if kind == 2 and "loss" in result:
+        y = np.asarray(y)
+        return min(math.exp(-float(member.model.evaluate(X[y == c], y[y == c])["loss"])) for c in np.unique(y))
+    if kind == 1 and "loss" in result:
+        return math.exp(-float(result["loss"]))
+    if member.metric not in result:  # e.g. AUC of a numpy model: score its predictions
+        result[member.metric] = score_model(member.model, X, y, member.metric)
+    return max(0.0, float(result[member.metric]))
+
+
+def reference_set(task: Any, n_orgs: int) -> tuple[np.ndarray, np.ndarray]:
+    """The consortium's common labelled reference set of a demo task: the screening seed set
+    (10 samples of every class from the held-out split, seeded), which every member derives alike."""
+    from blockfedml.fl.screening import SeedSet
+    from blockfedml.fl.task import task_split
+
+    seeds = SeedSet.from_split(task_split(task, n_orgs), seed=task.seed)
+    return seeds.X, seeds.y
 
 
 def accepted_updates(round_: Mapping[str, Any], sealed: Mapping[str, bytes]) -> dict[str, bytes]:

@@ -22,6 +22,7 @@ from blockfedml.crypto.paillier import load_or_create_private_key
 from blockfedml.errors import InvalidInputError, PhaseError
 from blockfedml.fl.aggregation import SecureAggregation, make_aggregation
 from blockfedml.fl.attacks import HONEST, Attack, AttackPlan
+from blockfedml.fl.attribution import reference_set
 from blockfedml.fl.checkpoints import load_checkpoint
 from blockfedml.fl.member import KeyHolder, Member, from_fixed
 from blockfedml.fl.round_state import RoundSecrets
@@ -130,6 +131,7 @@ class Session:
         split = task_split(c.task, n)
         behaviours = self.attack.behaviours([p.msp_id for p in c.members]) if self.attack else {}
         screener = Screener(SeedSet.from_split(split, seed=c.task.seed)) if self.screening else None
+        reference = reference_set(c.task, n)  # attribution endorses on it (blockfedml.fl.attribution)
         self.members = []
         for p in c.members:
             behaviour = behaviours.get(p.msp_id, HONEST)
@@ -147,6 +149,7 @@ class Session:
                 screener=screener,
                 strategy=self.strategy,
                 round_secrets=RoundSecrets(c.workdir / "keys" / p.name / "rounds"),
+                reference=reference,
             ))
         self.X_test, self.y_test = split.X_test, split.y_test
         self._observer = task_model(c.task, n)

@@ -147,6 +147,9 @@ class Krum(Strategy):
     updates — are far from the honest cluster and score badly. ``f`` (the
     number of attackers tolerated) defaults to the largest Krum allows,
     ``(n - 3) // 2``; ``m`` to 1 (Krum) or, for multi-Krum, ``n - f``.
+    With ``f`` left to its default and fewer than 3 updates (an attribution
+    group of 2) there is no majority to keep, so every update is kept (their
+    average); an explicit ``f`` that the count cannot tolerate is an error.
     """
 
     name = "krum"
@@ -163,6 +166,10 @@ class Krum(Strategy):
         """Indices (in organization order) of the updates Krum keeps, best first."""
         stacked = _stack(updates)
         n = len(stacked)
+        if n < 3 and self.f is None:
+            # Too few updates to tell an outlier from the rest (e.g. one attribution group of 2):
+            # Krum can tolerate no attacker here, so it keeps them all; attribution judges the group.
+            return list(range(n))
         f = (n - 3) // 2 if self.f is None else self.f
         if n < 3 or n < 2 * f + 3:
             raise InvalidInputError(f"krum needs n >= 2f + 3 updates (and at least 3); got n={n}, f={f}")
