@@ -149,14 +149,14 @@ class LedgerService:
                 self._pending.popitem(last=False)
 
     def submit(self, tx_id: str, envelope: bytes) -> None:
-        found = self._stored_envelope(tx_id)
-        if found is not None:
-            if found == envelope:
-                return  # the same transaction sent again (a client retry): already committed
-            raise ConflictError(f"[EXISTS] transaction {tx_id} is already on the ledger (replay refused)")
         with self._pending_lock:
             pending = self._pending.pop(tx_id, None)
-        if pending is None:
+        if pending is None:  # not endorsed and waiting: a retry, a replay, or endorsed before a restart
+            found = self._stored_envelope(tx_id)
+            if found == envelope:
+                return  # the same transaction sent again (a client retry): already committed
+            if found is not None:
+                raise ConflictError(f"[EXISTS] transaction {tx_id} is already on the ledger (replay refused)")
             raise NotFoundError(f"[NOT_FOUND] transaction {tx_id} was not endorsed by this ledger service "
                                 "(or it restarted since): endorse it again, then submit")
         done: futures.Future = futures.Future()
@@ -260,8 +260,9 @@ class _Gateway(gateway_pb2_grpc.GatewayServicer):
         return gateway_pb2.EvaluateResponse(result=proposal_response_pb2.Response(status=200, payload=result))
 
     def Endorse(self, request: gateway_pb2.EndorseRequest, context: grpc.ServicerContext) -> Any:
-        try:
-            proposal = self.service.admitted_proposal(request.proposed_transaction)
+        try:  # endorse_payload checks the creator and its signature, as a peer does before simulating
+            signed = request.proposed_transaction
+            proposal = parse_proposal(bytes(signed.proposal_bytes), bytes(signed.signature))
             payload, _ = self.service.ledger.endorse_payload(proposal)
         except BlockFedMLError as exc:
             _abort(context, exc)
