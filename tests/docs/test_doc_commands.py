@@ -104,7 +104,22 @@ def _run(doc: Path, clone: Path, prelude: str = "") -> subprocess.CompletedProce
     # make: the clone's venv is this one, installed already (-o: never reinstall it from the clone)
     text = (f"make() {{ command make -o {shlex.quote(str(VENV))}/.installed VENV={shlex.quote(str(VENV))} \"$@\"; }}\n"
             + prelude + script(blocks_of(doc), FABRIC))
-    return subprocess.run(["bash", "-c", text], cwd=clone, env=env, capture_output=True, text=True, timeout=1200)
+    try:
+        return subprocess.run(["bash", "-c", text], cwd=clone, env=env, capture_output=True, text=True, timeout=1200)
+    finally:
+        _stop_ledger_services(clone)
+
+
+def _stop_ledger_services(clone: Path) -> None:
+    """A doc that left a background ledger service running (its `admin round drive` started one and
+    no `ledger stop` followed) must not leave it behind the test."""
+    from blockfedml import ledger_host
+
+    for pid_file in (clone / "runs").rglob(ledger_host.PID_FILE) if (clone / "runs").is_dir() else ():
+        try:
+            ledger_host.stop_background(pid_file.parent)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
 
 
 def _explain(result: subprocess.CompletedProcess) -> str:
