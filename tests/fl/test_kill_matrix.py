@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from blockfedml.consortium import Consortium
+from blockfedml.consortium import Consortium, service_reachable
 from blockfedml.errors import NotFoundError
 from blockfedml.fl.task import TaskSpec
 
@@ -220,3 +220,35 @@ def test_admin_driver_killed_mid_round(consortium):
     rounds = _check_outcome(consortium, outcomes)
     assert [r["decision"]["status"] for r in rounds] == ["accepted", "accepted"]
     assert [r["round"] for r in json.loads(outcomes["admin"][1])] == [1, 2]
+
+
+def test_ledger_service_killed_mid_round(consortium):
+    """The ledger service dies with round 1 in its update phase: `blockfedml ledger start` brings it
+    back (every acknowledged transaction was on disk), and every command that exited meanwhile is
+    started again, as docs/operations.md says."""
+    from blockfedml import ledger_host
+
+    w, admin = str(consortium.workdir), consortium.contract("Org1")
+    procs = {org: _member(w, org) for org in MEMBERS}
+    procs["admin"] = _drive(w)
+    try:
+        _until(consortium, lambda: (_round(admin, 1) or {}).get("phase") == "update", "round 1 to be in update")
+        os.kill(ledger_host.running_pid(w), signal.SIGKILL)
+        gone = time.monotonic() + 30
+        while service_reachable(consortium.service.address):  # the kernel closes its socket
+            assert time.monotonic() < gone, "the killed service still accepts connections"
+            time.sleep(0.01)
+        restarted = ledger_host.start_background(w)
+        assert ledger_host.running_pid(w) == restarted
+        for name in list(procs):  # whatever noticed the outage exited; the same command again
+            proc = procs[name]
+            if proc.poll() is not None and proc.returncode != 0:
+                procs[f"{name} (killed)"] = procs.pop(name)
+                procs[name] = _drive(w) if name == "admin" else _member(w, name)
+        outcomes = _finish(procs)
+        for name in [n for n in procs if n.endswith("(killed)")]:
+            outcomes.pop(name)
+    finally:
+        _stop(procs)
+    rounds = _check_outcome(consortium, outcomes)
+    assert [r["decision"]["status"] for r in rounds][-1] == "accepted"
