@@ -64,6 +64,9 @@ TIP_FILE = "tip.json"  # in an organization's folder: the newest signed block he
 LEDGER_NODE_DOMAIN = "ledger.blockfedml.local"
 LEDGER_ACCESS = ("auto", "service", "direct")
 SERVICE_WAIT_SECONDS = 60.0  # how long a member waits for the ledger service to come up
+#: Where endpoints are placed when ``Consortium.create`` is given no ``host``: the one-machine quick
+#: path (every organization on this machine). Certificates are checked by name, not by address.
+DEFAULT_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class Consortium:
         overwrite: bool = False,
         schema: DataSchema | None = None,
         collaborator: bool = False,
+        host: str = DEFAULT_HOST,
     ) -> "Consortium":
         """Create identities, the ledger and the genesis checkpoint for ``n_orgs`` members.
 
@@ -134,10 +138,13 @@ class Consortium:
         whose own update would let it read a sum) when ``collaborator`` is true. With a data
         ``schema`` the members bring their own files: the genesis model is sized
         by the schema and the schema is pinned on the ledger (docs/own-data.md).
+        ``host``: the address of this machine every endpoint (the members' exchange
+        servers, the ledger service) listens on and is reached at.
         """
         if not 1 <= n_orgs <= 64:
             raise InvalidInputError(f"n_orgs must be between 1 and 64, got {n_orgs}")
         _check_enough_members(n_orgs, settings)
+        _free_address(host)  # an unusable host is refused before anything is written
         workdir, task, genesis_model = _prepare(workdir, task, n_orgs, schema, overwrite)
 
         planned: list[tuple[str, tuple[str, ...], int | None]] = []
@@ -151,10 +158,10 @@ class Consortium:
         if collaborator:
             planned.append(("Collaborator", ("keyholder",), None))
         created = [_new_org(workdir, name, roles, index) for name, roles, index in planned]
-        profiles = _with_exchange_endpoints([profile for profile, _ in created])
+        profiles = _with_exchange_endpoints([profile for profile, _ in created], host)
         node_material = create_organization(workdir / LEDGER_NODE_FOLDER, "Ledger", LEDGER_MSP_ID,
                                             LEDGER_NODE_DOMAIN, orderer=True)
-        service = LedgerServiceProfile(_free_loopback_address(),
+        service = LedgerServiceProfile(_free_address(host),
                                        str(node_material.org_dir.relative_to(workdir)),
                                        f"peer0.{LEDGER_NODE_DOMAIN}")
         consortium = cls(workdir=workdir, channel=DEFAULT_CHANNEL, orgs=profiles, task=task, service=service,
@@ -474,7 +481,7 @@ class Consortium:
         profile = self.org(name_or_msp)
         host, _, port = (address or "").rpartition(":")
         if address is not None and not (host and port.isdigit() and 0 < int(port) < 65536):
-            raise InvalidInputError(f"exchange endpoint {address!r} must be host:port, e.g. 127.0.0.1:7351")
+            raise InvalidInputError(f"exchange endpoint {address!r} must be host:port, e.g. hospital2.example.org:7351")
         updated = replace(profile, exchange=address)
         self.orgs = [updated if o.msp_id == profile.msp_id else o for o in self.orgs]
         self._write_config()
@@ -513,17 +520,21 @@ class Consortium:
         (self.workdir / CONFIG_FILE).write_text(json.dumps(data, indent=2, sort_keys=True))
 
 
-def _with_exchange_endpoints(profiles: list[OrgProfile]) -> list[OrgProfile]:
-    """Give every member a loopback exchange endpoint on a port that is free now
+def _with_exchange_endpoints(profiles: list[OrgProfile], host: str = DEFAULT_HOST) -> list[OrgProfile]:
+    """Give every member an exchange endpoint on ``host``, on a port that is free now
     (the kernel picks it), so several consortia on one machine do not collide."""
-    return [replace(p, exchange=_free_loopback_address()) if p.is_member and p.exchange is None else p
+    return [replace(p, exchange=_free_address(host)) if p.is_member and p.exchange is None else p
             for p in profiles]
 
 
-def _free_loopback_address() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{probe.getsockname()[1]}"
+def _free_address(host: str) -> str:
+    """``host:port`` with a port free on ``host`` now; ``InvalidInputError`` if ``host`` is not this machine's."""
+    try:
+        with socket.create_server((host, 0)) as probe:
+            return f"{host}:{probe.getsockname()[1]}"
+    except OSError as exc:
+        raise InvalidInputError(f"cannot place endpoints on host {host!r}: {exc}; give an address of this "
+                                "machine (--host)") from exc
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -542,19 +553,22 @@ def service_reachable(address: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def wait_for_service(address: str, timeout: float) -> None:
-    """Wait until the ledger service accepts connections; ``LedgerError`` after ``timeout``."""
+def wait_for_service(address: str, timeout: float, *, up: bool = True) -> None:
+    """Wait until the ledger service accepts connections (``up``), or no longer does (a stopped or
+    killed service, before it is started again); ``LedgerError`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     delay, told = 0.02, False
-    while not service_reachable(address):
-        if not told and time.monotonic() + timeout - deadline > 1.0:
+    while service_reachable(address) != up:
+        if up and not told and time.monotonic() + timeout - deadline > 1.0:
             told = True
             logging.getLogger("blockfedml").warning(
                 "waiting up to %g s for the ledger service at %s (start it with `blockfedml ledger start -w "
                 "<workdir>`; `admin round drive` starts it too)", timeout, address)
         if time.monotonic() >= deadline:
-            raise LedgerError(f"the ledger service at {address} did not come up within {timeout:g} s; start "
-                              "it with `blockfedml ledger start -w <workdir>` (or `ledger serve`)")
+            if up:
+                raise LedgerError(f"the ledger service at {address} did not come up within {timeout:g} s; start "
+                                  "it with `blockfedml ledger start -w <workdir>` (or `ledger serve`)")
+            raise LedgerError(f"something still listens at {address} after {timeout:g} s")
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
 

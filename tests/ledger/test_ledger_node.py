@@ -15,6 +15,7 @@ from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
 from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
 from ledger_test_contract import CHANNEL, chaincodes
+from test_ledger_verify import _rehash_from
 
 from blockfedml.errors import IntegrityError, NotAuthorizedError
 from blockfedml.identity import create_organization
@@ -131,20 +132,11 @@ def test_an_organization_rewriting_its_own_past_transaction_is_caught(ledger, co
     contract.submit("Put", "b", "2")
     store = LedgerStore(ledger.path)
     try:
-        row = store.block(1)
-        env = common_pb2.Envelope.FromString(row.data)
+        env = common_pb2.Envelope.FromString(store.block(1).data)
         store.rewrite_transaction(1, blk.sign_envelope(forge_write(env.payload, "a", b"999"), orgs[0].admin()))
-        previous = store.block(0).hash
-        rows = []
-        for r in store.iter_blocks(1):
-            data_hash = blk.transaction_data_hash(r.data, r.proposal_signature, r.validation_code)
-            block_hash = blk.block_header_hash(r.number, previous, data_hash)
-            rows.append((previous, data_hash, block_hash, r.number))
-            previous = block_hash
     finally:
         store.close()
-    with sqlite3.connect(ledger.path) as db:
-        db.executemany("UPDATE blocks SET previous_hash = ?, data_hash = ?, hash = ? WHERE number = ?", rows)
+    _rehash_from(ledger, 1)
     problems = "\n".join(ledger.verify().problems)
     assert "block 1 (tx" in problems and "endorsement signature does not verify" in problems
     assert "block 1: the orderer signature does not verify" in problems

@@ -6,10 +6,8 @@ sockets); the crash test runs it as its own process and kills it."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,6 +17,7 @@ import pytest
 from fabric_protos.common import common_pb2
 from session_builder import build_session
 from test_ledger_node import forge_write
+from test_ledger_node import state_digest as ledger_state_digest
 
 from blockfedml import ledger_host
 from blockfedml.consortium import Consortium
@@ -32,9 +31,7 @@ from blockfedml.ledger.fabric import FabricGateway, PeerEndpoint
 
 
 def state_digest(workdir: Path) -> str:
-    with sqlite3.connect(workdir / "ledger.sqlite") as db:
-        rows = db.execute("SELECT namespace, key, value, block, txnum FROM state ORDER BY 1, 2").fetchall()
-    return hashlib.sha256(repr(rows).encode()).hexdigest()
+    return ledger_state_digest(workdir / "ledger.sqlite")
 
 
 @pytest.fixture(scope="module")
@@ -258,3 +255,21 @@ def _outcome(tx) -> str:
         return "ok"
     except ConflictError:
         return "ConflictError"
+
+
+def test_endpoints_follow_the_host_given_at_creation(tmp_path) -> None:
+    """No address is built in: the exchange servers and the ledger service listen on the host given
+    (certificates are checked by name); a host that is not this machine's is refused, nothing written."""
+    from blockfedml.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="cannot place endpoints on host"):
+        Consortium.create(tmp_path / "bad", n_orgs=2, task=TaskSpec(), auditor=False, host="192.0.2.1")
+    assert not (tmp_path / "bad").exists()
+    created = Consortium.create(tmp_path / "c", n_orgs=2, task=TaskSpec(), auditor=False, host="127.0.0.2")
+    assert created.service.address.startswith("127.0.0.2:")
+    assert all(o.exchange.startswith("127.0.0.2:") for o in created.members)
+    created.close()
+    with ledger_host.serving(tmp_path / "c"):
+        member = Consortium.open(tmp_path / "c", ledger_access="service")
+        assert member.contract("Org2").submit_json("Join")["status"] == "active"
+        member.close()

@@ -17,7 +17,7 @@ from blockfedml.cli.common import (
     parse_settings,
     records_table,
 )
-from blockfedml.consortium import ROLES, Consortium
+from blockfedml.consortium import DEFAULT_HOST, ROLES, Consortium
 from blockfedml.errors import InvalidInputError, NotFoundError, PhaseError
 from blockfedml.fl.measures import VALIDATION, fraction, key, label, shown
 from blockfedml.fl.session import Session
@@ -58,6 +58,8 @@ def create(
                                                         "instead of --dataset (docs/own-data.md)."),
     epochs: int = typer.Option(2, min=1, help="Local epochs per round."),
     lr: float = typer.Option(0.1, help="Local learning rate (numpy and torch models)."),
+    host: str = typer.Option(DEFAULT_HOST, "--host", help="Address of this machine that the exchange servers and "
+                                                          "the ledger service listen on and are reached at."),
     as_json: bool = JsonOption,
 ) -> None:
     """Issue identities, write the genesis block and register every organization."""
@@ -67,7 +69,7 @@ def create(
     consortium = Consortium.create(
         workdir, n_orgs=orgs, task=task, settings=parse_settings(setting),
         auditor=auditor, keyholder=keyholder, overwrite=force,
-        schema=load_schema(schema) if schema is not None else None, collaborator=collaborator,
+        schema=load_schema(schema) if schema is not None else None, collaborator=collaborator, host=host,
     )
     info = _describe(consortium)
     consortium.close()
