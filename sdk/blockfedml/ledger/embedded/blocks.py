@@ -81,10 +81,6 @@ def assemble_envelope(proposal: Proposal, rwset: RWSet, response: proposal_respo
     return sign_envelope(endorsed_payload(proposal, rwset, response, event, node), signer)
 
 
-def unsigned_envelope(payload: bytes) -> bytes:
-    return common_pb2.Envelope(payload=payload).SerializeToString()
-
-
 def sign_envelope(payload: bytes, signer: SigningIdentity) -> bytes:
     """The submitter's envelope around an endorsed payload (what a Gateway client does)."""
     return common_pb2.Envelope(payload=payload, signature=signer.sign(payload)).SerializeToString()
@@ -94,19 +90,32 @@ def endorsed_payload(proposal: Proposal, rwset: RWSet, response: proposal_respon
                      event: chaincode_event_pb2.ChaincodeEvent | None, node: LedgerNode) -> bytes:
     """The transaction payload a Gateway's Endorse returns: the simulation's action,
     endorsed by the node's peer, not yet signed by the submitter."""
+    return transaction_payload(proposal, *endorse_action(proposal, rwset, response, event, node))
+
+
+def endorse_action(proposal: Proposal, rwset: RWSet, response: proposal_response_pb2.Response,
+                   event: chaincode_event_pb2.ChaincodeEvent | None,
+                   node: LedgerNode) -> tuple[bytes, proposal_response_pb2.Endorsement]:
+    """The proposal response payload of a simulation (the action: read/write set, response,
+    event) and the node's endorsement of it."""
     action = proposal_pb2.ChaincodeAction(
         results=rwset.to_proto().SerializeToString(),
         events=event.SerializeToString() if event is not None else b"",
         response=response,
         chaincode_id=chaincode_pb2.ChaincodeID(name=proposal.chaincode),
     )
-    response_payload = proposal_response_pb2.ProposalResponsePayload(
-        proposal_hash=proposal.hash(), extension=action.SerializeToString())
-    response_bytes = response_payload.SerializeToString()
+    response_bytes = proposal_response_pb2.ProposalResponsePayload(
+        proposal_hash=proposal.hash(), extension=action.SerializeToString()).SerializeToString()
+    return response_bytes, node.endorse(response_bytes)
+
+
+def transaction_payload(proposal: Proposal, response_bytes: bytes,
+                        endorsement: proposal_response_pb2.Endorsement) -> bytes:
+    """The transaction payload around an endorsed response (what the submitter signs)."""
     action_payload = transaction_pb2.ChaincodeActionPayload(
         chaincode_proposal_payload=proposal.payload,
         action=transaction_pb2.ChaincodeEndorsedAction(
-            proposal_response_payload=response_bytes, endorsements=[node.endorse(response_bytes)]),
+            proposal_response_payload=response_bytes, endorsements=[endorsement]),
     )
     tx = transaction_pb2.Transaction(
         actions=[transaction_pb2.TransactionAction(payload=action_payload.SerializeToString())])

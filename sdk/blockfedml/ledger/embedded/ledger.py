@@ -367,13 +367,14 @@ class EmbeddedLedger:
     def endorse(self, proposal: Proposal, signer: SigningIdentity) -> Endorsement:
         """Simulate and, if the chaincode agrees, return the node-endorsed transaction
         signed by ``signer``. A refusal raises the contract's error (``from_chaincode_message``)."""
-        payload, result = self.endorse_payload(proposal)
+        payload, result, _ = self.endorse_payload(proposal)
         return Endorsement(proposal.tx_id, blocks.sign_envelope(payload, signer), proposal.signature, result)
 
-    def endorse_payload(self, proposal: Proposal) -> tuple[bytes, bytes]:
+    def endorse_payload(self, proposal: Proposal) -> tuple[bytes, bytes, bytes]:
         """What a Gateway's Endorse returns: the node-endorsed transaction payload (for the
-        submitter to sign) and the contract's result. The proposal's signature is checked
-        here, as a Fabric peer checks it before simulating."""
+        submitter to sign) and the contract's result; and the ``endorsement_digest`` that
+        lets ``commit_batch`` recognize this very endorsement. The proposal's signature is
+        checked here, as a Fabric peer checks it before simulating."""
         node = self._require_node("endorse")
         identity_problem = self.creator_problem(proposal.creator)
         if identity_problem is not None:
@@ -384,14 +385,11 @@ class EmbeddedLedger:
         response, stub = self.simulate(proposal)
         if not 200 <= response.status < 400:
             raise from_chaincode_message(response.message or f"chaincode returned status {response.status}")
-        payload = blocks.endorsed_payload(proposal, stub.rwset, response, stub.event, node)
-        return payload, bytes(response.payload)
-
-    @staticmethod
-    def endorsed_digest(proposal: Proposal, payload: bytes) -> bytes:
-        """``endorsement_digest`` of a payload ``endorse_payload`` returned (for ``commit_batch``)."""
-        parsed = blocks.parse_envelope(blocks.unsigned_envelope(payload), proposal.signature)
-        return endorsement_digest(proposal, parsed.response_payload, parsed.endorsements)
+        response_bytes, endorsement = blocks.endorse_action(proposal, stub.rwset, response, stub.event, node)
+        payload = blocks.transaction_payload(proposal, response_bytes, endorsement)
+        digest = endorsement_digest(proposal, response_bytes,
+                                    ((bytes(endorsement.endorser), bytes(endorsement.signature)),))
+        return payload, bytes(response.payload), digest
 
     def _require_node(self, action: str) -> LedgerNode:
         if self._node is None:

@@ -139,10 +139,9 @@ class LedgerService:
             raise IntegrityError(f"{what}: the signature does not verify against its creator")
         return identity
 
-    def remember(self, proposal: Proposal, payload: bytes) -> None:
+    def remember(self, proposal: Proposal, digest: bytes) -> None:
         """Keep what Submit needs of an endorsed proposal: its signature (stored in the block)
         and the digest of the endorsement given (so it is not verified twice)."""
-        digest = self.ledger.endorsed_digest(proposal, payload)
         with self._pending_lock:
             self._pending[proposal.tx_id] = (proposal.signature, digest)
             while len(self._pending) > PENDING_LIMIT:
@@ -263,10 +262,10 @@ class _Gateway(gateway_pb2_grpc.GatewayServicer):
         try:  # endorse_payload checks the creator and its signature, as a peer does before simulating
             signed = request.proposed_transaction
             proposal = parse_proposal(bytes(signed.proposal_bytes), bytes(signed.signature))
-            payload, _ = self.service.ledger.endorse_payload(proposal)
+            payload, _, digest = self.service.ledger.endorse_payload(proposal)
         except BlockFedMLError as exc:
             _abort(context, exc)
-        self.service.remember(proposal, payload)
+        self.service.remember(proposal, digest)
         return gateway_pb2.EndorseResponse(prepared_transaction=common_pb2.Envelope(payload=payload))
 
     def Submit(self, request: gateway_pb2.SubmitRequest, context: grpc.ServicerContext) -> Any:
