@@ -31,6 +31,21 @@ def consortium(tmp_path):
     c.close()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _stop_every_background_server(tmp_path_factory):
+    """At the end, stop the background servers that module-scoped work directories left running."""
+    yield
+    from blockfedml import ledger_host, org_host
+
+    base = tmp_path_factory.getbasetemp()
+    for host, pid_name in ((ledger_host, ledger_host.PID_FILE), (org_host, org_host.PID_FILE)):
+        for pid_file in base.rglob(pid_name):
+            try:
+                host.stop_background(pid_file.parent)
+            except Exception:
+                pass
+
+
 @pytest.fixture(autouse=True)
 def _stop_ledger_services(request):
     """Stop any ledger service a test started in the background (``admin round drive`` starts one)."""
@@ -38,10 +53,11 @@ def _stop_ledger_services(request):
     yield
     if tmp is None:
         return
-    from blockfedml import ledger_host
+    from blockfedml import ledger_host, org_host
 
-    for pid_file in tmp.rglob(ledger_host.PID_FILE):
-        try:
-            ledger_host.stop_background(pid_file.parent)
-        except Exception:
-            pass
+    for host, pid_name in ((ledger_host, ledger_host.PID_FILE), (org_host, org_host.PID_FILE)):
+        for pid_file in tmp.rglob(pid_name):  # and organizations' standing exchange servers (`org start`)
+            try:
+                host.stop_background(pid_file.parent)
+            except Exception:
+                pass

@@ -1,19 +1,29 @@
-"""A consortium on one machine: identities, embedded ledger, model store.
+"""A consortium as one organization (or, on the quick path, one machine) sees it.
 
-``Consortium.create`` does what a network admin does once: issue every
-organization's identities (Fabric MSP layout), write the channel's genesis
-block, initialise the federation contract with the genesis model and register
-the organizations. Everything lives in one work directory described by
-``consortium.json``, so separate processes (members, auditors) can open it.
+Every organization has its own folder (``membership/cards.py``): its keys,
+which never leave it, its blob store, its round secrets. The consortium is
+described by a founder-signed **bundle** (``membership/bundle.py``) built from
+the organizations' public cards; each organization imports it into its own
+folder (``Consortium.join``), and ``consortium.json`` there is that
+organization's *view*: every organization's public material, and a local
+folder only for itself. ``Consortium.open(folder)`` acts for the organizations
+whose folders the view holds; ``open(..., org=X)`` narrows a view to X alone.
+
+``Consortium.create`` is the one-machine quick path: it does all of this for
+you, with one folder per organization under ``orgs/``, the ledger node's
+folder ``ledger/`` and ``bundle.json``, and writes a root view holding every
+folder (what the demo and tests use, one process acting for everybody).
 
 Only the ledger node writes the embedded ledger (``ledger/embedded/node.py``):
-its keys are issued into ``ledger-node/`` and held by the ledger service
-(``blockfedml ledger serve``). A consortium object reaches the ledger in one of
-three ways (``ledger_access``): ``service`` (always through the service's
-Gateway, waiting for it to come up: what members in their own processes do),
-``direct`` (in this process, with the node's keys: the demo, one process that
-holds every identity anyway) or ``auto`` (the service if it is up, else direct
-when this process can read the node's keys).
+its keys live in its own folder and are held by the ledger service
+(``blockfedml ledger serve``). A view reaches the ledger in one of three ways
+(``ledger_access``): ``service`` (always through the service's Gateway, waiting
+for it to come up: what members in their own processes do), ``direct`` (in
+this process, with the node's keys: the demo) or ``auto`` (the service if it is
+up, else direct when this view holds the node's keys).
+
+Blobs are kept by the organization that produced them and fetched over the
+exchange by the others (``store/blobs.py``): ``Consortium.blobs(org)``.
 
 ``Consortium.attach_fabric`` does the same on a real Fabric network instead:
 identities are the network's (cryptogen's), each organization talks to its
@@ -25,9 +35,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -35,22 +47,37 @@ from typing import TYPE_CHECKING, Any, Iterator
 from blockfedml.errors import (
     BlockFedMLError,
     ConflictError,
+    IntegrityError,
     InvalidInputError,
     LedgerError,
     NotAuthorizedError,
     NotFoundError,
 )
-from blockfedml.exchange.credentials import ExchangePeer, TLSMaterial
+from blockfedml.exchange.client import ExchangeClient
+from blockfedml.exchange.credentials import ExchangePeer, TLSMaterial, TrustStore
+from blockfedml.exchange.wire import ExchangeOptions
 from blockfedml.fl.task import OWN_DATA, TaskSpec, task_model
-from blockfedml.identity import create_organization, load_signing_identity
+from blockfedml.identity import load_signing_identity
 from blockfedml.identity.signing import SigningIdentity
 from blockfedml.ledger.deliver import NEWEST, BlockWatcher, DeliveredBlock, embedded_block
 from blockfedml.ledger.base import DEFAULT_CHAINCODE, DEFAULT_CHANNEL, Contract, Gateway
 from blockfedml.ledger.embedded import EmbeddedLedger
-from blockfedml.ledger.embedded.node import LEDGER_MSP_ID, LedgerNode
+from blockfedml.ledger.embedded.node import LedgerNode
 from blockfedml.ledger.fabric import FabricGateway, FabricProfile, PeerEndpoint
+from blockfedml.membership.bundle import (
+    BUNDLE_FILE,
+    Bundle,
+    Member,
+    build_bundle,
+    init_ledger_node,
+    ledger_node_dir,
+    load_node,
+    read_bundle,
+    verify_bundle,
+)
+from blockfedml.membership.cards import CARD_FILE, OrgFolder, init_org
 from blockfedml.ml.serialization import model_to_bytes
-from blockfedml.store import ModelStore
+from blockfedml.store import BlobSource, BlobStore, LocalSource
 
 if TYPE_CHECKING:
     from blockfedml.data.schema import DataSchema
@@ -59,9 +86,10 @@ if TYPE_CHECKING:
 CONFIG_FILE = "consortium.json"
 FABRIC_POLL_SECONDS = 0.1  # how often a member looks at a Fabric ledger for the next phase
 ROLES = ("admin", "member", "keyholder", "auditor")
-LEDGER_NODE_FOLDER = "ledger-node"
+ORGS_FOLDER = "orgs"  # the quick path: one folder per organization
+LEDGER_FOLDER = "ledger"  # the quick path: the ledger node's folder
+LEDGER_FILE = "ledger.sqlite"
 TIP_FILE = "tip.json"  # in an organization's folder: the newest signed block header it has seen
-LEDGER_NODE_DOMAIN = "ledger.blockfedml.local"
 LEDGER_ACCESS = ("auto", "service", "direct")
 SERVICE_WAIT_SECONDS = 60.0  # how long a member waits for the ledger service to come up
 #: Where endpoints are placed when ``Consortium.create`` is given no ``host``: the one-machine quick
@@ -71,30 +99,40 @@ DEFAULT_HOST = "127.0.0.1"
 
 @dataclass(frozen=True)
 class LedgerServiceProfile:
-    """Where the embedded ledger's service listens and where its node's public material is."""
+    """Where the embedded ledger's service listens, and how to trust it."""
 
     address: str       # host:port
-    node_dir: str      # relative to the work directory: peerOrganizations/<domain> of the node
     server_name: str   # the name in the service's TLS certificate
+    tls_ca_cert: str = ""  # the node's TLS CA (PEM, public: from the ledger card in the bundle)
+    node_dir: str | None = None  # the node's MSP tree, relative to the view: only in a view that holds its keys
 
-    def to_dict(self) -> dict[str, str]:
-        return {"address": self.address, "node_dir": self.node_dir, "server_name": self.server_name}
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
 class OrgProfile:
-    """One organization of the consortium as its members configure it."""
+    """One organization of the consortium: its public material, and its folder when this view holds it."""
 
     name: str
     msp_id: str
-    msp_dir: str
+    msp_dir: str | None  # its Admin's MSP, relative to the view (None: not this view's organization)
     roles: tuple[str, ...]
     partition: int | None = None  # index of its data partition in the demo task
-    exchange: str | None = None  # host:port of its exchange server (members), see docs/exchange.md
+    exchange: str | None = None  # host:port of its exchange server, see docs/exchange.md
+    folder: str | None = None  # its own folder, relative to the view (None: another organization's)
+    domain: str | None = None  # the DNS name its TLS certificates are issued for
+    ca_cert: str | None = None  # its CA certificate (PEM), from its card
+    tls_ca_cert: str | None = None  # its TLS CA certificate (PEM), from its card
 
     @property
     def is_member(self) -> bool:
         return "member" in self.roles
+
+    @property
+    def is_local(self) -> bool:
+        """Whether this view holds the organization's keys."""
+        return self.msp_dir is not None
 
 
 @dataclass
@@ -108,10 +146,13 @@ class Consortium:
     fabric: FabricProfile | None = None  # None: the embedded ledger in ledger.sqlite
     service: LedgerServiceProfile | None = None  # the embedded ledger's service
     ledger_access: str = "auto"  # see the module docstring
+    ledger_dir: str | None = None  # the ledger node's folder (its ledger file), when this view holds it
+    genesis_hash: str | None = None  # the genesis block's hash, from the bundle
     _ledger: EmbeddedLedger | None = field(default=None, repr=False)
     _via_service: bool | None = field(default=None, repr=False)
     _block_watcher: BlockWatcher | None = field(default=None, repr=False)
-    _store: ModelStore | None = field(default=None, repr=False)
+    _stores: dict[str, BlobStore] = field(default_factory=dict, repr=False)
+    _exchange_clients: dict[tuple[str, str], ExchangeClient] = field(default_factory=dict, repr=False)
     _gateways: dict[str, Gateway] = field(default_factory=dict, repr=False)
 
     # -- creation -----------------------------------------------------------------
@@ -157,23 +198,68 @@ class Consortium:
             planned.append(("Auditor", ("auditor",), None))
         if collaborator:
             planned.append(("Collaborator", ("keyholder",), None))
-        created = [_new_org(workdir, name, roles, index) for name, roles, index in planned]
-        profiles = _with_exchange_endpoints([profile for profile, _ in created], host)
-        node_material = create_organization(workdir / LEDGER_NODE_FOLDER, "Ledger", LEDGER_MSP_ID,
-                                            LEDGER_NODE_DOMAIN, orderer=True)
-        service = LedgerServiceProfile(_free_address(host),
-                                       str(node_material.org_dir.relative_to(workdir)),
-                                       f"peer0.{LEDGER_NODE_DOMAIN}")
-        consortium = cls(workdir=workdir, channel=DEFAULT_CHANNEL, orgs=profiles, task=task, service=service,
-                         ledger_access="direct")
-        EmbeddedLedger.create(
-            consortium.ledger_path,
-            DEFAULT_CHANNEL,
-            [(profile.msp_id, ca_cert) for profile, ca_cert in created],
-            node=LedgerNode.from_material(node_material),
-        ).close()
+        members_roles = [(roles, index) for _, roles, index in planned]
+        folders = [init_org(workdir / ORGS_FOLDER / name, name, roles=roles,
+                            exchange=_free_address(host) if {"member", "keyholder"} & set(roles) else None)
+                   for name, roles, _ in planned]
+        ledger_card = init_ledger_node(workdir / LEDGER_FOLDER, _free_address(host))
+        bundle_data = build_bundle(
+            folders[0].admin(), [Member(f.card(), roles, index) for f, (roles, index) in zip(folders, members_roles)],
+            ledger_card, channel=DEFAULT_CHANNEL, chaincode=DEFAULT_CHAINCODE, task=task.to_dict(),
+            settings=settings or {})
+        (workdir / BUNDLE_FILE).write_text(json.dumps(bundle_data, indent=2) + "\n")
+        bundle = verify_bundle(bundle_data, str(workdir / BUNDLE_FILE))
+        create_ledger(workdir / LEDGER_FOLDER, bundle)  # what the ledger's operator does
+        for folder in folders:  # what each organization does in its own folder
+            cls.join(folder.root, workdir / BUNDLE_FILE)
+        consortium = cls.from_bundle(workdir, bundle, local={f.msp_id: f.root for f in folders},
+                                     ledger_root=workdir / LEDGER_FOLDER, ledger_access="direct")
         consortium._initialize(genesis_model, settings, schema)
         return consortium
+
+    @classmethod
+    def from_bundle(cls, workdir: Path, bundle: Bundle, *, local: dict[str, Path],
+                    ledger_root: Path | None = None, ledger_access: str = "auto") -> "Consortium":
+        """A view in ``workdir`` of the consortium ``bundle`` describes, holding the folders in
+        ``local`` (by MSP ID) and, with ``ledger_root``, the ledger node's folder."""
+        profiles = []
+        for member in bundle.members:
+            card, root = member.card, local.get(member.card.msp_id)
+            folder = OrgFolder.load(root) if root is not None else None
+            profiles.append(OrgProfile(
+                name=card.name, msp_id=card.msp_id, roles=member.roles, partition=member.partition,
+                exchange=card.exchange, domain=card.domain, ca_cert=card.ca_cert.decode("ascii"),
+                tls_ca_cert=card.tls_ca_cert.decode("ascii"),
+                folder=_relative(root, workdir) if root is not None else None,
+                msp_dir=_relative(folder.admin_msp, workdir) if folder is not None else None))
+        ledger = bundle.ledger
+        service = LedgerServiceProfile(
+            ledger.address, ledger.server_name, ledger.tls_ca_cert.decode("ascii"),
+            _relative(ledger_node_dir(ledger_root), workdir) if ledger_root is not None else None)
+        consortium = cls(workdir=workdir, channel=bundle.channel, orgs=profiles,
+                         task=TaskSpec.from_dict(bundle.task), service=service, ledger_access=ledger_access,
+                         ledger_dir=_relative(ledger_root, workdir) if ledger_root is not None else None,
+                         genesis_hash=bundle.genesis_hash)
+        consortium._write_config()
+        return consortium
+
+    @classmethod
+    def join(cls, folder: Path | str, bundle_path: Path | str, expect_genesis: str | None = None) -> "Consortium":
+        """Import a consortium bundle into an organization's own folder (``org join``).
+
+        The bundle is verified whole first (founder's signature, every card, the
+        genesis block; ``expect_genesis``: the hash you were given out of band) and must
+        carry this organization's own card unchanged; nothing is written otherwise.
+        """
+        org = OrgFolder.load(folder)
+        bundle = read_bundle(bundle_path, expect_genesis)
+        member = bundle.member(org.msp_id)
+        if member.card.to_dict() != org.card().to_dict():
+            raise IntegrityError(f"{bundle_path}: the card of {org.msp_id} in the bundle is not the one in "
+                                 f"{org.root / CARD_FILE}; ask the founder to build the bundle from your card")
+        if Path(bundle_path).resolve() != (org.root / BUNDLE_FILE).resolve():
+            shutil.copyfile(bundle_path, org.root / BUNDLE_FILE)
+        return cls.from_bundle(org.root, bundle, local={org.msp_id: org.root})
 
     @classmethod
     def attach_fabric(
@@ -202,7 +288,8 @@ class Consortium:
         workdir, task, genesis_model = _prepare(workdir, task, n_orgs, schema, overwrite)
         profiles = _with_exchange_endpoints([
             OrgProfile(name=org.name, msp_id=org.msp_id, msp_dir=str(org.admin_msp),
-                       roles=("admin", "member") if i == 0 else ("member",), partition=i)
+                       roles=("admin", "member") if i == 0 else ("member",), partition=i,
+                       folder=_own_folder(workdir, org.name))
             for i, org in enumerate(profile.orgs[:n_orgs])
         ])
         consortium = cls(workdir=workdir, channel=profile.channel, orgs=profiles, task=task, fabric=profile)
@@ -227,9 +314,18 @@ class Consortium:
 
             publish_schema(admin, self.store, schema)
 
+    def found(self, settings: dict[str, int] | None = None) -> None:
+        """Found the consortium on the ledger as its admin (``admin consortium init``), from the
+        founder's own folder once the ledger service runs: the genesis model is built from the task."""
+        if self.contract(self.admin.name).evaluate_json("ListOrgs"):
+            raise ConflictError("this consortium is founded already (the ledger lists its organizations)")
+        self._initialize(task_model(self.task, len(self.members), None), settings, None)
+
     @classmethod
-    def open(cls, workdir: Path | str, ledger_access: str = "auto") -> "Consortium":
-        """Open an existing work directory (as members, admins and auditors do).
+    def open(cls, workdir: Path | str, ledger_access: str = "auto", org: str | None = None) -> "Consortium":
+        """Open a view: a quick-path work directory, an organization's folder after ``org join``,
+        or the ledger node's folder. ``org``: act for that organization alone (a process of one
+        organization never touches another's folder, even on the quick path).
 
         ``ledger_access``: ``service``, ``direct`` or ``auto`` (module docstring).
         """
@@ -239,12 +335,11 @@ class Consortium:
         workdir = Path(workdir)
         config_path = workdir / CONFIG_FILE
         if not config_path.exists():
-            raise NotFoundError(
-                f"no consortium in {workdir} (missing {CONFIG_FILE}); create one with "
-                "`blockfedml admin consortium create`"
-            )
+            hint = ("join it first: `blockfedml org join --bundle <bundle.json> -d " + str(workdir) + "`"
+                    if (workdir / CARD_FILE).exists() else "create one with `blockfedml admin consortium create`")
+            raise NotFoundError(f"no consortium in {workdir} (missing {CONFIG_FILE}); {hint}")
         data = json.loads(config_path.read_text())
-        return cls(
+        consortium = cls(
             workdir=workdir,
             channel=data["channel"],
             orgs=[OrgProfile(**{**o, "roles": tuple(o["roles"])}) for o in data["orgs"]],
@@ -252,7 +347,24 @@ class Consortium:
             fabric=FabricProfile.from_dict(data["backend"]) if data.get("backend") else None,
             service=LedgerServiceProfile(**data["ledger_service"]) if data.get("ledger_service") else None,
             ledger_access=ledger_access,
+            ledger_dir=data.get("ledger_dir"),
+            genesis_hash=data.get("genesis_hash"),
         )
+        return consortium if org is None else consortium.acting_for(org)
+
+    def acting_for(self, name_or_msp: str) -> "Consortium":
+        """This view narrowed to one organization: the others' folders, and the ledger node's
+        keys and file, are out of reach (reached over the exchange and the ledger service)."""
+        me = self.org(name_or_msp)
+        if self.fabric is None and not me.is_local:
+            raise NotAuthorizedError(f"the view in {self.workdir} does not hold {me.name}'s folder; open "
+                                     f"{me.name}'s own folder instead")
+        orgs = [o if o.msp_id == me.msp_id else replace(o, msp_dir=None, folder=None) for o in self.orgs]
+        if self.fabric is not None:
+            orgs = [replace(o, msp_dir=o.msp_dir if o.msp_id == me.msp_id else None) for o in self.orgs]
+        service = replace(self.service, node_dir=None) if self.service is not None else None
+        return replace(self, orgs=orgs, service=service, ledger_dir=None, _ledger=None, _via_service=None,
+                       _block_watcher=None, _stores={}, _exchange_clients={}, _gateways={})
 
     # -- waiting for other organizations ------------------------------------------
     def ledger_height(self) -> int | None:
@@ -317,6 +429,9 @@ class Consortium:
         """The ledger node's keys; ``NotAuthorizedError`` when this process cannot read them."""
         if self.service is None:
             raise NotAuthorizedError(f"the consortium in {self.workdir} has no ledger node")
+        if self.service.node_dir is None:
+            raise NotAuthorizedError(f"the view in {self.workdir} does not hold the ledger node's keys; only the "
+                                     "ledger service does: connect to it (`blockfedml ledger serve`)")
         return LedgerNode.load(self.workdir / self.service.node_dir)
 
     def service_endpoint(self, name_or_msp: str) -> PeerEndpoint:
@@ -324,22 +439,47 @@ class Consortium:
         if self.service is None:
             raise InvalidInputError(f"the consortium in {self.workdir} has no ledger service configured")
         tls = self.tls_material(name_or_msp)
-        node_dir = self.workdir / self.service.node_dir
-        return PeerEndpoint(self.service.address, _single_pem(node_dir / "msp" / "tlscacerts"),
+        return PeerEndpoint(self.service.address, self._public_pem("ledger-tls-ca", self.service.tls_ca_cert),
                             self.service.server_name, tls.client_cert, tls.client_key)
+
+    def _public_pem(self, name: str, pem: str) -> Path:
+        """A public certificate written as a file in this view (gRPC and Fabric's tools read files)."""
+        path = self.workdir / "public" / f"{name}.pem"
+        if not path.is_file() or path.read_text() != pem:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(pem)
+        return path
 
     def signing_identity(self, name_or_msp: str) -> SigningIdentity:
         """The organization's signing identity (its own key: only its own processes can read it)."""
+        profile = self._local(name_or_msp)
+        return load_signing_identity(self.workdir / str(profile.msp_dir), profile.msp_id)
+
+    def _local(self, name_or_msp: str) -> OrgProfile:
+        """The organization's profile if this view holds its folder, else ``NotAuthorizedError``."""
         profile = self.org(name_or_msp)
-        return load_signing_identity(self.workdir / profile.msp_dir, profile.msp_id)
+        if not profile.is_local:
+            mine = ", ".join(o.name for o in self.orgs if o.is_local) or "none"
+            raise NotAuthorizedError(f"{profile.name}'s keys and folder belong to {profile.name}: this view "
+                                     f"({self.workdir}) acts for {mine}")
+        return profile
 
     def org_folder(self, name_or_msp: str) -> Path:
-        """The organization's own folder (``peerOrganizations/<domain>``): keys, its signed tip."""
-        return (self.workdir / self.org(name_or_msp).msp_dir).parents[2]
+        """The organization's own folder: its keys, store, round secrets, its signed tip."""
+        profile = self._local(name_or_msp)
+        if profile.folder is not None:
+            return self.workdir / profile.folder
+        return (self.workdir / str(profile.msp_dir)).parents[2]  # Fabric: cryptogen's peerOrganizations/<domain>
+
+    def private_folder(self, name_or_msp: str) -> Path:
+        """Secrets outside the store (round secrets, the Paillier key, the inbox): mode 0700."""
+        folder = self.org_folder(name_or_msp) / "keys"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return folder
 
     def audit_folder(self, name_or_msp: str) -> Path:
         """Where an auditing organization keeps its own copy of the chain and its pinned genesis."""
-        return self.workdir / "audit" / self.org(name_or_msp).msp_id
+        return self.org_folder(name_or_msp) / "audit"
 
     def block_source(self, name_or_msp: str) -> Iterator[DeliveredBlock]:
         """Every block from genesis, as ``name_or_msp`` receives them: over the ledger service's
@@ -401,11 +541,8 @@ class Consortium:
     # -- access -------------------------------------------------------------------
     @property
     def ledger_path(self) -> Path:
-        return self.workdir / "ledger.sqlite"
-
-    @property
-    def store_path(self) -> Path:
-        return self.workdir / "store"
+        """The ledger file, in the ledger node's folder (a view without it reads through the service)."""
+        return self.workdir / (self.ledger_dir or LEDGER_FOLDER) / LEDGER_FILE
 
     @property
     def kind(self) -> str:
@@ -428,10 +565,45 @@ class Consortium:
         return self._ledger
 
     @property
-    def store(self) -> ModelStore:
-        if self._store is None:
-            self._store = ModelStore(self.store_path)
-        return self._store
+    def store(self) -> BlobStore:
+        """The blob store of the organization this view acts for first (the admin on the quick path)."""
+        local = [o for o in self.orgs if o.is_local]
+        if not local:
+            raise NotAuthorizedError(f"the view in {self.workdir} holds no organization's folder")
+        preferred = next((o for o in local if "admin" in o.roles), local[0])
+        return self.blobs(preferred.name)
+
+    def blobs(self, name_or_msp: str) -> BlobStore:
+        """The organization's own blob store; what it lacks is fetched from the organization
+        that holds it: read in this process when this view holds that folder too (the quick
+        path), else over the exchange (``store/blobs.py``)."""
+        profile = self._local(name_or_msp)
+        if profile.msp_id not in self._stores:
+            self._stores[profile.msp_id] = BlobStore(self.org_folder(profile.name) / "store", profile.msp_id,
+                                                     lambda: self._blob_sources(profile))
+        return self._stores[profile.msp_id]
+
+    def _blob_sources(self, me: OrgProfile) -> list[BlobSource]:
+        sources: list[BlobSource] = []
+        peers = None
+        for other in self.orgs:
+            if other.msp_id == me.msp_id:
+                continue
+            if other.is_local:
+                sources.append(LocalSource(other.msp_id, self.blobs(other.name)))
+                continue
+            peers = self.exchange_peers() if peers is None else peers
+            if other.msp_id in peers:
+                sources.append(_ExchangeSource(other.msp_id, lambda o=other.msp_id: self._exchange_client(me, o)))
+        return sources
+
+    def _exchange_client(self, me: OrgProfile, peer: str) -> ExchangeClient:
+        key = (me.msp_id, peer)
+        if key not in self._exchange_clients:
+            options = ExchangeOptions(retries=0, fetch_timeout=60.0)  # BlobStore asks again
+            self._exchange_clients[key] = ExchangeClient(self.tls_material(me.name), self.exchange_peers()[peer],
+                                                         options)
+        return self._exchange_clients[key]
 
     @property
     def members(self) -> list[OrgProfile]:
@@ -462,19 +634,31 @@ class Consortium:
 
     def tls_material(self, name_or_msp: str) -> TLSMaterial:
         """Paths of the organization's TLS CA, server and client certificates and keys."""
-        profile = self.org(name_or_msp)
-        org_dir = (self.workdir / profile.msp_dir).parents[2]  # <org>/users/Admin@<domain>/msp
+        profile = self._local(name_or_msp)
+        org_dir = (self.workdir / str(profile.msp_dir)).parents[2]  # <org>/users/Admin@<domain>/msp
         return TLSMaterial.from_org_dir(org_dir, profile.msp_id)
 
     def exchange_peers(self) -> dict[str, ExchangePeer]:
         """Every organization with an exchange endpoint: its address and TLS CA, by MSP ID."""
         peers = {}
         for profile in self.orgs:
-            if profile.exchange:
+            if not profile.exchange:
+                continue
+            if profile.tls_ca_cert is not None and profile.domain is not None:  # public, from its card
+                peers[profile.msp_id] = ExchangePeer(profile.msp_id, profile.exchange,
+                                                     profile.tls_ca_cert.encode("ascii"), f"peer0.{profile.domain}")
+            else:  # Fabric: cryptogen's tree of every organization
                 tls = self.tls_material(profile.name)
                 peers[profile.msp_id] = ExchangePeer(profile.msp_id, profile.exchange,
                                                      tls.read(tls.ca_cert), tls.server_name)
         return peers
+
+    def trust_store(self) -> TrustStore:
+        """Every organization's TLS CA, by MSP ID: who may call an exchange server at all (an
+        auditor serves nothing, yet fetches blobs); each method then applies its own rule."""
+        cas = {msp: peer.tls_ca_pem for msp, peer in self.exchange_peers().items()}
+        cas.update({p.msp_id: p.tls_ca_cert.encode("ascii") for p in self.orgs if p.tls_ca_cert})
+        return TrustStore(cas)
 
     def set_exchange_endpoint(self, name_or_msp: str, address: str | None) -> OrgProfile:
         """Move (or, with None, remove) an organization's exchange endpoint in consortium.json."""
@@ -498,6 +682,9 @@ class Consortium:
         for gateway in self._gateways.values():
             gateway.close()
         self._gateways.clear()
+        for client in self._exchange_clients.values():
+            client.close()
+        self._exchange_clients.clear()
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
@@ -505,18 +692,17 @@ class Consortium:
     def _write_config(self) -> None:
         data: dict[str, Any] = {
             "channel": self.channel,
-            "ledger": self.ledger_path.name,
-            "store": self.store_path.name,
             "task": self.task.to_dict(),
             "orgs": [
                 {**o.__dict__, "roles": list(o.roles)} for o in self.orgs
             ],
+            "ledger_dir": self.ledger_dir,
+            "genesis_hash": self.genesis_hash,
         }
         if self.service is not None:
             data["ledger_service"] = self.service.to_dict()
         if self.fabric is not None:
             data["backend"] = self.fabric.to_dict()
-            data.pop("ledger")
         (self.workdir / CONFIG_FILE).write_text(json.dumps(data, indent=2, sort_keys=True))
 
 
@@ -573,13 +759,6 @@ def wait_for_service(address: str, timeout: float, *, up: bool = True) -> None:
         delay = min(delay * 2, 0.5)
 
 
-def _single_pem(folder: Path) -> Path:
-    found = sorted(folder.glob("*.pem")) if folder.is_dir() else []
-    if len(found) != 1:
-        raise InvalidInputError(f"{folder} must hold exactly one PEM certificate, found {len(found)}")
-    return found[0]
-
-
 def _check_enough_members(n_orgs: int, settings: dict[str, int] | None) -> None:
     """Refuse, before anything is written, settings the contract would refuse and a consortium
     whose rounds could never gather ``min_participants`` members."""
@@ -614,13 +793,46 @@ def _prepare(workdir: Path | str, task: TaskSpec | None, n_orgs: int, schema: Da
     return workdir, task, genesis_model
 
 
-def _new_org(
-    workdir: Path, name: str, roles: tuple[str, ...], partition: int | None
-) -> tuple[OrgProfile, bytes]:
-    """Issue an organization's identities; return its profile and CA certificate."""
-    domain = f"{name.lower()}.blockfedml.local"
-    msp_id = f"{name}MSP"
-    material = create_organization(workdir / "crypto", name, msp_id, domain)
-    msp_dir = Path(material.admin_msp_dir).relative_to(workdir)
-    profile = OrgProfile(name=name, msp_id=msp_id, msp_dir=str(msp_dir), roles=roles, partition=partition)
-    return profile, material.ca_cert_pem
+class _ExchangeSource:
+    """Another organization's exchange server, as a source of blobs (its client opened on first use)."""
+
+    def __init__(self, msp_id: str, client: Callable[[], ExchangeClient]) -> None:
+        self.msp_id = msp_id
+        self._client = client
+
+    def fetch(self, digest: str) -> bytes | None:
+        return self._client().fetch(digest)
+
+
+def _own_folder(workdir: Path, name: str) -> str:
+    """A folder of the organization's own under the quick path's ``orgs/`` (Fabric's identities stay cryptogen's)."""
+    folder = workdir / ORGS_FOLDER / name
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return _relative(folder, workdir)
+
+
+def _relative(path: Path, base: Path) -> str:
+    return os.path.relpath(Path(path).resolve(), Path(base).resolve())
+
+
+def create_ledger(root: Path | str, bundle: Bundle) -> Path:
+    """Create the ledger file in the ledger node's folder from a verified bundle (``ledger create``):
+    its genesis block must hash to the bundle's, and the node must be the one the bundle names."""
+    root = Path(root)
+    node = load_node(root)
+    if node.certificates() != bundle.ledger.certificates:
+        raise IntegrityError(f"the ledger node in {root} is not the one the bundle names (its certificates "
+                             "differ); create the ledger with the node whose card the founder used")
+    path = root / LEDGER_FILE
+    ledger = EmbeddedLedger.create(path, bundle.channel, [(m.card.msp_id, m.card.ca_cert) for m in bundle.members],
+                                   node=node)
+    try:
+        made = ledger.block_row(0).hash.hex()
+    finally:
+        ledger.close()
+    if made != bundle.genesis_hash:
+        path.unlink()
+        raise IntegrityError(f"the genesis block made from the bundle hashes to {made}, not the bundle's "
+                             f"{bundle.genesis_hash}; nothing was created")
+    Consortium.from_bundle(root, bundle, local={}, ledger_root=root, ledger_access="direct")
+    return path

@@ -7,20 +7,18 @@ the service accepts connections; ``ledger stop`` ends it. ``admin round
 drive`` calls ``ensure_running`` so that members in their own processes always
 have a ledger to talk to. Everything the service needs comes from the
 consortium's files: the address (``consortium.json``), the node's keys and TLS
-certificate (``ledger-node/``) and the organizations' TLS CAs.
+certificate (the node's folder, ``ledger/`` on the quick path) and the organizations' TLS CAs.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from blockfedml import daemons
 from blockfedml.consortium import SERVICE_WAIT_SECONDS, Consortium, service_reachable, wait_for_service
 from blockfedml.errors import InvalidInputError, LedgerError, NotFoundError
 from blockfedml.ledger.embedded import EmbeddedLedger
@@ -28,6 +26,7 @@ from blockfedml.ledger.embedded.service import LedgerService, ServiceTLS
 
 PID_FILE = "ledger-service.pid"
 LOG_FILE = "ledger-service.log"
+LOCK_FILE = "ledger-service.lock"
 
 
 def build_service(workdir: Path | str, address: str | None = None) -> LedgerService:
@@ -39,8 +38,7 @@ def build_service(workdir: Path | str, address: str | None = None) -> LedgerServ
     node = consortium.ledger_node()
     node_dir = consortium.workdir / consortium.service.node_dir
     server_tls = node_dir / "peers" / consortium.service.server_name / "tls"
-    roots = b"".join(consortium.tls_material(org.name).read(consortium.tls_material(org.name).ca_cert)
-                     for org in consortium.orgs)
+    roots = b"".join(org.tls_ca_cert.encode("ascii") for org in consortium.orgs if org.tls_ca_cert)
     try:
         tls = ServiceTLS((server_tls / "server.crt").read_bytes(), (server_tls / "server.key").read_bytes(), roots)
     except OSError as exc:
@@ -90,13 +88,7 @@ def serving(workdir: Path | str) -> Iterator[LedgerService]:
 
 def running_pid(workdir: Path | str) -> int | None:
     """The PID of the background service started for ``workdir``, if it is alive."""
-    path = Path(workdir) / PID_FILE
-    try:
-        pid = int(path.read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
+    return daemons.running_pid(Path(workdir) / PID_FILE)
 
 
 def start_background(workdir: Path | str, timeout: float = SERVICE_WAIT_SECONDS) -> int:
@@ -104,25 +96,13 @@ def start_background(workdir: Path | str, timeout: float = SERVICE_WAIT_SECONDS)
     consortium = Consortium.open(workdir, ledger_access="direct")
     if consortium.service is None:
         raise InvalidInputError(f"the consortium in {workdir} has no embedded ledger service")
-    if service_reachable(consortium.service.address):
-        raise LedgerError(f"something already listens at {consortium.service.address} (a ledger service "
+    address = consortium.service.address
+    if service_reachable(address):
+        raise LedgerError(f"something already listens at {address} (a ledger service "
                           "started before?): `blockfedml ledger status` says which")
     workdir = Path(workdir)
-    log = open(workdir / LOG_FILE, "ab")
-    process = subprocess.Popen([sys.executable, "-m", "blockfedml.cli.main", "ledger", "serve", "-w", str(workdir)],
-                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True)
-    log.close()
-    (workdir / PID_FILE).write_text(f"{process.pid}\n")
-    deadline = time.monotonic() + timeout
-    while not service_reachable(consortium.service.address):
-        if process.poll() is not None:
-            raise LedgerError(f"the ledger service exited with code {process.returncode}; see {workdir / LOG_FILE}")
-        if time.monotonic() >= deadline:
-            process.terminate()
-            raise LedgerError(f"the ledger service did not come up within {timeout:g} s; see {workdir / LOG_FILE}")
-        time.sleep(0.05)
-    return process.pid
+    return daemons.start(["ledger", "serve", "-w", str(workdir)], workdir / PID_FILE, workdir / LOG_FILE,
+                         lambda: service_reachable(address), timeout, "the ledger service", LedgerError)
 
 
 def ensure_running(workdir: Path | str) -> int | None:
@@ -130,36 +110,17 @@ def ensure_running(workdir: Path | str) -> int | None:
     consortium = Consortium.open(workdir, ledger_access="direct")
     if consortium.service is None or consortium.fabric is not None:
         return None
-    if service_reachable(consortium.service.address):
-        return None
-    return start_background(workdir)
+    if service_reachable(consortium.service.address) or consortium.service.node_dir is None:
+        return None  # up already, or run by the ledger's operator on its own host: members wait for it
+    with daemons.exclusive(Path(workdir) / LOCK_FILE):  # members started together start one service
+        if service_reachable(consortium.service.address):
+            return None
+        return start_background(workdir)
 
 
 def stop_background(workdir: Path | str, timeout: float = 30.0) -> int:
     """Stop the background service (SIGTERM, then wait); its PID. ``NotFoundError`` if none runs."""
-    pid = running_pid(workdir)
-    if pid is None:
-        raise NotFoundError(f"no ledger service started by `blockfedml ledger start` runs for {workdir}")
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            break
-        _reap(pid)
-        time.sleep(0.05)
-    else:
-        os.kill(pid, signal.SIGKILL)
-    (Path(workdir) / PID_FILE).unlink(missing_ok=True)
-    return pid
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)  # our own child (started in this process): collect it
-    except ChildProcessError:
-        pass
+    return daemons.stop(Path(workdir) / PID_FILE, "ledger service started by `blockfedml ledger start`", timeout)
 
 
 __all__ = ["build_service", "ensure_running", "running_pid", "serve", "serving", "start_background",

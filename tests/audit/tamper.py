@@ -27,7 +27,27 @@ NAMESPACE = "blockfedml"
 
 
 def ledger_path(workdir: Path) -> Path:
-    return workdir / "ledger.sqlite"
+    return workdir / "ledger" / "ledger.sqlite"
+
+
+def blob_copies(workdir: Path, digest: str) -> list[Path]:
+    """Every organization's stored copy of a blob (the producer's and those fetched by others)."""
+    return [path for path in sorted((workdir / "orgs").glob(f"*/store/{digest[:2]}/{digest[2:]}"))]
+
+
+def corrupt_blob(workdir: Path, digest: str) -> None:
+    """Flip a byte of every stored copy of a blob: what an attacker holding every folder could do."""
+    copies = blob_copies(workdir, digest)
+    assert copies, f"no stored copy of {digest}"
+    for path in copies:
+        corrupt_file(path)
+
+
+def delete_blob(workdir: Path, digest: str) -> None:
+    copies = blob_copies(workdir, digest)
+    assert copies, f"no stored copy of {digest}"
+    for path in copies:
+        path.unlink()
 
 
 def sql(workdir: Path, statement: str, *args: object) -> None:

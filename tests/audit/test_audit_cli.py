@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tamper import corrupt_file
+from tamper import blob_copies, corrupt_blob
 from typer.testing import CliRunner
 
 from blockfedml.cli.main import app
@@ -29,7 +29,7 @@ def test_verify_prints_every_check_and_exits_0_on_an_intact_history(finished_ses
 
 def test_verify_names_round_transaction_and_object_and_exits_1_on_a_fault(session_copy):
     commitment = json.loads(run("round", "3", "-w", str(session_copy), "--json").output)["updates"][1]
-    corrupt_file(ModelStore(session_copy / "store").path(commitment["digest"]))
+    corrupt_blob(session_copy, commitment["digest"])
     result = run("verify", "-w", str(session_copy))
     assert result.exit_code == 1
     line = next(line for line in result.output.splitlines() if line.strip().startswith("FAIL round"))
@@ -80,10 +80,10 @@ def test_report_writes_one_html_file(finished_session, tmp_path):
 
 def test_verify_says_partly_verified_with_the_reasons_and_exits_3_when_something_was_not_recomputed(session_copy):
     rounds = json.loads(run("rounds", "-w", str(session_copy), "--json").output)
-    store = ModelStore(session_copy / "store")
     for number in (r["round"] for r in rounds):  # as on a multi-process run: the updates went over gRPC
         for update in json.loads(run("round", str(number), "-w", str(session_copy), "--json").output)["updates"]:
-            store.path(update["digest"]).unlink(missing_ok=True)
+            for path in blob_copies(session_copy, update["digest"]):
+                path.unlink()
     result = run("verify", "-w", str(session_copy))
     assert result.exit_code == 3, result.output
     summary = result.output.strip().splitlines()[-1]

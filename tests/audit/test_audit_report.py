@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 import pytest
-from tamper import corrupt_file
+from tamper import corrupt_blob
 
 from blockfedml.audit.report import consortium_report
 from blockfedml.consortium import Consortium
@@ -47,8 +47,8 @@ def test_the_report_inlines_everything_and_holds_the_tables(report):
 
 
 def test_the_report_of_a_tampered_copy_shows_the_failure(session_copy, tmp_path):
-    digest = next(ModelStore(session_copy / "store").digests())
-    corrupt_file(ModelStore(session_copy / "store").path(digest))
+    digest = next(ModelStore(session_copy / "orgs" / "Org1" / "store").digests())
+    corrupt_blob(session_copy, digest)
     consortium = Consortium.open(session_copy)
     try:
         path, audit = consortium_report(consortium, tmp_path / "r.html")

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tamper import corrupt_file, set_state, state_value
+from tamper import blob_copies, corrupt_blob, delete_blob, set_state, state_value
 
 from blockfedml.audit.verify import audit_consortium
 from blockfedml.consortium import Consortium
@@ -36,7 +36,7 @@ def sessions(tmp_path_factory) -> dict[str, Path]:
                               settings=settings or None)
         try:
             if mode == "paillier":
-                save_private_key(workdir / "keys" / "Collaborator" / "paillier.key", key)
+                save_private_key(workdir / "orgs" / "Collaborator" / "keys" / "paillier.key", key)
             assert [r.status for r in Session(c, mode=mode).run(2)] == ["accepted", "accepted"]
         finally:
             c.close()
@@ -69,10 +69,6 @@ def request(workdir, number=2, index=0) -> dict:
     return state(workdir, f"decrypt~{number:08d}~{index:04d}")
 
 
-def blob_path(workdir, digest) -> Path:
-    return ModelStore(workdir / "store").path(digest)
-
-
 @pytest.mark.parametrize("name", list(BUILDS))
 def test_an_untouched_secure_session_passes_with_nothing_skipped(copy_of, name):
     report = run_audit(copy_of(name))
@@ -91,7 +87,7 @@ def test_an_untouched_secure_session_passes_with_nothing_skipped(copy_of, name):
 def test_a_tampered_ciphertext_blob_is_caught_with_its_commit(copy_of, name):
     workdir = copy_of(name)
     digest = state(workdir, "update~00000002~Org1MSP")["digest"]
-    corrupt_file(blob_path(workdir, digest))
+    corrupt_blob(workdir, digest)
     problems = failed(run_audit(workdir))
     assert set(problems) == {"aggregates"}
     (finding,) = problems["aggregates"]
@@ -103,7 +99,7 @@ def test_a_tampered_ciphertext_blob_is_caught_with_its_commit(copy_of, name):
 def test_a_tampered_stored_sum_is_caught(copy_of, name):
     workdir = copy_of(name)
     wanted = request(workdir)
-    corrupt_file(blob_path(workdir, wanted["digest"]))
+    corrupt_blob(workdir, wanted["digest"])
     (finding,) = failed(run_audit(workdir))["aggregates"]
     assert (finding.round, finding.tx, finding.object) == (2, wanted["tx"], f"sum blob {wanted['digest']}")
     assert "corrupt" in finding.message
@@ -113,7 +109,7 @@ def test_a_tampered_stored_sum_is_caught(copy_of, name):
 def test_a_tampered_decryption_result_is_caught(copy_of, name):
     workdir = copy_of(name)
     result = request(workdir)["result"]
-    corrupt_file(blob_path(workdir, result["digest"]))
+    corrupt_blob(workdir, result["digest"])
     (finding,) = failed(run_audit(workdir))["aggregates"]
     assert (finding.round, finding.tx) == (2, result["tx"])
     assert finding.object == f"sum-result blob {result['digest']} (request 0)"
@@ -215,7 +211,7 @@ def test_a_mask_opening_with_a_wrong_seed_is_caught(copy_of):
     stored under its own digest and named by an edited record, is caught by the recomputation)."""
     workdir = copy_of("masking")
     record = request(workdir)
-    store = ModelStore(workdir / "store")
+    store = Consortium.open(workdir).store  # the admin's: it fetches what it lacks
     blob = store.get(record["result"]["opening"])
     body = json.loads(blob[blob.index(b"\n", 20) + 1:])
     first = sorted(body["self_seeds"])[0]
@@ -235,12 +231,12 @@ def test_masked_updates_kept_only_by_the_aggregator_still_have_their_opening_red
     unmasking; a masked sum edited behind the ledger's back then fails."""
     workdir = copy_of("masking")
     for number in (1, 2):
-        blob_path(workdir, state(workdir, f"update~{number:08d}~Org2MSP")["digest"]).unlink()
+        delete_blob(workdir, state(workdir, f"update~{number:08d}~Org2MSP")["digest"])
     report = run_audit(workdir)
     aggregates = report.check("aggregates")
     assert aggregates.status == "pass" and aggregates.detail.startswith("2 of 2 aggregates recomputed")
     assert any("reached only the aggregator" in reason for reason in aggregates.skipped)
-    corrupt_file(blob_path(workdir, request(workdir)["digest"]))
+    corrupt_blob(workdir, request(workdir)["digest"])
     (finding,) = failed(run_audit(workdir))["aggregates"]
     assert finding.round == 2 and "masked sum does not match its digest" in finding.message
 
@@ -249,7 +245,7 @@ def test_masked_updates_kept_only_by_the_aggregator_still_have_their_opening_red
 def test_a_missing_opening_is_a_failure_never_a_skip(copy_of, name):
     workdir = copy_of(name)
     opening = request(workdir)["result"]["opening"]
-    blob_path(workdir, opening).unlink()
+    delete_blob(workdir, opening)
     (finding,) = failed(run_audit(workdir))["aggregates"]
     assert finding.round == 2 and finding.object == f"opening {opening} of sum 0 of round 2"
     assert "the opening is not available" in finding.message

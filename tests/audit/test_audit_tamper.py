@@ -13,6 +13,8 @@ import shutil
 
 import pytest
 from tamper import (
+    corrupt_blob,
+    delete_blob,
     corrupt_file,
     find_block,
     flip_stored_byte,
@@ -56,7 +58,7 @@ def test_an_untouched_ledger_passes_every_check(session_copy):
 
 def test_a_tampered_accepted_model_is_caught(session_copy):
     digest = state(session_copy, "ckpt~00000001")["digest"]
-    corrupt_file(ModelStore(session_copy / "store").path(digest))
+    corrupt_blob(session_copy, digest)
     report = run_audit(session_copy)
     assert set(failed(report)) == {"checkpoints"}
     (finding,) = failed(report)["checkpoints"]
@@ -67,7 +69,7 @@ def test_a_tampered_accepted_model_is_caught(session_copy):
 
 def test_a_deleted_accepted_model_is_caught(session_copy):
     digest = state(session_copy, "ckpt~00000003")["digest"]
-    ModelStore(session_copy / "store").path(digest).unlink()
+    delete_blob(session_copy, digest)
     findings = failed(run_audit(session_copy))["checkpoints"]
     assert [(f.round, f.object) for f in findings] == [(3, f"model {digest}")]
     assert "missing" in findings[0].message
@@ -75,7 +77,7 @@ def test_a_deleted_accepted_model_is_caught(session_copy):
 
 def test_a_tampered_update_blob_is_caught_with_its_commit_transaction(session_copy):
     digest = state(session_copy, "update~00000003~Org1MSP")["digest"]
-    corrupt_file(ModelStore(session_copy / "store").path(digest))
+    corrupt_blob(session_copy, digest)
     report = run_audit(session_copy)
     assert set(failed(report)) == {"aggregates"}
     (finding,) = failed(report)["aggregates"]
@@ -86,7 +88,7 @@ def test_a_tampered_update_blob_is_caught_with_its_commit_transaction(session_co
 
 def test_an_update_blob_that_is_not_kept_is_skipped_with_a_reason_not_failed(session_copy):
     digest = state(session_copy, "update~00000002~Org3MSP")["digest"]
-    ModelStore(session_copy / "store").path(digest).unlink()
+    delete_blob(session_copy, digest)
     report = run_audit(session_copy)
     assert report.ok
     aggregates = report.check("aggregates")

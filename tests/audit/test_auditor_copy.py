@@ -24,14 +24,14 @@ def test_the_auditor_pulls_its_copy_over_the_ledger_service(session_copy) -> Non
         consortium.close()
     assert report.ok, [str(f) for c in report.checks for f in c.findings]
     assert [c.status for c in report.checks] == ["pass"] * 7
-    copy = AuditorCopy(session_copy / "audit" / "AuditorMSP")
+    copy = AuditorCopy(session_copy / "orgs" / "Auditor" / "audit")
     with copy.ledger() as mine:
         assert mine.height() == height and not mine.writable
     assert any("pinned on first use" in note for note in report.notes)
 
 
 def test_a_chain_from_another_genesis_than_the_pinned_one_is_refused(session_copy) -> None:
-    AuditorCopy(session_copy / "audit" / "AuditorMSP").pin("ab" * 32)
+    AuditorCopy(session_copy / "orgs" / "Auditor" / "audit").pin("ab" * 32)
     consortium = Consortium.open(session_copy)
     try:
         try:
@@ -52,7 +52,8 @@ def test_pin_tip_and_witness_from_the_command_line(session_copy, tmp_path) -> No
     assert pinned.exit_code == 0 and genesis in pinned.output
     again = runner.invoke(app, ["audit", "pin", "-w", w, "--genesis", "cd" * 32])
     assert again.exit_code == 1 and "never re-pins" in again.output
-    tip = runner.invoke(app, ["member", "tip", "-w", w, "--org", "Org2"])
+    with ledger_host.serving(session_copy):  # a member's process reads the chain through the service
+        tip = runner.invoke(app, ["member", "tip", "-w", w, "--org", "Org2"])
     assert tip.exit_code == 0
     record = json.loads(tip.output)
     witness = tmp_path / "tip.json"

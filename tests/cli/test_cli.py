@@ -29,7 +29,7 @@ def test_demo_json_reports_every_round_and_where_things_are(tmp_path):
     summary = json.loads(result.output)
     assert [r["round"] for r in summary["rounds"]] == [1, 2]
     assert all(r["status"] == "accepted" for r in summary["rounds"])
-    assert (workdir / "ledger.sqlite").exists() and summary["ledger"].endswith("ledger.sqlite")
+    assert (workdir / "ledger" / "ledger.sqlite").exists() and summary["ledger"].endswith("ledger.sqlite")
     assert summary["blocks"] > 2 * 10
 
 

@@ -6,8 +6,9 @@ import json
 
 from typer.testing import CliRunner
 
-from blockfedml import ledger_host
+from blockfedml import ledger_host, org_host
 from blockfedml.cli.main import app
+from blockfedml.consortium import Consortium
 
 runner = CliRunner()
 
@@ -74,7 +75,9 @@ def test_admin_closes_a_phase_only_after_its_deadline(tmp_path):
 def test_member_round_says_what_it_waits_for_at_once(tmp_path):
     w = str(tmp_path / "c")
     assert run("admin", "consortium", "create", "-w", w, "--json").exit_code == 0
-    with ledger_host.serving(w):  # members take part through the ledger service
+    founder = Consortium.open(w, org="Org1")
+    # members take part through the ledger service, and fetch the genesis model from its producer
+    with ledger_host.serving(w), org_host.serving_blobs(founder, "Org1"):
         result = runner.invoke(app, ["member", "round", "-w", w, "--org", "Org2", "--exchange", "store", "--timeout", "1"],
                                env={"COLUMNS": "300"})
         assert result.exit_code == 1

@@ -62,7 +62,7 @@ def test_a_canary_in_one_update_is_found_nowhere_others_can_read(tmp_path, priva
     c = Consortium.create(tmp_path / mode, n_orgs=3, task=TaskSpec(), collaborator=mode == "paillier")
     try:
         if mode == "paillier":
-            save_private_key(c.workdir / "keys" / "Collaborator" / "paillier.key", private_key)
+            save_private_key(c.workdir / "orgs" / "Collaborator" / "keys" / "paillier.key", private_key)
         session = Session(c, mode=mode)
         session.join_all()
         victim = next(m for m in session.members if m.msp_id == VICTIM)

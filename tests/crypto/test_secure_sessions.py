@@ -20,28 +20,34 @@ from blockfedml.fl.member import KeyHolder
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import TaskSpec
 from blockfedml.ml.serialization import load_params
-from blockfedml.store import ModelStore
+from blockfedml.store import BlobStore, ModelStore
 
 CODEC = FixedPoint()
 
 
-class RecordingStore(ModelStore):
-    """A store that remembers every blob its owner reads: that owner's whole view."""
+class RecordingStore(BlobStore):
+    """An organization's store that remembers every blob its owner reads: that owner's whole view
+    (what it holds and what it fetches from the others)."""
 
-    def __init__(self, root) -> None:
-        super().__init__(root)
+    def __init__(self, store: BlobStore) -> None:
+        super().__init__(store.root, store.msp_id, store._sources)
         self.read: list[bytes] = []
 
-    def get(self, digest: str) -> bytes:
-        data = super().get(digest)
+    def get(self, digest: str, producer: str | None = None) -> bytes:
+        data = super().get(digest, producer)
         self.read.append(data)
         return data
+
+
+def all_digests(c: Consortium) -> set[str]:
+    """Every blob any organization keeps (a blob fetched by another is the same digest)."""
+    return {d for o in c.orgs for d in c.blobs(o.name).digests()}
 
 
 def consortium(tmp_path, name, n_orgs=3, collaborator=False, key=None, **task):
     c = Consortium.create(tmp_path / name, n_orgs=n_orgs, task=TaskSpec(**task), collaborator=collaborator)
     if key is not None:  # the Collaborator's key, made once for the test session
-        save_private_key(c.workdir / "keys" / "Collaborator" / "paillier.key", key)
+        save_private_key(c.workdir / "orgs" / "Collaborator" / "keys" / "paillier.key", key)
     return c
 
 
@@ -64,7 +70,7 @@ def record_views(session, *orgs):
     stores = {}
     for holder in list(session.members) + list(session.keyholders):
         if holder.msp_id in orgs:
-            holder.store = stores[holder.msp_id] = RecordingStore(holder.store.root)
+            holder.store = stores[holder.msp_id] = RecordingStore(holder.store)
             if hasattr(holder, "transport"):
                 holder.transport = StoreTransport(holder.store)
     return stores
@@ -199,9 +205,11 @@ def test_the_key_holder_refuses_a_committed_ciphertext_swapped_in_the_store(tmp_
         aggregator = next(m for m in session.members if m.msp_id == round_["aggregator"])
         aggregator.aggregate(round_)
         commit = c.contract("Org1").evaluate_json("GetUpdates", round_["round"])[1]
-        blob = c.store.path(commit["digest"])
-        data = blob.read_bytes()  # a committed update is swapped behind the ledger's back
-        blob.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+        for o in c.orgs:  # a committed update is swapped behind the ledger's back, in every store
+            blob = c.blobs(o.name).path(commit["digest"])
+            if blob.is_file():
+                data = blob.read_bytes()
+                blob.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
         height = c.ledger.height()
         with pytest.raises(IntegrityError):
             session.keyholders[0].decrypt(round_["round"])
@@ -259,10 +267,10 @@ def test_too_few_survivors_fail_cleanly(tmp_path):
         session.join_all()
         round_ = open_round(session, "masking", ["Org1MSP", "Org2MSP"])  # threshold 3
         aggregator = next(m for m in session.members if m.msp_id == round_["aggregator"])
-        height, blobs = c.ledger.height(), set(c.store.digests())
+        height, blobs = c.ledger.height(), all_digests(c)
         with pytest.raises(PhaseError, match="too few survivors"):
             aggregator.aggregate(round_)
-        assert c.ledger.height() == height and set(c.store.digests()) == blobs
+        assert c.ledger.height() == height and all_digests(c) == blobs
         assert c.contract("Auditor").evaluate_json("GetDecryptions", round_["round"]) == []
     finally:
         c.close()
@@ -291,13 +299,13 @@ def test_a_3_org_masking_round_where_one_drops_is_never_unmasked(tmp_path):
         round_ = open_round(session, "masking", ["Org1MSP", "Org2MSP"])  # Org3 drops; threshold 2
         assert round_["mask_threshold"] == 2 and round_["aggregator"] == "Org1MSP"
         aggregator = session.members[0]
-        height, blobs = c.ledger.height(), set(c.store.digests())
+        height, blobs = c.ledger.height(), all_digests(c)
         with pytest.raises(PhaseError, match="too few survivors"):
             aggregator.aggregate(round_)
         with pytest.raises(PhaseError, match="too few survivors to unmask"):
             aggregator.contract.submit_json("RequestDecryption", round_["round"], "ab" * 32,
                                             ["Org1MSP", "Org2MSP"])
-        assert c.ledger.height() == height and set(c.store.digests()) == blobs
+        assert c.ledger.height() == height and all_digests(c) == blobs
         assert c.contract("Auditor").evaluate_json("GetDecryptions", round_["round"]) == []
         # At the update deadline the round is aborted, not opened (docs/operations.md).
         closed = close_when_due(c.contract("Org2"), round_["round"], limit=60)

@@ -21,5 +21,6 @@ def example_module():
 
 def snapshot(consortium: Consortium) -> tuple[int, list[str]]:
     """Ledger height and every blob in the store: what a refused input must leave unchanged."""
-    store = consortium.store_path
-    return consortium.ledger.height(), sorted(str(p.relative_to(store)) for p in store.rglob("*") if p.is_file())
+    root = consortium.workdir / "orgs"
+    return consortium.ledger.height(), sorted(str(p.relative_to(root)) for p in root.glob("*/store/**/*")
+                                              if p.is_file())

@@ -113,13 +113,14 @@ def _run(doc: Path, clone: Path, prelude: str = "") -> subprocess.CompletedProce
 def _stop_ledger_services(clone: Path) -> None:
     """A doc that left a background ledger service running (its `admin round drive` started one and
     no `ledger stop` followed) must not leave it behind the test."""
-    from blockfedml import ledger_host
+    from blockfedml import ledger_host, org_host
 
-    for pid_file in (clone / "runs").rglob(ledger_host.PID_FILE) if (clone / "runs").is_dir() else ():
-        try:
-            ledger_host.stop_background(pid_file.parent)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+    for host, pid_name in ((ledger_host, ledger_host.PID_FILE), (org_host, org_host.PID_FILE)):
+        for pid_file in (clone / "runs").rglob(pid_name) if (clone / "runs").is_dir() else ():
+            try:
+                host.stop_background(pid_file.parent)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
 
 
 def _explain(result: subprocess.CompletedProcess) -> str:

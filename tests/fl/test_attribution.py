@@ -109,7 +109,7 @@ def test_under_paillier_group_aggregates_are_opened_group_sums_and_match_plainte
     for mode in ("plaintext", "paillier"):
         c = Consortium.create(tmp_path / mode, n_orgs=6, task=TaskSpec(), auditor=False, collaborator=True,
                               settings={"attribution": 1})  # two groups of three
-        save_private_key(c.workdir / "keys" / "Collaborator" / "paillier.key", key)
+        save_private_key(c.workdir / "orgs" / "Collaborator" / "keys" / "paillier.key", key)
         try:
             result = Session(c, mode=mode, attack=AttackPlan("noise", 1 / 6, strength=5.0)).run(1)[0]
             contract = c.contract("Org1")

@@ -8,9 +8,11 @@ import pytest
 from blockfedml.audit.verify import audit_consortium
 from blockfedml.consortium import Consortium
 from blockfedml.crypto.paillier import generate_keypair
+from blockfedml.exchange.transport import StoreTransport
 from blockfedml.fl.attacks import Behaviour
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import TaskSpec
+from blockfedml.store import sha256_hex
 
 
 class OneTooMany(Behaviour):
@@ -80,4 +82,24 @@ def test_a_secure_round_left_with_too_few_for_an_opening_is_aborted_not_opened(t
     after = consortium.contract("Org1").evaluate_json("GetHead")
     assert (after["checkpoint"], after["round"]) == (head["checkpoint"], head["round"])
     assert consortium.contract("Org1").evaluate_json("GetDecryptions", result.round) == []
+    consortium.close()
+
+
+class Withholding(StoreTransport):
+    """Commits the digest of its update but never keeps (so never serves) the blob itself."""
+
+    def send(self, round_, blob: bytes) -> str:
+        return sha256_hex(blob)
+
+
+def test_an_update_its_producer_withholds_excludes_it_naming_the_producer(tmp_path):
+    consortium = Consortium.create(tmp_path / "c", n_orgs=3, task=TaskSpec())
+    session = Session(consortium)
+    bad = _bad_member(session)
+    bad.transport = Withholding(bad.store)
+    session.join_all()
+    result = session.run_round()
+    _assert_excluded(consortium, result, bad.msp_id, "could not be fetched")
+    round_ = consortium.contract("Auditor").evaluate_json("GetRound", result.round)
+    assert f"{bad.msp_id} does not hold it" in round_["closures"][0]["reason"]
     consortium.close()

@@ -31,7 +31,7 @@ from blockfedml.ledger.fabric import FabricGateway, PeerEndpoint
 
 
 def state_digest(workdir: Path) -> str:
-    return ledger_state_digest(workdir / "ledger.sqlite")
+    return ledger_state_digest(workdir / "ledger" / "ledger.sqlite")
 
 
 @pytest.fixture(scope="module")

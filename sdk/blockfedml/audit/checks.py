@@ -143,13 +143,13 @@ def _rehash_models(check: Check, ctx: AuditContext) -> int:
         digest, number = ckpt.get("digest"), ckpt["round"]
         accepted = ckpt.get("status") == rules.ACCEPTED
         try:
-            if not accepted and not ctx.store.has(digest):
+            if not accepted and not ctx.store.available(digest):
                 continue  # a rejected proposal's model need not be kept
             ctx.store.get(digest)
             rehashed += 1
             check.checked += 1
-        except NotFoundError:
-            check.fail(f"the accepted model {digest} is missing from the store {ctx.store.root}",
+        except NotFoundError as exc:
+            check.fail(f"the accepted model {digest} is missing: no holder could produce it ({exc})",
                        round=number, tx=ckpt.get("tx"), object=f"model {digest}")
         except BlockFedMLError as exc:
             check.fail(str(exc), round=number, tx=ckpt.get("tx"), object=f"model {digest}")
@@ -396,7 +396,7 @@ def _committed_blobs(check: Check, ctx: AuditContext, number: int, msps: list[st
         digest = commitment["digest"]
         where = dict(round=number, tx=ctx.writer("CommitUpdate", number, msp), object=f"update blob {digest} of {msp}")
         try:
-            if not ctx.store.has(digest):
+            if not ctx.store.available(digest):
                 not_kept.append(msp)
                 continue
             blob = ctx.store.get(digest)

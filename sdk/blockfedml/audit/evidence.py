@@ -147,7 +147,7 @@ def gather(consortium: "Consortium", as_org: str | None = None, verify: bool = T
     from blockfedml.audit.replay import read_blocks
 
     org = auditor_org(consortium, as_org)
-    store = local_store(consortium)
+    store = local_store(consortium, org)
     if consortium.kind != "embedded":
         state, error = _read_state(consortium.contract(org))
         return Evidence(state, store, None, consortium.kind, [], error)
@@ -199,6 +199,14 @@ def auditor_contract(consortium: "Consortium", as_org: str | None = None) -> Con
     return consortium.contract(auditor_org(consortium, as_org))
 
 
-def local_store(consortium: "Consortium") -> ModelStore | None:
-    """The consortium's model store if this machine has one (never creates it)."""
-    return ModelStore(consortium.store_path) if consortium.store_path.is_dir() else None
+AUDIT_FETCH_PATIENCE = 2.0  # seconds an auditor asks an unreachable holder again
+
+
+def local_store(consortium: "Consortium", org: str) -> ModelStore | None:
+    """The auditing organization's own blob store (it fetches what it lacks from the organizations
+    that hold it), or None when this view does not hold that organization's folder."""
+    if not consortium.org(org).is_local:
+        return None
+    store = consortium.blobs(org)
+    store.patience = AUDIT_FETCH_PATIENCE  # a holder that is down is reported, not waited for
+    return store

@@ -140,7 +140,7 @@ def _check_request(check: Check, ctx: Any, record: Record, key: PaillierPublicKe
         check.fail(f"the {record.get('mode')} sum of the committed updates of {', '.join(contributors)} hashes to "
                    f"{digest}, but the aggregator asked to open {request['digest']}", **where)
         return None
-    if ctx.store.has(digest):  # the stored copy: re-hashed by the store
+    if ctx.store.available(digest):  # the stored copy: re-hashed by the store
         try:
             ctx.store.get(digest)
         except BLOB_ERRORS as exc:

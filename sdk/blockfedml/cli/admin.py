@@ -60,12 +60,29 @@ def create(
     lr: float = typer.Option(0.1, help="Local learning rate (numpy and torch models)."),
     host: str = typer.Option(DEFAULT_HOST, "--host", help="Address of this machine that the exchange servers and "
                                                           "the ledger service listen on and are reached at."),
+    card: list[Path] = typer.Option([], "--card", help="Build the consortium from organizations' cards instead "
+                                                       "(repeatable; with --founder and --ledger-card): "
+                                                       "writes the bundle, docs/deploy.md."),
+    founder: Path = typer.Option(None, "--founder", help="With --card: your own organization's folder (you sign "
+                                                         "the bundle and become the admin)."),
+    ledger_card: Path = typer.Option(None, "--ledger-card", help="With --card: the ledger node's card."),
+    bundle_out: Path = typer.Option(None, "--output", "-o", help="With --card: where to write the bundle."),
+    genesis_out: Path = typer.Option(None, "--genesis-out", help="With --card: also write the genesis block's "
+                                                                 "hash to this file (send it out of band)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Issue identities, write the genesis block and register every organization."""
+    """Issue identities, write the genesis block and register every organization.
+
+    With --card, build the consortium from cards alone: only the bundle is written
+    (each organization then joins it, the ledger's operator creates the ledger from it,
+    and you found the consortium with `admin consortium init`).
+    """
     from blockfedml.data import load_schema
 
     task = TaskSpec(dataset=dataset, partition=partition, model=model, seed=seed, epochs=epochs, lr=lr)
+    if card or founder or ledger_card:
+        _create_bundle(card, founder, ledger_card, bundle_out, genesis_out, task, parse_settings(setting), as_json)
+        return
     consortium = Consortium.create(
         workdir, n_orgs=orgs, task=task, settings=parse_settings(setting),
         auditor=auditor, keyholder=keyholder, overwrite=force,
@@ -78,6 +95,57 @@ def create(
     else:
         console.print(records_table(f"Consortium in {workdir}", info["orgs"], ["name", "msp_id", "roles", "status", "msp_dir"]))
         console.print(f"Ledger: {info['ledger']}\nStore:  {info['store']}")
+
+
+def _create_bundle(cards: list[Path], founder: Path | None, ledger_card: Path | None, output: Path | None,
+                   genesis_out: Path | None, task: TaskSpec, settings: dict, as_json: bool) -> None:
+    import json
+
+    from blockfedml.consortium import DEFAULT_CHAINCODE, DEFAULT_CHANNEL, _check_enough_members
+    from blockfedml.membership.bundle import LedgerCard, Member, build_bundle, verify_bundle
+    from blockfedml.membership.cards import OrgFolder, read_card, read_json
+
+    if founder is None or ledger_card is None or output is None:
+        raise InvalidInputError("building from cards needs --founder <your folder>, --ledger-card <file> and "
+                                "--output <bundle.json>")
+    if output.exists():
+        raise InvalidInputError(f"{output} already exists; choose another --output")
+    own = OrgFolder.load(founder)
+    read = [own.card()] + [read_card(path) for path in cards]
+    cards_by_msp = {c.msp_id: c for c in read}
+    members, partition = [], 0
+    for c in cards_by_msp.values():
+        roles = tuple(dict.fromkeys((("admin",) if c.msp_id == own.msp_id else ()) + c.roles))
+        members.append(Member(c, roles, partition if "member" in roles else None))
+        partition += "member" in roles
+    _check_enough_members(partition, settings)
+    ledger = LedgerCard.from_dict(read_json(ledger_card, "ledger card"), str(ledger_card))
+    data = build_bundle(own.admin(), members, ledger, channel=DEFAULT_CHANNEL, chaincode=DEFAULT_CHAINCODE,
+                        task=task.to_dict(), settings=settings)
+    verified = verify_bundle(data, str(output))
+    output.write_text(json.dumps(data, indent=2) + "\n")
+    if genesis_out is not None:
+        genesis_out.write_text(verified.genesis_hash + "\n")
+    info = {"bundle": str(output), "genesis_hash": verified.genesis_hash,
+            "orgs": [f"{m.card.name} ({', '.join(m.roles)})" for m in verified.members]}
+    emit(info, as_json, lambda i: f"bundle {i['bundle']} written for {'; '.join(i['orgs'])}\n"
+                                  f"genesis block {i['genesis_hash']}: give both to every organization")
+
+
+@consortium_app.command("init")
+@handle_errors
+def init(workdir: Path = WorkdirOption, as_json: bool = JsonOption) -> None:
+    """Found the consortium on the ledger as its founder: settings, every organization and its roles,
+    the genesis model (served from your store). Run in your own folder once you joined the bundle."""
+    from blockfedml.membership.bundle import read_bundle
+
+    consortium = Consortium.open(workdir, ledger_access="service")
+    bundle = read_bundle(workdir / "bundle.json", consortium.genesis_hash)
+    consortium.found(bundle.settings)
+    info = _describe(consortium)
+    consortium.close()
+    emit(info, as_json, lambda i: records_table(f"Consortium founded from {workdir}", i["orgs"],
+                                                ["name", "msp_id", "roles", "status"]))
 
 
 @consortium_app.command("show")
@@ -97,15 +165,17 @@ def show(workdir: Path = WorkdirOption, as_json: bool = JsonOption) -> None:
 
 
 def _describe(consortium: Consortium) -> dict:
-    contract = consortium.contract(consortium.admin.name)
+    reader = next((o for o in consortium.orgs if o.is_local and "admin" in o.roles), None) or \
+        next(o for o in consortium.orgs if o.is_local)  # an organization's own view reads as itself
+    contract = consortium.contract(reader.name)
     on_chain = {o["msp_id"]: o for o in contract.evaluate_json("ListOrgs")}
     embedded = consortium.kind == "embedded"
     return {
         "ledger": str(consortium.ledger_path),
         # What auditors pin out of band (`audit pin --genesis`): the founder hands it over.
-        "genesis_block_hash": consortium.ledger.block_row(0).hash.hex() if embedded else None,
+        "genesis_block_hash": consortium.genesis_hash if embedded else None,
         "ledger_service": consortium.service.address if embedded and consortium.service else None,
-        "store": str(consortium.store_path),
+        "store": str(consortium.store.root) if any(o.is_local for o in consortium.orgs) else None,
         "channel": consortium.channel,
         "task": consortium.task.to_dict(),
         "orgs": [

@@ -160,15 +160,17 @@ def verify(workdir: Path = WorkdirOption, org: str = typer.Option(None, "--as", 
 @app.command("pin")
 @handle_errors
 def pin(genesis: str = typer.Option(..., "--genesis", help="The genesis block hash (64 hex digits), from the "
-                                    "founder, out of band (`admin consortium show` prints it)."),
+                                    "founder, out of band (`admin consortium show` prints it), or a file holding it."),
         workdir: Path = WorkdirOption, org: str = typer.Option(None, "--as", help=AS_HELP)) -> None:
     """Pin the genesis block hash the auditor's own copy of the chain must start from."""
     from blockfedml.audit.copy import AuditorCopy
     from blockfedml.audit.evidence import auditor_org
 
+    from blockfedml.membership.bundle import genesis_argument
+
     consortium = Consortium.open(workdir)
     copy = AuditorCopy(consortium.audit_folder(auditor_org(consortium, org)))
-    copy.pin(genesis)
+    copy.pin(genesis_argument(genesis) if Path(genesis).is_file() else genesis)
     console.print(f"pinned genesis {copy.pinned} in {copy.folder}", highlight=False)
 
 

@@ -91,7 +91,7 @@ def demo(
         summary = {
             "workdir": str(workdir.resolve()),
             "ledger": str(consortium.ledger_path.resolve()) if ledger == "embedded" else "fabric",
-            "store": str(consortium.store_path.resolve()),
+            "store": str(consortium.store.root.resolve()),
             "blocks": consortium.ledger.height() if ledger == "embedded" else None,
             "seconds": round(elapsed, 3),
             "mode": mode,

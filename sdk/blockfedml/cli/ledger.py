@@ -13,6 +13,38 @@ app = typer.Typer(help="The embedded ledger as a service: the only process that 
                   no_args_is_help=True)
 
 
+@app.command("init")
+@handle_errors
+def init(output: Path = typer.Option(..., "--output", "-o", help="The ledger node's own folder (created, mode 0700)."),
+         address: str = typer.Option(..., "--address", help="host:port the ledger service listens on and is "
+                                                          "reached at."),
+         as_json: bool = JsonOption) -> None:
+    """Issue the ledger node's keys (its peer endorses, its orderer signs blocks) and its public card."""
+    from blockfedml.membership.bundle import LEDGER_CARD_FILE, init_ledger_node
+
+    card = init_ledger_node(output, address)
+    emit({"folder": str(output), "card": str(output / LEDGER_CARD_FILE), "address": card.address}, as_json,
+         lambda i: f"ledger node created in {i['folder']}; give {i['card']} to the founder")
+
+
+@app.command("create")
+@handle_errors
+def create(bundle: Path = typer.Option(..., "--bundle", help="The consortium bundle the founder made."),
+           folder: Path = typer.Option(..., "--dir", "-d", help="The ledger node's folder (from `ledger init`)."),
+           genesis: str = typer.Option(None, "--genesis", help="The genesis hash you were given out of band (or a "
+                                                       "file holding it)."),
+           as_json: bool = JsonOption) -> None:
+    """Create the ledger from the bundle: its genesis block must be the bundle's."""
+    from blockfedml.consortium import create_ledger
+    from blockfedml.membership.bundle import genesis_argument, read_bundle
+
+    verified = read_bundle(bundle, genesis_argument(genesis))
+    path = create_ledger(folder, verified)
+    emit({"ledger": str(path), "genesis_hash": verified.genesis_hash}, as_json,
+         lambda i: f"ledger {i['ledger']} created, genesis block {i['genesis_hash']}; "
+                   f"start it with `blockfedml ledger start -w {folder}`")
+
+
 @app.command("serve")
 @handle_errors
 def serve(workdir: Path = WorkdirOption,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from blockfedml.cli import admin, audit, ledger, member, vertical
+from blockfedml.cli import admin, audit, ledger, member, org, vertical
 from blockfedml.cli.demo import demo
 
 app = typer.Typer(
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(admin.app, name="admin")
+app.add_typer(org.app, name="org")
 app.add_typer(member.app, name="member")
 app.add_typer(audit.app, name="audit")
 app.add_typer(ledger.app, name="ledger")

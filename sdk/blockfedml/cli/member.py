@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 
-from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, handle_errors, records_table
+from blockfedml.cli.common import JsonOption, WorkdirOption, console, emit, err_console, handle_errors, records_table
 from blockfedml.consortium import Consortium
 from blockfedml.errors import InvalidInputError, LedgerError, NotFoundError
 from blockfedml.exchange import open_transport
@@ -29,6 +30,25 @@ OrgOption = typer.Option(..., "--org", "-o", help="Your organization (name or MS
 LEDGER_ACCESS = "service"
 
 
+def _open(workdir: Path, org: str, one_shot: bool = False) -> Consortium:
+    """The consortium as ``org`` alone sees it: its own folder, the others' public material, the
+    ledger through its service. On the quick path (one folder holding every organization and the
+    ledger node) the service is started in the background first unless it runs, and for a one-shot
+    command the organizations' standing exchange servers too, so it can fetch their blobs."""
+    from blockfedml import ledger_host, org_host
+
+    started = ledger_host.ensure_running(workdir)
+    if started is not None:
+        err_console.print(f"started the ledger service (pid {started}); stop it with "
+                          f"`blockfedml ledger stop -w {workdir}`", highlight=False)
+    if one_shot:
+        serving = org_host.ensure_serving(workdir)
+        if serving:
+            err_console.print(f"started the exchange servers of {', '.join(serving)} (they serve their blobs; "
+                              f"`blockfedml org stop -d {workdir}/orgs/<Org>` stops one)", highlight=False)
+    return Consortium.open(workdir, ledger_access=LEDGER_ACCESS, org=org)
+
+
 def _member(consortium: Consortium, org: str) -> Member:
     profile = consortium.org(org)
     if not profile.is_member or profile.partition is None:
@@ -37,11 +57,11 @@ def _member(consortium: Consortium, org: str) -> Member:
     return Member(
         msp_id=profile.msp_id,
         contract=consortium.contract(profile.name),
-        store=consortium.store,
+        store=consortium.blobs(profile.name),
         data=member_data(consortium.task, n, profile.partition),
         model=task_model(consortium.task, n),
         task=consortium.task,
-        round_secrets=RoundSecrets(consortium.workdir / "keys" / profile.name / "rounds"),
+        round_secrets=RoundSecrets(consortium.private_folder(profile.name) / "rounds"),
         reference=reference_set(consortium.task, n),
     )
 
@@ -50,7 +70,7 @@ def _member(consortium: Consortium, org: str) -> Member:
 @handle_errors
 def join(org: str = OrgOption, workdir: Path = WorkdirOption, as_json: bool = JsonOption) -> None:
     """Activate your registered organization; it starts at the reputation baseline."""
-    record = _member(Consortium.open(workdir), org).join()
+    record = _member(_open(workdir, org), org).join()
     emit(record, as_json, lambda r: records_table("Joined", [r], ["msp_id", "roles", "status"]))
 
 
@@ -79,14 +99,19 @@ def take_part(
     """
     from blockfedml.fl.coordinator import next_round
 
-    consortium = Consortium.open(workdir, ledger_access=LEDGER_ACCESS)
+    consortium = _open(workdir, org)
     member = _member(consortium, org)
+    from blockfedml.exchange.transport import GrpcTransport
+    from blockfedml.org_host import serving_blobs
+
     member.transport = open_transport(consortium, org, exchange, contract=member.contract)  # binds the port first:
     try:  # a process that cannot serve its exchange never joins, so no coordinator waits for it
-        if member.contract.evaluate_json("GetOrg", member.msp_id)["status"] == "registered":
-            member.join()
-        number = number or next_round(member.contract)
-        results = [_take_part(consortium, member, n, timeout, as_json) for n in range(number, number + rounds)]
+        # its exchange server serves its blobs; with the store transport a blob server alone does
+        with nullcontext() if isinstance(member.transport, GrpcTransport) else serving_blobs(consortium, org):
+            if member.contract.evaluate_json("GetOrg", member.msp_id)["status"] == "registered":
+                member.join()
+            number = number or next_round(member.contract)
+            results = [_take_part(consortium, member, n, timeout, as_json) for n in range(number, number + rounds)]
     finally:
         member.transport.close()
     emit(results[0] if rounds == 1 else results, as_json,
@@ -154,7 +179,7 @@ def _status(member: Member, number: int, round_: dict | None) -> str:
 def tip(org: str = OrgOption, workdir: Path = WorkdirOption) -> None:
     """Print (and keep, in the organization's folder) the newest orderer-signed block header it has
     seen: a witness an auditor holds the chain to (`audit verify --witness`)."""
-    consortium = Consortium.open(workdir)
+    consortium = _open(workdir, org)
     record = consortium.record_tip(org)
     if record is None:
         raise InvalidInputError("tips are kept on the embedded ledger only")
@@ -180,7 +205,7 @@ def keyholder(
     from blockfedml.fl.coordinator import run_keyholder
 
     say = (lambda _: None) if as_json else (lambda line: console.print(line, highlight=False))
-    results = run_keyholder(Consortium.open(workdir, ledger_access=LEDGER_ACCESS), org, rounds=rounds, first=number or None, timeout=timeout,
+    results = run_keyholder(_open(workdir, org), org, rounds=rounds, first=number or None, timeout=timeout,
                             progress=say)
     emit(results, as_json, lambda r: records_table(
         "Key holder", [{**_decision_row(x), "opened": ", ".join(x["opened"]) or "-"} for x in r],
@@ -202,7 +227,7 @@ def check(org: str = OrgOption, data: Path = DataOption, label: str = LabelOptio
     from blockfedml.data import load_table
     from blockfedml.data.federated import require_schema
 
-    consortium = Consortium.open(workdir)
+    consortium = _open(workdir, org, one_shot=True)
     schema, record = require_schema(consortium.contract(consortium.org(org).name), consortium.store)
     table = load_table(data, schema, label)
     info = {"file": str(data), "schema": record["digest"], "rows": table.rows_read, "usable_rows": table.n_rows,
@@ -234,7 +259,7 @@ def run(
     from blockfedml.data.run import run_member
 
     say = (lambda _: None) if as_json else (lambda line: console.print(line, highlight=False))
-    consortium = Consortium.open(workdir, ledger_access=LEDGER_ACCESS)
+    consortium = _open(workdir, org)
     results = run_member(consortium, org, data, label=label, rounds=rounds, val_fraction=val_fraction,
                          timeout=timeout, progress=say)
     rows = [{**_decision_row(r), "aggregator": r["aggregator"]} for r in results]
@@ -259,7 +284,7 @@ def evaluate(
     from blockfedml.fl.checkpoints import load_checkpoint
     from blockfedml.fl.task import task_model
 
-    consortium = Consortium.open(workdir)
+    consortium = _open(workdir, org, one_shot=True)
     contract = consortium.contract(consortium.org(org).name)
     schema, _ = require_schema(contract, consortium.store)
     table = load_table(data, schema, label)

@@ -83,10 +83,10 @@ def party(
         raise InvalidInputError(f"party {role} needs --data")
     if role == "B" and label is None:
         raise InvalidInputError("party B needs --label: the label column of its data")
-    consortium = Consortium.open(workdir, ledger_access="service")
     roles = {"A": a, "B": b, "C": c}
-    msp = {p: consortium.org(org).msp_id for p, org in roles.items()}
     me = roles[role]
+    consortium = Consortium.open(workdir, ledger_access="service", org=me)  # this party's folder only
+    msp = {p: consortium.org(org).msp_id for p, org in roles.items()}
     ledger = VerticalLedger(consortium.contract(me))
     table = load_party_csv(data, label if role == "B" else None) if data is not None else None
     endpoint = ExchangeEndpoint(role, msp, consortium.tls_material(me), consortium.exchange_peers())
@@ -169,7 +169,7 @@ def verify(session: str = typer.Argument(...), workdir: Path = WorkdirOption,
     ledger = VerticalLedger(consortium.contract(org))
     parties = ledger.session(session)["parties"]
     stores = {p: party_store(consortium, parties[p]) for p in ("A", "B")
-              if (consortium.workdir / "vertical" / parties[p]).is_dir()}
+              if consortium.org(parties[p]).is_local and (consortium.org_folder(parties[p]) / "vertical").is_dir()}
     report = verify_session(ledger, session, stores)
     emit(report.to_dict(), as_json, lambda _: _audit_table(report))
     if not report.ok:

@@ -56,12 +56,12 @@ def own_member(consortium: Consortium, org: str, table: LocalTable, scaler: Scal
     return Member(
         msp_id=profile.msp_id,
         contract=consortium.contract(profile.name),
-        store=consortium.store,
+        store=consortium.blobs(profile.name),
         data=prepare(table, scaler, val_fraction, seed=consortium.task.seed),
         model=model.clone() if model is not None else task_model(consortium.task, len(consortium.members), schema),
         task=consortium.task,
         metric=schema.metric,
-        round_secrets=RoundSecrets(consortium.workdir / "keys" / profile.name / "rounds"),
+        round_secrets=RoundSecrets(consortium.private_folder(profile.name) / "rounds"),
     )
 
 
@@ -86,7 +86,7 @@ def own_data_session(consortium: Consortium, data: Mapping[str, DataSource], mod
             contract.submit_json("Join")
     status = stats_status(admin)
     if status["scaler"] is None:
-        parties = [StatsParty(consortium.org(org).msp_id, consortium.contract(org), consortium.store, table)
+        parties = [StatsParty(consortium.org(org).msp_id, consortium.contract(org), consortium.blobs(org), table)
                    for org, table in tables.items()]
         scaler = run_statistics(admin, consortium.store, schema, parties)
     else:
@@ -116,6 +116,15 @@ def run_member(consortium: Consortium, org: str, data: Path | str, label: str | 
     federated statistics (if the current epoch has no scaler yet), verifies
     the scaler, and acts in every phase of the next ``rounds`` rounds.
     """
+    from blockfedml.org_host import serving_blobs
+
+    with serving_blobs(consortium, org):  # the others fetch its statistics key, update and more from it
+        return _run_member(consortium, org, data, label, rounds, model, val_fraction, timeout, progress)
+
+
+def _run_member(consortium: Consortium, org: str, data: Path | str, label: str | None, rounds: int,
+                model: Model | None, val_fraction: float, timeout: float,
+                progress: Progress | None) -> list[dict[str, Any]]:
     say = progress or (lambda _: None)
     profile = consortium.org(org)
     contract = consortium.contract(profile.name)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from blockfedml.errors import IntegrityError, InvalidInputError
+from blockfedml.errors import IntegrityError, InvalidInputError, NotFoundError
 from blockfedml.exchange import wire
 from blockfedml.exchange.credentials import ExchangePeer, TLSMaterial
 from blockfedml.store import sha256_hex
@@ -50,6 +50,7 @@ class ExchangeClient:
         self._channel = grpc.secure_channel(peer.address, credentials, options=channel_options)
         self._ping = self._channel.unary_unary(wire.PING)
         self._send = self._channel.stream_unary(wire.SEND)
+        self._fetch = self._channel.unary_stream(wire.FETCH)
 
     @property
     def name(self) -> str:
@@ -85,6 +86,28 @@ class ExchangeClient:
         if receipt.get("digest") != digest or receipt.get("receiver") != self.peer.msp_id:
             raise IntegrityError(f"{what}: the receipt of {self.name} does not match the blob sent: {receipt}")
         return receipt
+
+    def fetch(self, digest: str) -> bytes | None:
+        """The blob ``digest`` from this peer's store, re-hashed here; None when the peer does not hold it."""
+        timeout = self.options.fetch_timeout
+        limit = self.options.max_blob_bytes
+
+        def receive() -> bytes:
+            received = bytearray()
+            for chunk in self._fetch(digest.encode("ascii"), timeout=timeout, metadata=self._metadata()):
+                received += chunk
+                if len(received) > limit:
+                    raise IntegrityError(f"{self.name} streamed more than {limit} bytes for blob {digest}")
+            return bytes(received)
+
+        try:
+            blob = self._call(wire.FETCH, f"fetching blob {digest[:12]} for {self.msp_id}", timeout, receive)
+        except NotFoundError:
+            return None
+        if sha256_hex(blob) != digest:
+            raise IntegrityError(f"{self.name} served bytes hashing to {sha256_hex(blob)} for blob {digest}; "
+                                 "they were discarded")
+        return blob
 
     def close(self) -> None:
         self._channel.close()

@@ -9,6 +9,12 @@ sender a participant), and only then reads the stream. A blob enters the inbox
 whole or not at all: its size and SHA-256 must be the ones the sender
 declared. Checking it against the sender's *ledger* commitment is the
 collector's job (``Transport.collect``), before the blob is used.
+
+It also serves its organization's blob store (``Fetch``): any consortium
+organization, authenticated the same way, may fetch a blob by digest; what a
+store holds is what its organization published to the consortium (models,
+public keys, masked or encrypted updates, openings), never its secrets, which
+live outside the store. The fetcher re-hashes what it receives.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from blockfedml.errors import BlockFedMLError, ExchangeError, InvalidInputError
 from blockfedml.exchange import wire
 from blockfedml.exchange.credentials import TLSMaterial, TrustStore
 from blockfedml.ledger.base import canonical_json
+from blockfedml.store.model_store import ModelStore, check_digest
 
 #: ``admit(round, sender)`` raises a ``BlockFedMLError`` to refuse a blob.
 Admission = Callable[[int, str], None]
@@ -121,12 +128,14 @@ class ExchangeServer:
         options: wire.ExchangeOptions | None = None,
         workers: int = 8,
         inbox: Inbox | None = None,
+        blobs: ModelStore | None = None,
     ) -> None:
         self.msp_id = tls.msp_id
         self.trust = trust
         self.admit = admit
         self.options = options or wire.ExchangeOptions()
         self.inbox = inbox or Inbox()
+        self.blobs = blobs
         credentials = grpc.ssl_server_credentials(
             [(tls.read(tls.server_key), tls.read(tls.server_cert))],
             root_certificates=trust.roots_pem(),
@@ -137,6 +146,7 @@ class ExchangeServer:
             handlers=[grpc.method_handlers_generic_handler(wire.SERVICE, {
                 "Ping": grpc.unary_unary_rpc_method_handler(self._ping),
                 "Send": grpc.stream_unary_rpc_method_handler(self._send),
+                "Fetch": grpc.unary_stream_rpc_method_handler(self._fetch),
             })],
             # No SO_REUSEPORT: a second server on the same port (a stale member process)
             # must fail to start, not silently share the organization's incoming blobs.
@@ -206,6 +216,24 @@ class ExchangeServer:
         self.inbox.put(round_number, sender, bytes(received))
         return canonical_json({"digest": digest, "receiver": self.msp_id, "round": round_number,
                                "sender": sender, "size": size}).encode()
+
+    def _fetch(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        sender = self._authenticate(context)
+        try:
+            digest = check_digest(request.decode("ascii", "replace"))
+        except BlockFedMLError as exc:
+            _abort(context, wire.status_of(exc), str(exc))
+        if self.blobs is None or not self.blobs.has(digest):
+            _abort(context, grpc.StatusCode.NOT_FOUND, f"{self.msp_id} does not hold blob {digest}")
+        try:
+            data = self.blobs.get(digest)  # re-hashed: a damaged file is never served
+        except BlockFedMLError as exc:
+            _abort(context, wire.status_of(exc), f"{self.msp_id} cannot serve blob {digest} to {sender}: {exc}")
+        step = self.options.chunk_bytes
+        for start in range(0, len(data), step):
+            yield data[start:start + step]
+        if not data:
+            yield b""
 
     def _authenticate(self, context: grpc.ServicerContext) -> str:
         """The MSP ID the client proved with its TLS certificate, or abort the call."""

@@ -4,9 +4,9 @@
 ledger; the aggregator calls ``collect`` with the round's commitments
 (``GetUpdates``) and gets back only blobs that match them. Two transports:
 
-- ``StoreTransport``: blobs go through the shared content-addressed
-  ``ModelStore`` (one machine, one folder; every organization can read every
-  blob). The default, so in-process sessions work as before.
+- ``StoreTransport``: the member keeps its blob in its own store and the
+  aggregator fetches it by digest (``store/blobs.py``): in-process on the quick
+  path, over the member's exchange server otherwise.
 - ``GrpcTransport``: the blob is streamed over mutual TLS to the round's
   aggregator only (its own exchange server); no other organization receives
   it, and nothing is written to the shared store.
@@ -24,13 +24,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blockfedml.errors import ExchangeError, IntegrityError, InvalidInputError, NotAuthorizedError, PhaseError
+from blockfedml.errors import (
+    BlockFedMLError,
+    ExchangeError,
+    IntegrityError,
+    InvalidInputError,
+    NotAuthorizedError,
+    NotFoundError,
+    PhaseError,
+)
 from blockfedml.exchange.client import ExchangeClient
 from blockfedml.exchange.credentials import ExchangePeer, TLSMaterial, TrustStore
 from blockfedml.exchange.server import Admission, ExchangeServer, Inbox
 from blockfedml.exchange.wire import ExchangeOptions
 from blockfedml.ledger.base import Contract
-from blockfedml.store import ModelStore, sha256_hex
+from blockfedml.store import BlobStore, ModelStore, sha256_hex
+from blockfedml.store.blobs import BlobUnavailable
 
 if TYPE_CHECKING:
     from blockfedml.consortium import Consortium
@@ -80,7 +89,13 @@ class Transport(ABC):
         good, problems = {}, {}
         for commitment in commitments:
             sender = commitment["msp_id"]
-            problem = commitment_problem(round_number, commitment, blobs[sender])
+            blob = blobs.get(sender)
+            if not isinstance(blob, bytes):  # withheld: its producer did not serve it
+                why = blob.summary if isinstance(blob, BlobUnavailable) else str(blob)
+                problems[sender] = (f"round {round_number}: the update {commitment['digest'][:12]} committed by "
+                                    f"{sender} could not be fetched: {why}")
+                continue
+            problem = commitment_problem(round_number, commitment, blob)
             if problem:
                 problems[sender] = problem
                 self._discard(round_number, sender)
@@ -89,8 +104,9 @@ class Transport(ABC):
         return good, problems
 
     @abstractmethod
-    def _receive(self, round_number: int, commitments: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
-        """The unchecked blob of every committed sender."""
+    def _receive(self, round_number: int, commitments: Sequence[Mapping[str, Any]]
+                 ) -> Mapping[str, bytes | BlockFedMLError]:
+        """The unchecked blob of every committed sender (or why it could not be had)."""
 
     def _discard(self, round_number: int, sender: str) -> None:
         """Forget a blob that failed its check (default: nothing kept)."""
@@ -116,8 +132,16 @@ class StoreTransport(Transport):
     def send(self, round_: Mapping[str, Any], blob: bytes) -> str:
         return self.store.put(blob)
 
-    def _receive(self, round_number: int, commitments: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
-        return {c["msp_id"]: self.store.get(c["digest"]) for c in commitments}  # get re-hashes too
+    def _receive(self, round_number: int, commitments: Sequence[Mapping[str, Any]]
+                 ) -> dict[str, bytes | BlockFedMLError]:
+        received: dict[str, bytes | BlockFedMLError] = {}
+        for c in commitments:  # each fetched from its sender, the producer the ledger names; re-hashed
+            try:
+                received[c["msp_id"]] = (self.store.get(c["digest"], c["msp_id"]) if isinstance(self.store, BlobStore)
+                                         else self.store.get(c["digest"]))
+            except NotFoundError as exc:
+                received[c["msp_id"]] = exc
+        return received
 
 
 class GrpcTransport(Transport):
@@ -138,6 +162,8 @@ class GrpcTransport(Transport):
         admit: Admission | None = None,
         options: ExchangeOptions | None = None,
         keep: Path | None = None,
+        blobs: ModelStore | None = None,
+        trust: TrustStore | None = None,
     ) -> None:
         self.msp_id = tls.msp_id
         self.tls = tls
@@ -147,8 +173,9 @@ class GrpcTransport(Transport):
             if self.msp_id not in self.peers:
                 raise InvalidInputError(f"{self.msp_id} has no exchange endpoint; give one to listen on")
             listen = self.peers[self.msp_id].address
-        self.server = ExchangeServer(tls, TrustStore.from_peers(self.peers), listen, admit=admit,
-                                     options=self.options, inbox=Inbox(keep)).start()
+        self.server = ExchangeServer(tls, trust or TrustStore.from_peers(self.peers), listen, admit=admit,
+                                     options=self.options, inbox=Inbox(keep),
+                                     blobs=blobs).start()
         self._clients: dict[str, ExchangeClient] = {}
 
     def send(self, round_: Mapping[str, Any], blob: bytes) -> str:
@@ -171,7 +198,8 @@ class GrpcTransport(Transport):
             self._clients[msp_id] = ExchangeClient(self.tls, peer, self.options)
         return self._clients[msp_id]
 
-    def _receive(self, round_number: int, commitments: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
+    def _receive(self, round_number: int, commitments: Sequence[Mapping[str, Any]]
+                 ) -> dict[str, bytes | BlockFedMLError]:
         self.server.inbox.forget_before(round_number)
         senders = [c["msp_id"] for c in commitments]
         return self.server.inbox.wait(round_number, senders, self.options.collect_timeout)
@@ -218,8 +246,19 @@ def open_transport(consortium: "Consortium", org: str, kind: str = "auto", *,
     if kind == "auto":
         kind = "grpc" if profile.msp_id in peers else "store"
     if kind == "store":
-        return StoreTransport(consortium.store)
+        return StoreTransport(consortium.blobs(profile.name))
+    from blockfedml.org_host import hand_over
+
     contract = contract or consortium.contract(profile.name)
-    return GrpcTransport(consortium.tls_material(profile.name), peers,
-                         admit=round_admission(contract, profile.msp_id), options=options,
-                         keep=consortium.workdir / "keys" / profile.name / "inbox")  # survives a restart
+    for attempt in (1, 2):
+        handed = hand_over(consortium, profile.name)  # the standing server (`org start`) steps aside
+        try:
+            return GrpcTransport(consortium.tls_material(profile.name), peers,
+                                 admit=round_admission(contract, profile.msp_id), options=options,
+                                 keep=consortium.private_folder(profile.name) / "inbox",  # survives a restart
+                                 blobs=consortium.blobs(profile.name),  # served to the consortium (Fetch)
+                                 trust=consortium.trust_store())
+        except ExchangeError:
+            if attempt == 2 or (not handed and not hand_over(consortium, profile.name)):
+                raise
+    raise AssertionError("unreachable")

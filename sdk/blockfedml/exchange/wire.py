@@ -1,6 +1,6 @@
 """What travels between exchange clients and servers, and how failures are named.
 
-The service has two methods, both carried by gRPC's generic handlers with raw
+The service has three methods, both carried by gRPC's generic handlers with raw
 ``bytes`` messages (no ``.proto`` file, no code generation):
 
 ``/blockfedml.exchange.Exchange/Ping`` (unary)
@@ -11,11 +11,14 @@ The service has two methods, both carried by gRPC's generic handlers with raw
     SHA-256 and size travel as call metadata, so the server can refuse a call
     (unknown sender, not the aggregator, too large) before reading a byte;
     response: canonical JSON ``{"digest", "receiver", "round", "sender", "size"}``.
+``/blockfedml.exchange.Exchange/Fetch`` (server stream)
+    request: a blob's SHA-256 (hex); response: the blob from the server's
+    organization's store, in chunks; ``NOT_FOUND`` when it does not hold it.
 
 Every call carries ``bfml-msp``: the organization the client claims to be; the
 server checks it against the client's TLS certificate.
 
-Both methods are idempotent: a Ping changes nothing, and a Send stores the blob
+All three are idempotent: a Ping and a Fetch change nothing, and a Send stores the blob
 under (round, sender), so sending the same bytes twice leaves the same state.
 That is why the client may retry them; a method added later that is not
 idempotent must not be listed in ``IDEMPOTENT``.
@@ -41,7 +44,8 @@ from blockfedml.errors import (
 SERVICE = "blockfedml.exchange.Exchange"
 PING = f"/{SERVICE}/Ping"
 SEND = f"/{SERVICE}/Send"
-IDEMPOTENT = frozenset({PING, SEND})
+FETCH = f"/{SERVICE}/Fetch"  # a blob of the server's organization's store, by digest
+IDEMPOTENT = frozenset({PING, SEND, FETCH})
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 MSP_KEY = "bfml-msp"
@@ -61,6 +65,7 @@ class ExchangeOptions:
     max_blob_bytes: int = 256 << 20     # the largest blob a server accepts (and a client sends)
     ping_timeout: float = 5.0
     send_timeout: float = 60.0
+    fetch_timeout: float = 60.0
     collect_timeout: float = 60.0       # how long an aggregator waits for the round's blobs
     retries: int = 3                    # extra attempts of an idempotent call
     retry_backoff: float = 0.1          # seconds before the first retry, doubled after each
@@ -73,7 +78,7 @@ class ExchangeOptions:
             raise InvalidInputError(
                 f"chunk_bytes ({self.chunk_bytes}) must not exceed max_message_bytes ({self.max_message_bytes})"
             )
-        for name in ("ping_timeout", "send_timeout", "collect_timeout"):
+        for name in ("ping_timeout", "send_timeout", "fetch_timeout", "collect_timeout"):
             if getattr(self, name) <= 0:
                 raise InvalidInputError(f"exchange option {name} must be positive")
         if self.retries < 0 or self.retry_backoff < 0:

@@ -286,7 +286,7 @@ def run_keyholder(consortium: Consortium, org: str, rounds: int = 1, first: int 
     """Collaborator C in its own process: join, publish the key, decrypt every authorized sum of
     ``rounds`` rounds (from ``first``, default the open round or the next) as requests appear.
 
-    The key stays in ``<workdir>/keys/<org>/paillier.key`` (created on first use, mode 0600).
+    The key stays in ``<its folder>/keys/paillier.key`` (created on first use, mode 0600).
     Returns one record per round: the indexes of the sums it opened and the round's decision.
     """
     say = progress or (lambda _: None)
@@ -294,14 +294,21 @@ def run_keyholder(consortium: Consortium, org: str, rounds: int = 1, first: int 
     if "keyholder" not in profile.roles:
         raise InvalidInputError(f"{profile.name} has no keyholder role in this consortium (roles: "
                                 f"{', '.join(profile.roles)})")
-    holder = KeyHolder(profile.msp_id, consortium.contract(profile.name), consortium.store,
-                       load_or_create_private_key(consortium.workdir / "keys" / profile.name / "paillier.key"))
+    holder = KeyHolder(profile.msp_id, consortium.contract(profile.name), consortium.blobs(profile.name),
+                       load_or_create_private_key(consortium.private_folder(profile.name) / "paillier.key"))
     if holder.contract.evaluate_json("GetOrg", profile.msp_id)["status"] == "registered":
         holder.join()
         say(f"{profile.msp_id} joined")
-    key = holder.publish_key()
-    say(f"key {key['fingerprint'][:12]} ({key['bits']} bits, epoch {key['epoch']}) published")
-    first = first or next_round(holder.contract)
+    from blockfedml.org_host import serving_blobs
+
+    with serving_blobs(consortium, profile.name):  # its key and decryptions are fetched from it
+        key = holder.publish_key()
+        say(f"key {key['fingerprint'][:12]} ({key['bits']} bits, epoch {key['epoch']}) published")
+        return _hold_keys(consortium, holder, first or next_round(holder.contract), rounds, timeout, say)
+
+
+def _hold_keys(consortium: Consortium, holder: KeyHolder, first: int, rounds: int, timeout: float,
+               say: Progress) -> list[dict[str, Any]]:
     wait = Waiter(consortium, timeout)
     results = []
     for number in range(first, first + rounds):

@@ -41,7 +41,7 @@ from blockfedml.fl.task import TaskSpec
 from blockfedml.ledger.base import Contract
 from blockfedml.ml.datasets import OrgData
 from blockfedml.ml.models import Model
-from blockfedml.store import ModelStore, sha256_hex
+from blockfedml.store import BlobStore, ModelStore, sha256_hex
 
 METRIC_SCALE = 1_000_000
 
@@ -136,6 +136,8 @@ class Member:
         update = ClientUpdate(org=self.msp_id, params=params, num_samples=len(self.data.y_train))
         sealed = make_aggregation(round_["mode"]).seal(update, context)
         number = round_["round"]
+        if round_["mode"] == "masking":  # every share bundle kept here before committing, as SecAgg
+            self._bundles(round_)        # receives its shares first: a member that dies later is recoverable
         self._updates = {number: sealed}  # earlier rounds are over
         if self.round_secrets is not None:
             self.round_secrets.forget_before(number)
@@ -532,7 +534,8 @@ def significant(metric: float, base_metric: float, samples: int) -> bool:
 
 def fetch(store: ModelStore, record: dict[str, Any]) -> bytes:
     """The blob a ledger record names (``digest``, and ``size`` when recorded), re-hashed by the store."""
-    blob = store.get(record["digest"])
+    producer = record.get("msp_id")
+    blob = store.get(record["digest"], producer) if isinstance(store, BlobStore) else store.get(record["digest"])
     if "size" in record and len(blob) != record["size"]:
         raise IntegrityError(f"blob {record['digest'][:12]} has {len(blob)} bytes, the ledger says {record['size']}")
     return blob

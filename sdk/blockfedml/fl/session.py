@@ -115,8 +115,8 @@ class Session:
             raise InvalidInputError("attribution needs one opened sum per group and a masking round opens a "
                                     "single sum: use the plaintext or paillier mode, or set attribution=0")
         self.keyholders = [  # Paillier: collaborators holding a key, never members (docs/secure-aggregation.md)
-            KeyHolder(p.msp_id, TimedContract(c.contract(p.name), self.clock), c.store,
-                      load_or_create_private_key(c.workdir / "keys" / p.name / "paillier.key"))
+            KeyHolder(p.msp_id, TimedContract(c.contract(p.name), self.clock), c.blobs(p.name),
+                      load_or_create_private_key(c.private_folder(p.name) / "paillier.key"))
             for p in c.orgs if self.mode == "paillier" and "keyholder" in p.roles and not p.is_member
         ]
         if self.mode == "paillier" and not self.keyholders:  # fail before any round is opened
@@ -141,14 +141,14 @@ class Session:
             self.members.append(Member(
                 msp_id=p.msp_id,
                 contract=TimedContract(c.contract(p.name), self.clock),
-                store=c.store,
+                store=c.blobs(p.name),
                 data=data,
                 model=task_model(c.task, n),
                 task=c.task,
                 behaviour=behaviour,
                 screener=screener,
                 strategy=self.strategy,
-                round_secrets=RoundSecrets(c.workdir / "keys" / p.name / "rounds"),
+                round_secrets=RoundSecrets(c.private_folder(p.name) / "rounds"),
                 reference=reference,
             ))
         self.X_test, self.y_test = split.X_test, split.y_test

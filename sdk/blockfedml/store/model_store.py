@@ -57,6 +57,10 @@ class ModelStore:
 
     __contains__ = has
 
+    def available(self, digest: str) -> bool:
+        """Whether the blob can be read (a store that fetches from others also tries them)."""
+        return self.has(digest)
+
     def put(self, data: bytes) -> str:
         """Store ``data`` and return its digest. Idempotent.
 

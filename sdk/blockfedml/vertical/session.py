@@ -40,7 +40,7 @@ def create_vertical_consortium(workdir: Path | str, overwrite: bool = False) -> 
 
 def party_store(consortium: Consortium, org: str) -> ModelStore:
     """An organization's private store of vertical model parts (never shared with the others)."""
-    return ModelStore(consortium.workdir / "vertical" / consortium.org(org).msp_id)
+    return ModelStore(consortium.org_folder(org) / "vertical")
 
 
 def new_session_id() -> str:

@@ -82,8 +82,11 @@ class LedgerService:
         self._committer = threading.Thread(target=self._commit_loop, name="ledger-committer", daemon=True)
         self._pending_lock = threading.Lock()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ledger"),
+                                   # No SO_REUSEPORT: a second service on the address must fail to
+                                   # start, never share the ledger's clients (two writers of one file).
                                    options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                                            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+                                            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                                            ("grpc.so_reuseport", 0)])
         gateway_pb2_grpc.add_GatewayServicer_to_server(_Gateway(self), self._server)
         events_pb2_grpc.add_DeliverServicer_to_server(_Deliver(self), self._server)
         credentials = grpc.ssl_server_credentials([(tls.server_key, tls.server_cert)],
