@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from fabric_protos.common import common_pb2
+
+from blockfedml.audit.fabric_chain import block_hash
 from blockfedml.consortium import Consortium
 from blockfedml.errors import (
     ChaincodeError,
@@ -75,7 +78,10 @@ def test_a_three_org_session_runs_on_fabric(fabric_network, tmp_path):
     results = session.run(2)
     assert [r.status for r in results] == ["accepted", "accepted"]
     assert all(sorted(r.participants) == list(ORGS) for r in results)
-    assert results[-1].reputation == {msp: 120 for msp in ORGS}
+    # 100 on joining, then the reward (10) for each round whose aggregate improved (never without gain).
+    rewarded = [e for e in consortium.contract("Org1").evaluate_json("GetReputationHistory", "Org1MSP")
+                if e["reason"] == "reward"]
+    assert 1 <= len(rewarded) <= 2 and results[-1].reputation == {msp: 100 + 10 * len(rewarded) for msp in ORGS}
     assert results[-1].test_accuracy > 0.85
     # Reopened from its work directory (as a member process would), it sees the same chain.
     consortium.close()
@@ -86,9 +92,107 @@ def test_a_three_org_session_runs_on_fabric(fabric_network, tmp_path):
     again.close()
 
 
+def _genesis_hash(run_dir: Path) -> str:
+    """The channel genesis block's header hash, from the block configtxgen wrote (what a founder
+    hands an auditor out of band)."""
+    block = common_pb2.Block.FromString((run_dir / "channel" / "fedchannel.block").read_bytes())
+    return block_hash(block).hex()
+
+
+def test_audit_verify_pulls_blocks_from_the_peers_and_runs_all_seven_checks(fabric_network, blockfedml):
+    workdir = STATE["workdir"]
+    pinned = blockfedml("audit", "pin", "-w", str(workdir), "--genesis", _genesis_hash(fabric_network["run_dir"]),
+                        run_dir=fabric_network["run_dir"], check=False)
+    assert pinned.returncode == 0, pinned.stderr
+    done = blockfedml("audit", "verify", "-w", str(workdir), "--json", run_dir=fabric_network["run_dir"], check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    checks = {c["name"]: c["status"] for c in report["checks"]}
+    assert checks == dict.fromkeys(("ledger", "replay", "checkpoints", "rounds", "aggregates", "reputation",
+                                    "decisions"), "pass")
+    assert not any(c["skipped"] for c in report["checks"])
+    ledger = next(c for c in report["checks"] if c["name"] == "ledger")
+    replay = next(c for c in report["checks"] if c["name"] == "replay")
+    assert report["height"] >= 20 and ledger["detail"].startswith(f"{report['height']} blocks")
+    assert int(replay["detail"].split()[0]) >= 20  # the session's transactions, re-executed
+    pulled = next(n for n in report["notes"] if n.startswith("blocks pulled from"))
+    assert all(f"peer0.org{i}.blockfedml.local" in pulled for i in (1, 2, 3))
+
+
+def test_a_block_altered_in_one_peers_copy_is_caught_naming_the_block_and_the_peers(fabric_network):
+    from blockfedml.audit.fabric_copy import peer_sources
+    from blockfedml.audit.verify import audit_consortium
+
+    c = Consortium.open(STATE["workdir"])
+    sources = peer_sources(c, "Org1")
+    honest, other = list(sources)[:2]
+    altered_number = 7
+
+    def altered(start: int, stop: int | None, wait: bool, source=sources[other]):
+        for block in source(start, stop, wait):
+            if block.header.number == altered_number:  # one write value changed inside the transaction
+                data = bytearray(block.data.data[0])
+                at = data.rfind(b'"round"')
+                data[at + 1:at + 2] = b"R"
+                block.data.data[0] = bytes(data)
+            yield block
+
+    report = audit_consortium(c, "Org1", sources={honest: sources[honest], other: altered})
+    ledger = report.check("ledger")
+    assert ledger.status == "fail"
+    (finding,) = [f for f in ledger.findings if "disagree" in f.message]
+    assert finding.object == f"block {altered_number}"
+    assert honest in finding.message and other in finding.message
+    # Handed alone, the altered copy fails its own data hash (the auditor's copy already holds it: rewritten).
+    alone = audit_consortium(c, "Org1", sources={other: altered, honest: altered}).check("ledger")
+    assert any(f.object == f"block {altered_number}" for f in alone.findings)
+    # The untouched peers still pass.
+    assert audit_consortium(c, "Org1").check("ledger").status == "pass"
+    c.close()
+
+
+def test_the_auditors_copy_is_checked_against_signatures_and_the_mvcc_replay(fabric_network):
+    """Each rewrite of a block the peers agree on is caught by the check that owns it."""
+    from blockfedml_chaincode.shim import new_chaincode
+
+    from blockfedml.audit.fabric_chain import FabricChain
+    from blockfedml.audit.fabric_copy import FabricAuditorCopy
+
+    c = Consortium.open(STATE["workdir"])
+    held = FabricAuditorCopy(c.audit_folder("Org1")).held()
+    c.close()
+    assert len(held) >= 20
+
+    def problems(change) -> list[str]:
+        blocks = [common_pb2.Block.FromString(b.SerializeToString()) for b in held]
+        change(blocks[-5])
+        return FabricChain("blockfedml").check(blocks, new_chaincode()).ledger.problems
+
+    assert problems(lambda block: None) == []
+    number = held[-5].header.number
+
+    def flip_codes(block):  # VALID -> MVCC_READ_CONFLICT in the peer's validation codes
+        codes = block.metadata.metadata[common_pb2.TRANSACTIONS_FILTER]
+        block.metadata.metadata[common_pb2.TRANSACTIONS_FILTER] = bytes([11] * len(codes))
+
+    def forge_signature(block):
+        metadata = common_pb2.Metadata.FromString(block.metadata.metadata[common_pb2.SIGNATURES])
+        signature = bytearray(metadata.signatures[0].signature)
+        signature[12] ^= 1
+        metadata.signatures[0].signature = bytes(signature)
+        block.metadata.metadata[common_pb2.SIGNATURES] = metadata.SerializeToString()
+
+    assert f"block {number} (tx" in problems(flip_codes)[0] and "replay finds no conflict" in problems(flip_codes)[0]
+    assert problems(forge_signature) == [f"block {number}: no orderer signature verifies against the orderer "
+                                         "organizations of the pinned genesis (OrdererMSP: the signature does "
+                                         "not verify)"]
+
+
 def test_every_transaction_and_its_refusals_through_the_gateway(fabric_network):
     c = Consortium.open(STATE["workdir"])
     org1, org2, org3 = (c.contract(n) for n in ("Org1", "Org2", "Org3"))
+    org2_before = org2.evaluate_json("GetReputation", "Org2MSP")["balance"]
+    rounds_before = len(org1.evaluate_json("ListRounds"))
     members = {"Org1MSP": org1, "Org2MSP": org2, "Org3MSP": org3}
 
     with pytest.raises(ConflictError, match=r"^\[EXISTS\] the consortium is already initialized$"):
@@ -149,12 +253,12 @@ def test_every_transaction_and_its_refusals_through_the_gateway(fabric_network):
     assert org1.evaluate_json("GetSettings")["reward"] == 5
     assert [o["msp_id"] for o in org1.evaluate_json("ListOrgs")] == list(ORGS)
     assert org1.evaluate_json("GetOrg", "Org3MSP")["status"] == "active"
-    assert [r["round"] for r in org1.evaluate_json("ListRounds")] == [1, 2, 3]
+    assert [r["round"] for r in org1.evaluate_json("ListRounds")] == list(range(1, rounds_before + 2))
     assert org1.evaluate_json("GetCheckpoint", number)["status"] == "accepted"
-    assert len(org1.evaluate_json("ListCheckpoints")) == 4
+    assert len(org1.evaluate_json("ListCheckpoints")) == rounds_before + 2  # genesis and one per round
     assert len(org1.evaluate_json("GetEndorsements", number)) == 3
     assert len(org1.evaluate_json("GetScreenings", number)) == 3
-    assert org1.evaluate_json("GetReputation", "Org2MSP")["balance"] == 125
+    assert org1.evaluate_json("GetReputation", "Org2MSP")["balance"] == org2_before + 5  # reward set to 5 above
     assert org1.evaluate_json("GetReputationHistory", "Org2MSP")[-1]["delta"] == 5
     with pytest.raises(ChaincodeError, match="NoSuchFunction not found"):
         org1.submit("NoSuchFunction")
