@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -50,7 +54,7 @@ def _alive(pid: int) -> bool:
 def test_network_up_is_ready_and_writes_a_profile(fabric_network, blockfedml):
     run_dir = fabric_network["run_dir"]
     pids = _pids(run_dir)
-    assert {"orderer", "peer0.Org1", "peer0.Org2", "peer0.Org3", "chaincode"} <= set(pids)
+    assert {"orderer", "orderer2", "orderer3", "peer0.Org1", "peer0.Org2", "peer0.Org3", "chaincode"} <= set(pids)
     assert all(_alive(pid) for pid in pids.values())
     profile = FabricProfile.load(fabric_network["profile"])
     assert [o.msp_id for o in profile.orgs] == list(ORGS)
@@ -99,12 +103,16 @@ def _genesis_hash(run_dir: Path) -> str:
     return block_hash(block).hex()
 
 
-def test_audit_verify_pulls_blocks_from_the_peers_and_runs_all_seven_checks(fabric_network, blockfedml):
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "blockfedml.cli.main", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_audit_verify_pulls_blocks_from_the_peers_and_runs_all_seven_checks(fabric_network):
     workdir = STATE["workdir"]
-    pinned = blockfedml("audit", "pin", "-w", str(workdir), "--genesis", _genesis_hash(fabric_network["run_dir"]),
-                        run_dir=fabric_network["run_dir"], check=False)
+    pinned = _cli("audit", "pin", "-w", str(workdir), "--genesis", _genesis_hash(fabric_network["run_dir"]))
     assert pinned.returncode == 0, pinned.stderr
-    done = blockfedml("audit", "verify", "-w", str(workdir), "--json", run_dir=fabric_network["run_dir"], check=False)
+    done = _cli("audit", "verify", "-w", str(workdir), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     checks = {c["name"]: c["status"] for c in report["checks"]}
@@ -113,7 +121,7 @@ def test_audit_verify_pulls_blocks_from_the_peers_and_runs_all_seven_checks(fabr
     assert not any(c["skipped"] for c in report["checks"])
     ledger = next(c for c in report["checks"] if c["name"] == "ledger")
     replay = next(c for c in report["checks"] if c["name"] == "replay")
-    assert report["height"] >= 20 and ledger["detail"].startswith(f"{report['height']} blocks")
+    assert int(ledger["detail"].split()[0]) >= 20 and ledger["detail"].split()[1] == "blocks,"
     assert int(replay["detail"].split()[0]) >= 20  # the session's transactions, re-executed
     pulled = next(n for n in report["notes"] if n.startswith("blocks pulled from"))
     assert all(f"peer0.org{i}.blockfedml.local" in pulled for i in (1, 2, 3))
@@ -186,6 +194,138 @@ def test_the_auditors_copy_is_checked_against_signatures_and_the_mvcc_replay(fab
     assert problems(forge_signature) == [f"block {number}: no orderer signature verifies against the orderer "
                                          "organizations of the pinned genesis (OrdererMSP: the signature does "
                                          "not verify)"]
+
+
+ORDERER_OPS_PORTS = {"orderer": 9443, "orderer2": 9447, "orderer3": 9448}
+LIMIT = 180.0
+
+
+def _metric(port: int, name: str) -> float | None:
+    """A node's Prometheus metric on fedchannel, or None when the node does not answer."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    prefix = f'{name}{{channel="fedchannel"}} '
+    return next((float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix)), None)
+
+
+def _raft_leader() -> str:
+    leaders = [n for n, port in ORDERER_OPS_PORTS.items() if _metric(port, "consensus_etcdraft_is_leader") == 1]
+    assert len(leaders) == 1, leaders
+    return leaders[0]
+
+
+def _until(check, what: str, consortium: Consortium) -> object:
+    """``check()``'s first true value, looked at again as the consortium waits for a block
+    (on Fabric: its short poll interval)."""
+    give_up = time.monotonic() + LIMIT
+    while not (value := check()):
+        assert time.monotonic() < give_up, f"gave up waiting for {what}"
+        consortium.wait_for_block(consortium.ledger_height(), timeout=1.0)
+    return value
+
+
+def test_a_session_completes_when_the_raft_leader_is_killed_mid_round(fabric_network, blockfedml):
+    """Three raft orderers: SIGKILL the leader once a round is open; the other two elect a new
+    leader and the session's rounds are accepted; the node started again catches up."""
+    run_dir = fabric_network["run_dir"]
+    c = Consortium.open(STATE["workdir"])
+    watcher = Consortium.open(STATE["workdir"])
+    before = watcher.contract("Org2").evaluate_json("GetHead")["last_round"]
+    leader = _raft_leader()
+    results: list = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.extend(Session(c).run(2))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    session = threading.Thread(target=run)
+    session.start()
+    try:
+        _until(lambda: watcher.contract("Org2").evaluate_json("GetHead")["last_round"] > before,
+               "a round to open", watcher)
+        os.kill(_pids(run_dir)[leader], signal.SIGKILL)
+        session.join(timeout=LIMIT)
+        assert not session.is_alive() and not errors, errors
+        assert [r.status for r in results] == ["accepted", "accepted"]
+        assert _raft_leader() != leader
+    finally:
+        session.join(timeout=LIMIT)
+        restarted = blockfedml("admin", "network", "start", leader, run_dir=run_dir, check=False)
+        c.close()
+        watcher.close()
+    assert restarted.returncode == 0, restarted.stderr
+    assert _metric(ORDERER_OPS_PORTS[leader], "consensus_etcdraft_leader_changes") >= 1
+
+
+def _member_process(w: str, org: str, rounds: int = 1) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "blockfedml.cli.main", "member", "round", "-w", w, "--org", org,
+                             "--rounds", str(rounds), "--exchange", "store", "--timeout", str(LIMIT), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _driver_process(w: str, rounds: int = 1) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "blockfedml.cli.main", "admin", "round", "drive", "-w", w,
+                             "--rounds", str(rounds), "--timeout", str(LIMIT), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_peer_killed_mid_round_the_round_goes_on_and_its_member_rejoins_when_it_is_back(
+        fabric_network, blockfedml):
+    """Org3's peer is SIGKILLed once Org3 accepted the round: Org3's member process ends with an
+    error (no hang); at the phase deadline the round goes on with Org1 and Org2 (whose peers still
+    make the majority endorsement). With the peer started again, Org3 takes part in the next round."""
+    run_dir, w = fabric_network["run_dir"], str(STATE["workdir"])
+    c = Consortium.open(w)
+    admin = c.contract("Org1")
+    admin.submit_json("SetSettings", {"selection_deadline": 8, "configuration_deadline": 8,
+                                      "update_deadline": 8, "feedback_deadline": 8})
+    number = admin.evaluate_json("GetHead")["last_round"] + 1
+    procs = {org: _member_process(w, org) for org in ("Org1", "Org2", "Org3")}
+    procs["driver"] = _driver_process(w)
+    try:
+        def accepted() -> bool:
+            try:
+                return "Org3MSP" in {a["msp_id"] for a in admin.evaluate_json("GetAcceptances", number)}
+            except NotFoundError:
+                return False
+        _until(accepted, "Org3 to accept the round", c)
+        os.kill(_pids(run_dir)["peer0.Org3"], signal.SIGKILL)
+        outcomes = {name: (proc.wait(timeout=LIMIT), *proc.communicate()) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert outcomes["Org3"][0] != 0 and "9051" in outcomes["Org3"][2], outcomes["Org3"]
+    for name in ("Org1", "Org2", "driver"):
+        assert outcomes[name][0] == 0, (name, outcomes[name][2])
+    record = admin.evaluate_json("GetRound", number)
+    assert record["decision"]["status"] == "accepted" and "Org3MSP" in record["absent"]
+
+    restarted = blockfedml("admin", "network", "start", "peer0.Org3", run_dir=run_dir, check=False)
+    assert restarted.returncode == 0, restarted.stderr
+    procs = {org: _member_process(w, org) for org in ("Org1", "Org2", "Org3")}
+    procs["driver"] = _driver_process(w)
+    try:
+        outcomes = {name: (proc.wait(timeout=LIMIT), *proc.communicate()) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert all(code == 0 for code, _, _ in outcomes.values()), {n: o[2][-400:] for n, o in outcomes.items()}
+    record = admin.evaluate_json("GetRound", number + 1)
+    assert record["decision"]["status"] == "accepted" and record["participants"] == list(ORGS)
+    admin.submit_json("SetSettings", {"selection_deadline": 30, "configuration_deadline": 30,
+                                      "update_deadline": 6, "feedback_deadline": 30})
+    c.close()
 
 
 def test_every_transaction_and_its_refusals_through_the_gateway(fabric_network):

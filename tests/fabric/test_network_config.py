@@ -24,12 +24,13 @@ def load(name: str):
 
 def test_crypto_config_has_an_orderer_org_and_three_peer_orgs_with_loopback_sans():
     config = load("crypto-config.yaml")
-    assert [o["Specs"][0]["Hostname"] for o in config["OrdererOrgs"]] == ["orderer"]
+    (orderers,) = config["OrdererOrgs"]
+    assert [spec["Hostname"] for spec in orderers["Specs"]] == ["orderer", "orderer2", "orderer3"]
     assert [o["Name"] for o in config["PeerOrgs"]] == ["Org1", "Org2", "Org3"]
     for org in config["PeerOrgs"]:
         assert org["EnableNodeOUs"] and org["Template"]["Count"] == 1
         assert "127.0.0.1" in org["Template"]["SANS"]
-    assert "127.0.0.1" in config["OrdererOrgs"][0]["Specs"][0]["SANS"]
+    assert all("127.0.0.1" in spec["SANS"] for spec in orderers["Specs"])
 
 
 def test_configtx_defines_a_raft_channel_of_three_orgs_with_a_majority_policy():
@@ -40,7 +41,10 @@ def test_configtx_defines_a_raft_channel_of_three_orgs_with_a_majority_policy():
     assert profile["Application"]["Policies"]["Endorsement"]["Rule"] == "MAJORITY Endorsement"
     orderer = profile["Orderer"]
     assert orderer["OrdererType"] == "etcdraft" and "Addresses" not in orderer  # v3: no global endpoints
-    assert [c["Port"] for c in orderer["EtcdRaft"]["Consenters"]] == [7050]
+    # Three raft nodes, each also an endpoint of the orderer organization: one may be lost.
+    assert [c["Port"] for c in orderer["EtcdRaft"]["Consenters"]] == [7050, 7150, 7250]
+    assert orderer["Organizations"][0]["OrdererEndpoints"] == ["127.0.0.1:7050", "127.0.0.1:7150", "127.0.0.1:7250"]
+    assert all("orderer" in c["ServerTLSCert"] for c in orderer["EtcdRaft"]["Consenters"])
     timeout = orderer["BatchTimeout"]
     assert timeout.endswith("ms") and int(timeout[:-2]) <= 250
     assert profile["Capabilities"] == {"V3_0": True}
