@@ -308,6 +308,11 @@ def test_a_peer_killed_mid_round_the_round_goes_on_and_its_member_rejoins_when_i
         assert outcomes[name][0] == 0, (name, outcomes[name][2])
     record = admin.evaluate_json("GetRound", number)
     assert record["decision"]["status"] == "accepted" and "Org3MSP" in record["absent"]
+    # While the peer is down the auditor compares the two peers that answer.
+    from blockfedml.audit.verify import audit_consortium
+    report = audit_consortium(c, "Org1")
+    assert report.check("ledger").status == "pass" and report.check("replay").status == "pass"
+    assert any(n.startswith("peer0.org3.blockfedml.local did not deliver blocks") for n in report.notes)
 
     restarted = blockfedml("admin", "network", "start", "peer0.Org3", run_dir=run_dir, check=False)
     assert restarted.returncode == 0, restarted.stderr
@@ -323,6 +328,8 @@ def test_a_peer_killed_mid_round_the_round_goes_on_and_its_member_rejoins_when_i
     assert all(code == 0 for code, _, _ in outcomes.values()), {n: o[2][-400:] for n, o in outcomes.items()}
     record = admin.evaluate_json("GetRound", number + 1)
     assert record["decision"]["status"] == "accepted" and record["participants"] == list(ORGS)
+    verified = _cli("audit", "verify", "-w", w, "--json")
+    assert verified.returncode == 0, verified.stdout  # blocks signed by every orderer, all three peers agree
     admin.submit_json("SetSettings", {"selection_deadline": 30, "configuration_deadline": 30,
                                       "update_deadline": 6, "feedback_deadline": 30})
     c.close()
