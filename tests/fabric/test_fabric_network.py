@@ -196,6 +196,34 @@ def test_the_auditors_copy_is_checked_against_signatures_and_the_mvcc_replay(fab
                                          "not verify)"]
 
 
+def test_a_members_signed_tip_catches_a_chain_cut_short_by_the_peers(fabric_network, tmp_path):
+    from blockfedml.audit.fabric_copy import peer_sources
+    from blockfedml.audit.verify import audit_consortium
+
+    w = str(STATE["workdir"])
+    tip = _cli("member", "tip", "--org", "Org3", "-w", w)
+    assert tip.returncode == 0, tip.stderr
+    witness = tmp_path / "org3-tip.json"
+    witness.write_text(tip.stdout)
+    record = json.loads(tip.stdout)
+    assert record["number"] >= 20 and len(record["orderer_signatures"]) > 100
+    verified = _cli("audit", "verify", "-w", w, "--witness", str(witness), "--json")
+    assert verified.returncode == 0, verified.stdout
+
+    c = Consortium.open(w)
+    sources = peer_sources(c, "Org2")  # Org2 audits with a copy of its own, from peers that cut the tail
+
+    def cut(source):
+        return lambda start, stop, wait: (b for b in source(start, stop, wait) if b.header.number < record["number"])
+
+    report = audit_consortium(c, "Org2", witnesses={"Org3": record},
+                              sources={name: cut(source) for name, source in sources.items()})
+    c.close()
+    messages = [str(f) for f in report.check("ledger").findings]
+    assert any(f"block {record['number']}: Org3 holds a tip the orderer signed at block {record['number']}" in m
+               and "its tail was cut" in m for m in messages), messages
+
+
 ORDERER_OPS_PORTS = {"orderer": 9443, "orderer2": 9447, "orderer3": 9448}
 LIMIT = 180.0
 

@@ -156,7 +156,7 @@ def gather(consortium: "Consortium", as_org: str | None = None, verify: bool = T
         from blockfedml.audit.fabric_copy import fabric_history
 
         state, error = _read_state(consortium.contract(org))
-        fabric_blocks, notes = fabric_history(consortium, org, verify=verify, sources=sources)
+        fabric_blocks, notes = fabric_history(consortium, org, verify=verify, sources=sources, tips=witnesses)
         return Evidence(state, store, fabric_blocks, consortium.kind, notes, error)
     state, error = _read_state(consortium.contract(org))
     copy = AuditorCopy(consortium.audit_folder(org))

@@ -30,6 +30,7 @@ from blockfedml.audit.replay import BlockHistory
 from blockfedml.errors import BlockFedMLError
 
 if TYPE_CHECKING:
+    from blockfedml.audit.fabric_config import ChannelConfig
     from blockfedml.consortium import Consortium
 
 COPY_FILE = "fabric-copy.sqlite"
@@ -144,9 +145,11 @@ class FabricAuditorCopy:
         finally:
             db.close()
 
-    def sync(self, sources: dict[str, BlockSource], chaincode: str, contract: object) -> tuple[SyncResult, BlockHistory]:
-        """Pull, compare, check against the copy and the pin, verify and replay; keep the new blocks
-        up to the first problem. Returns what the pull found and the verified history."""
+    def sync(self, sources: dict[str, BlockSource], chaincode: str, contract: object,
+             tips: dict[str, dict] | None = None) -> tuple[SyncResult, BlockHistory]:
+        """Pull, compare, check against the copy and the pin, verify and replay, hold the chain to
+        the members' signed ``tips``; keep the new blocks up to the first problem. Returns what the
+        pull found and the verified history."""
         result = SyncResult()
         pulled = pull_and_compare(sources)
         result.notes.extend(pulled.notes)
@@ -177,7 +180,9 @@ class FabricAuditorCopy:
                 blocks = blocks[:number]
                 break
         chain = FabricChain(chaincode)
-        history = chain.check(held if len(held) > len(blocks) else blocks, contract)
+        audited = held if len(held) > len(blocks) else blocks
+        history = chain.check(audited, contract)
+        result.problems.extend(check_fabric_tips(audited, chain.config, tips or {}))
         first_bad = _first_block(history.ledger.problems + result.problems)
         keep = [b for b in blocks[len(held):] if first_bad is None or b.header.number < first_bad]
         if keep:
@@ -225,9 +230,10 @@ def peer_sources(consortium: "Consortium", auditor: str) -> dict[str, BlockSourc
 
 
 def fabric_history(consortium: "Consortium", auditor: str, verify: bool = True,
-                   sources: dict[str, BlockSource] | None = None) -> tuple[BlockHistory, list[str]]:
-    """The auditor's copy brought up to date from the peers, verified and replayed: the
-    history (its ``ledger`` report holds every problem) and notes for the report."""
+                   sources: dict[str, BlockSource] | None = None,
+                   tips: dict[str, dict] | None = None) -> tuple[BlockHistory, list[str]]:
+    """The auditor's copy brought up to date from the peers, verified, replayed and held to the
+    members' signed ``tips``: the history (its ``ledger`` report holds every problem) and notes."""
     assert consortium.fabric is not None
     contract = None
     if verify:
@@ -235,6 +241,47 @@ def fabric_history(consortium: "Consortium", auditor: str, verify: bool = True,
         contract = new_chaincode()
     copy = FabricAuditorCopy(consortium.audit_folder(auditor))
     synced, history = copy.sync(sources if sources is not None else peer_sources(consortium, auditor),
-                                consortium.fabric.chaincode, contract)
+                                consortium.fabric.chaincode, contract, tips)
     history.ledger.problems[:0] = synced.problems
     return history, synced.notes
+
+
+# -- members' signed tips on Fabric ---------------------------------------------------
+
+def fabric_tip_record(block: common_pb2.Block) -> dict[str, object]:
+    """The signed header of a Fabric block, as a member keeps it (``tip.json``): the header and
+    the orderer's signature metadata (the signature covers that metadata's value too)."""
+    return {"number": block.header.number, "previous_hash": bytes(block.header.previous_hash).hex(),
+            "data_hash": bytes(block.header.data_hash).hex(), "hash": block_hash(block).hex(),
+            "orderer_signatures": bytes(block.metadata.metadata[common_pb2.SIGNATURES]).hex()}
+
+
+def check_fabric_tips(history_blocks: list[common_pb2.Block], config: "ChannelConfig | None",
+                      tips: dict[str, dict]) -> list[str]:
+    """Problems with the audited chain against members' signed tips (name -> ``tip.json``)."""
+    from blockfedml.audit.fabric_chain import orderer_signature_problem
+
+    problems = []
+    height = len(history_blocks)
+    for name, tip in sorted(tips.items()):
+        try:
+            block = common_pb2.Block()
+            block.header.number = int(tip["number"])
+            block.header.previous_hash = bytes.fromhex(tip["previous_hash"])
+            block.header.data_hash = bytes.fromhex(tip["data_hash"])
+            block.metadata.metadata.append(bytes.fromhex(tip["orderer_signatures"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"tip {name}: malformed for a Fabric chain ({exc})")
+            continue
+        why = "no channel configuration" if config is None else orderer_signature_problem(block, config)
+        if why is not None:
+            problems.append(f"tip {name}: its orderer signature does not verify ({why}); it proves nothing")
+            continue
+        number = block.header.number
+        if number >= height:
+            problems.append(f"block {number}: {name} holds a tip the orderer signed at block {number}, but the "
+                            f"chain audited ends at block {height - 1} (its tail was cut)")
+        elif block_hash(history_blocks[number]) != block_hash(block):
+            problems.append(f"block {number}: the chain audited diverges from the tip {name} holds, signed by "
+                            "the orderer")
+    return problems

@@ -157,7 +157,7 @@ def tip(org: str = OrgOption, workdir: Path = WorkdirOption) -> None:
     consortium = Consortium.open(workdir)
     record = consortium.record_tip(org)
     if record is None:
-        raise InvalidInputError("tips are kept on the embedded ledger only")
+        raise InvalidInputError(f"the ledger {org}'s node serves holds no block yet")
     sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
 
 
