@@ -64,8 +64,10 @@ def test_peer_config_runs_chaincode_as_a_service_without_docker():
 def test_compose_uses_the_same_config_files_and_ports():
     compose = load("docker-compose.yaml")
     services = compose["services"]
-    assert set(services) == {"orderer.blockfedml.local", "peer0.org1.blockfedml.local",
-                             "peer0.org2.blockfedml.local", "peer0.org3.blockfedml.local"}
+    assert set(services) == {"orderer.blockfedml.local", "orderer2.blockfedml.local", "orderer3.blockfedml.local",
+                             "peer0.org1.blockfedml.local", "peer0.org2.blockfedml.local", "peer0.org3.blockfedml.local"}
+    consenters = load("configtx.yaml")["Profiles"]["BlockFedMLChannel"]["Orderer"]["EtcdRaft"]["Consenters"]
+    ports = {}
     builder_path = load("config/core.yaml")["chaincode"]["externalBuilders"][0]["path"]
     for name, service in services.items():
         assert service["image"].startswith("hyperledger/fabric-") and service["network_mode"] == "host"
@@ -76,11 +78,14 @@ def test_compose_uses_the_same_config_files_and_ports():
         env = dict(e.split("=", 1) for e in service["environment"])
         if name.startswith("orderer"):
             assert mounts["./config/orderer.yaml"] == "/etc/hyperledger/fabric/orderer.yaml"
-            assert env["ORDERER_GENERAL_LISTENPORT"] == "7050"
+            ports[name.split(".")[0]] = int(env["ORDERER_GENERAL_LISTENPORT"])
+            tls = f"../runs/fabric/crypto/ordererOrganizations/blockfedml.local/orderers/{name}/tls"
+            assert mounts[tls] == "/var/hyperledger/orderer/tls"  # each node its own TLS identity
         else:
             assert mounts["./config/core.yaml"] == "/etc/hyperledger/fabric/core.yaml"
             assert mounts["./builders/ccaas"] == builder_path
             assert env["CORE_PEER_ADDRESS"] == f"127.0.0.1:{PEER_PORTS[env['CORE_PEER_LOCALMSPID']]}"
+    assert sorted(ports.values()) == [c["Port"] for c in consenters]  # the raft cluster's three nodes
 
 
 def _package(tmp_path: Path, kind: str) -> tuple[Path, Path]:
