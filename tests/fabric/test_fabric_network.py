@@ -110,8 +110,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_audit_verify_pulls_blocks_from_the_peers_and_runs_all_seven_checks(fabric_network):
     workdir = STATE["workdir"]
-    pinned = _cli("audit", "pin", "-w", str(workdir), "--genesis", _genesis_hash(fabric_network["run_dir"]))
-    assert pinned.returncode == 0, pinned.stderr
+    genesis_block = fabric_network["run_dir"] / "channel" / "fedchannel.block"
+    pinned = _cli("audit", "pin", "-w", str(workdir), "--genesis-block", str(genesis_block))
+    assert pinned.returncode == 0 and _genesis_hash(fabric_network["run_dir"]) in pinned.stdout, pinned.stderr
     done = _cli("audit", "verify", "-w", str(workdir), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)

@@ -31,6 +31,7 @@ import asyncio
 import bisect
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 from fabric_protos.common import common_pb2
@@ -41,7 +42,7 @@ from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_
 from blockfedml.audit.fabric_config import ChannelConfig
 from blockfedml.audit.findings import Finding
 from blockfedml.audit.replay import BlockHistory, TxRecord, _apply, _describe, _round_of
-from blockfedml.errors import BlockFedMLError, IntegrityError
+from blockfedml.errors import BlockFedMLError, IntegrityError, InvalidInputError
 from blockfedml.ledger.embedded.blocks import block_header_bytes, validation_code_name
 from blockfedml.ledger.embedded.stub import EmbeddedStub
 from blockfedml.ledger.embedded.verify import VerifyReport
@@ -61,6 +62,21 @@ def header_bytes(block: common_pb2.Block) -> bytes:
 
 def block_hash(block: common_pb2.Block) -> bytes:
     return hashlib.sha256(header_bytes(block)).digest()
+
+
+def read_block_file(path: str | Path) -> str:
+    """The header hash (hex) of a Fabric block file, such as the channel genesis block configtxgen
+    writes; ``InvalidInputError`` naming the file if it is not one."""
+    try:
+        block = common_pb2.Block.FromString(Path(path).read_bytes())
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the genesis block {path}: {exc}") from exc
+    except Exception as exc:
+        raise InvalidInputError(f"{path} is not a Fabric block: {exc}") from exc
+    if block.header.number != 0 or not block.data.data or not is_config_block(block):
+        raise InvalidInputError(f"{path} is not a channel genesis block (block {block.header.number}, "
+                                f"{len(block.data.data)} transactions)")
+    return block_hash(block).hex()
 
 
 def validation_codes(block: common_pb2.Block) -> bytes:
