@@ -22,7 +22,7 @@ from blockfedml.fl.task import TaskSpec
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "scripts" / "network.sh"
-DEFAULT_RUN_DIR = REPO / "runs" / "fabric"
+DEFAULT_RUN_DIR = Path("runs") / "fabric"  # relative to where the command runs, as the profile paths of demo and attach
 
 network_app = typer.Typer(help="A local Fabric v3 network (FABRIC_BIN's binaries, no Docker).", no_args_is_help=True)
 chaincode_app = typer.Typer(help="Deploy the federation contract as a chaincode service.", no_args_is_help=True)
