@@ -433,11 +433,10 @@ class FabricChain:
     async def _reexecute(self, contract: Any, history: BlockHistory) -> None:
         """Re-run the chaincode's valid transactions in order against the state they saw."""
         state = _State()
-        settings_state: dict[str, tuple[bytes, int]] = {}
-        settings_keys: list[str] = []
-        replayed_pending = iter(self._pending)
+        indexed: dict[str, tuple[bytes, int]] = {}  # the chaincode's keys, for the settings at each block
+        indexed_keys: list[str] = []
         # Every valid transaction changes the state; replay them all, re-executing the chaincode's.
-        for number, index, tx in replayed_pending:
+        for number, index, tx in self._pending:
             kv = tx.rwsets.get(self.chaincode)
             if tx.chaincode == self.chaincode and tx.proposal is not None and kv is not None:
                 if contract is not None:
@@ -448,7 +447,7 @@ class FabricChain:
                         history.mismatches.append(Finding(
                             f"{tx.proposal.function} by {record.creator if record else '?'}: {difference}",
                             record.round if record else None, tx.tx_id, f"block {number}"))
-                _apply(settings_state, settings_keys,
+                _apply(indexed, indexed_keys,
                        {w.key: None if w.is_delete else bytes(w.value) for w in kv.writes}, number, history)
             _apply_writes(tx, state, (number, index))
 

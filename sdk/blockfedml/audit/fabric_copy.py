@@ -66,6 +66,8 @@ def pull_and_compare(sources: dict[str, BlockSource]) -> FabricPull:
             pulled[name] = list(source(0, None, False))
         except BlockFedMLError as exc:
             failed[name] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a peer answering garbage is named, not a crash of the audit
+            failed[name] = f"{type(exc).__name__}: {exc}"
 
     threads = [threading.Thread(target=fetch, args=item, daemon=True) for item in sources.items()]
     for t in threads:
