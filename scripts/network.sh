@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # A local Fabric v3 network for BlockFedML, from Fabric's release binaries, without Docker.
 #
-#   scripts/network.sh up                 crypto, channel block, orderer, 3 peers, channel joined
+#   scripts/network.sh up                 crypto, channel block, 3 raft orderers, 3 peers, channel joined
 #   scripts/network.sh deploy             the blockfedml chaincode as a service (CCaaS)
 #   scripts/network.sh down               stop what up/deploy started (recorded PIDs only), delete the run folder
 #   scripts/network.sh status             which recorded processes are alive
+#   scripts/network.sh stop NODE          stop one node (orderer, orderer2, orderer3, peer0.Org1, ...), keep its state
+#   scripts/network.sh start NODE         start a stopped node again from its state (it catches up)
 #   scripts/network.sh channel-join ORG   join ORG's peer (Org1, Org2, Org3) to the channel
 #   scripts/network.sh channel-list ORG   channels ORG's peer has joined
 #
@@ -23,7 +25,8 @@ CC_NAME="blockfedml"
 CC_LABEL="blockfedml_1.0"
 CC_ADDRESS="127.0.0.1:9999"
 ORGS=(Org1 Org2 Org3)
-ORDERER_PORT=7050 ORDERER_ADMIN_PORT=7053 ORDERER_OPS_PORT=9443
+ORDERERS=(1 2 3)             # a raft cluster of three: ordering goes on when one is lost
+ORDERER_PORT=7050            # orderer 1; orderer N listens on 7050 + 100 (N - 1)
 READY_TIMEOUT="${FABRIC_READY_TIMEOUT:-60}"
 if [[ -n "${BLOCKFEDML_PYTHON:-}" ]]; then PYTHON="$BLOCKFEDML_PYTHON"
 elif [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON="$REPO/.venv/bin/python"
@@ -31,7 +34,7 @@ else PYTHON="python3"; fi
 
 CRYPTO="$RUN_DIR/crypto"
 ORDERER_DIR="$CRYPTO/ordererOrganizations/blockfedml.local"
-ORDERER_TLS="$ORDERER_DIR/orderers/orderer.blockfedml.local/tls"
+ORDERER_TLS="$ORDERER_DIR/orderers/orderer.blockfedml.local/tls"   # orderer 1's (the same CA signs all three)
 ORDERER_ADMIN_TLS="$ORDERER_DIR/users/Admin@blockfedml.local/tls"
 BLOCK="$RUN_DIR/channel/$CHANNEL.block"
 
@@ -40,7 +43,12 @@ log() { echo "[network] $*" >&2; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
-# ---- organizations and ports -------------------------------------------------
+# ---- orderers, organizations and ports --------------------------------------
+orderer_name() { if [[ "$1" == 1 ]]; then echo orderer; else echo "orderer$1"; fi; }  # pid/log name, host name
+orderer_port() { echo $((7050 + 100 * ($1 - 1))); }        # 7050, 7150, 7250
+orderer_admin_port() { echo $((7053 + 100 * ($1 - 1))); }  # 7053, 7153, 7253
+orderer_ops_port() { case "$1" in 1) echo 9443 ;; *) echo $((9445 + $1)) ;; esac; }  # 9443, 9447, 9448
+orderer_tls() { echo "$ORDERER_DIR/orderers/$(orderer_name "$1").blockfedml.local/tls"; }
 org_index() { case "$1" in Org1) echo 1 ;; Org2) echo 2 ;; Org3) echo 3 ;; *) die "unknown organization '$1' (Org1, Org2 or Org3)" ;; esac; }
 org_domain() { echo "org$(org_index "$1").blockfedml.local"; }
 peer_port() { echo $((6051 + 1000 * $(org_index "$1"))); }   # 7051, 8051, 9051
@@ -75,7 +83,7 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 check_ports() {
     local port busy=()
-    for port in $ORDERER_PORT $ORDERER_ADMIN_PORT $ORDERER_OPS_PORT 7051 7052 8051 8052 9051 9052 9444 9445 9446 "${CC_ADDRESS##*:}"; do
+    for port in 7050 7053 9443 7150 7153 9447 7250 7253 9448 7051 7052 8051 8052 9051 9052 9444 9445 9446 "${CC_ADDRESS##*:}"; do
         if port_in_use "$port"; then busy+=("$port"); fi
     done
     ((${#busy[@]} == 0)) || die "port(s) ${busy[*]} on 127.0.0.1 are taken; stop what listens there (ss -ltnp) or run 'scripts/network.sh down' if it is an earlier network"
@@ -112,7 +120,9 @@ wait_for() {
     done
 }
 
-metric() { curl -sf "http://127.0.0.1:$1/metrics" | grep -Eq "$2"; }
+# metric PORT REGEX: a node's Prometheus metrics match REGEX (read whole first: with pipefail,
+# `curl | grep -q` fails when grep stops reading early).
+metric() { local out; out="$(curl -sf "http://127.0.0.1:$1/metrics")" && grep -Eq "$2" <<<"$out"; }
 
 # ---- up -----------------------------------------------------------------------
 cmd_up() {
@@ -130,14 +140,20 @@ cmd_up() {
         -outputBlock "$BLOCK" -channelID "$CHANNEL" 2>"$RUN_DIR/configtxgen.log" \
         || { cat "$RUN_DIR/configtxgen.log" >&2; die "configtxgen failed"; }
 
-    start_orderer
+    local n
+    for n in "${ORDERERS[@]}"; do start_orderer "$n"; done
     start_peers
 
-    log "orderer joins $CHANNEL (osnadmin), waiting for its raft leader"
-    wait_for "the orderer's admin endpoint" orderer osnadmin_cmd channel list
-    osnadmin_cmd channel join --channelID "$CHANNEL" --config-block "$BLOCK" >/dev/null
-    wait_for "a raft leader on $CHANNEL" orderer \
-        metric $ORDERER_OPS_PORT "^consensus_etcdraft_is_leader\\{channel=\"$CHANNEL\"\\} 1"
+    log "orderers join $CHANNEL (osnadmin), waiting for a raft leader that all three follow"
+    for n in "${ORDERERS[@]}"; do
+        wait_for "$(orderer_name "$n")'s admin endpoint" "$(orderer_name "$n")" osnadmin_cmd "$n" channel list
+        osnadmin_cmd "$n" channel join --channelID "$CHANNEL" --config-block "$BLOCK" >/dev/null
+    done
+    wait_for "a raft leader on $CHANNEL" orderer raft_leader
+    for n in "${ORDERERS[@]}"; do
+        wait_for "$(orderer_name "$n") to follow the raft leader" "$(orderer_name "$n")" \
+            metric "$(orderer_ops_port "$n")" "^consensus_etcdraft_leader_changes\\{channel=\"$CHANNEL\"\\} [1-9]"
+    done
 
     local org
     for org in "${ORGS[@]}"; do
@@ -153,37 +169,53 @@ cmd_up() {
     log "network up in $(elapsed "$t0") s; profile: $RUN_DIR/network.json"
 }
 
+# The raft leader, if any: the number of the orderer whose metrics say it leads.
+raft_leader() {
+    local n
+    for n in "${ORDERERS[@]}"; do
+        if metric "$(orderer_ops_port "$n")" "^consensus_etcdraft_is_leader\\{channel=\"$CHANNEL\"\\} 1"; then
+            echo "$n"; return 0
+        fi
+    done
+    return 1
+}
+
+# osnadmin_cmd N ARGS...: osnadmin against orderer N's admin endpoint.
 osnadmin_cmd() {
-    "$FABRIC_BIN/osnadmin" "$@" -o "127.0.0.1:$ORDERER_ADMIN_PORT" --ca-file "$ORDERER_TLS/ca.crt" \
+    local n="$1"; shift
+    "$FABRIC_BIN/osnadmin" "$@" -o "127.0.0.1:$(orderer_admin_port "$n")" --ca-file "$ORDERER_TLS/ca.crt" \
         --client-cert "$ORDERER_ADMIN_TLS/client.crt" --client-key "$ORDERER_ADMIN_TLS/client.key"
 }
 
+# start_orderer N: orderer N with its state in orderers/<name> (kept across a stop and start).
 start_orderer() {
-    local home="$RUN_DIR/orderer"
+    local n="$1" name home tls port
+    name="$(orderer_name "$n")" home="$RUN_DIR/orderers/$(orderer_name "$n")" tls="$(orderer_tls "$n")"
+    port="$(orderer_port "$n")"
     mkdir -p "$home"
     cp "$NETWORK_DIR/config/orderer.yaml" "$home/orderer.yaml"
-    log "starting orderer.blockfedml.local on 127.0.0.1:$ORDERER_PORT"
-    start orderer env \
+    log "starting $name.blockfedml.local on 127.0.0.1:$port"
+    start "$name" env \
         FABRIC_CFG_PATH="$home" \
         ORDERER_GENERAL_LISTENADDRESS=127.0.0.1 \
-        ORDERER_GENERAL_LISTENPORT=$ORDERER_PORT \
+        ORDERER_GENERAL_LISTENPORT="$port" \
         ORDERER_GENERAL_LOCALMSPID=OrdererMSP \
-        ORDERER_GENERAL_LOCALMSPDIR="$ORDERER_DIR/orderers/orderer.blockfedml.local/msp" \
+        ORDERER_GENERAL_LOCALMSPDIR="$ORDERER_DIR/orderers/$name.blockfedml.local/msp" \
         ORDERER_GENERAL_TLS_ENABLED=true \
-        ORDERER_GENERAL_TLS_PRIVATEKEY="$ORDERER_TLS/server.key" \
-        ORDERER_GENERAL_TLS_CERTIFICATE="$ORDERER_TLS/server.crt" \
-        ORDERER_GENERAL_TLS_ROOTCAS="[$ORDERER_TLS/ca.crt]" \
-        ORDERER_GENERAL_CLUSTER_CLIENTCERTIFICATE="$ORDERER_TLS/server.crt" \
-        ORDERER_GENERAL_CLUSTER_CLIENTPRIVATEKEY="$ORDERER_TLS/server.key" \
-        ORDERER_GENERAL_CLUSTER_ROOTCAS="[$ORDERER_TLS/ca.crt]" \
+        ORDERER_GENERAL_TLS_PRIVATEKEY="$tls/server.key" \
+        ORDERER_GENERAL_TLS_CERTIFICATE="$tls/server.crt" \
+        ORDERER_GENERAL_TLS_ROOTCAS="[$tls/ca.crt]" \
+        ORDERER_GENERAL_CLUSTER_CLIENTCERTIFICATE="$tls/server.crt" \
+        ORDERER_GENERAL_CLUSTER_CLIENTPRIVATEKEY="$tls/server.key" \
+        ORDERER_GENERAL_CLUSTER_ROOTCAS="[$tls/ca.crt]" \
         ORDERER_GENERAL_BOOTSTRAPMETHOD=none \
         ORDERER_CHANNELPARTICIPATION_ENABLED=true \
-        ORDERER_ADMIN_LISTENADDRESS="127.0.0.1:$ORDERER_ADMIN_PORT" \
+        ORDERER_ADMIN_LISTENADDRESS="127.0.0.1:$(orderer_admin_port "$n")" \
         ORDERER_ADMIN_TLS_ENABLED=true \
-        ORDERER_ADMIN_TLS_CERTIFICATE="$ORDERER_TLS/server.crt" \
-        ORDERER_ADMIN_TLS_PRIVATEKEY="$ORDERER_TLS/server.key" \
-        ORDERER_ADMIN_TLS_CLIENTROOTCAS="[$ORDERER_TLS/ca.crt]" \
-        ORDERER_OPERATIONS_LISTENADDRESS="127.0.0.1:$ORDERER_OPS_PORT" \
+        ORDERER_ADMIN_TLS_CERTIFICATE="$tls/server.crt" \
+        ORDERER_ADMIN_TLS_PRIVATEKEY="$tls/server.key" \
+        ORDERER_ADMIN_TLS_CLIENTROOTCAS="[$tls/ca.crt]" \
+        ORDERER_OPERATIONS_LISTENADDRESS="127.0.0.1:$(orderer_ops_port "$n")" \
         ORDERER_METRICS_PROVIDER=prometheus \
         ORDERER_FILELEDGER_LOCATION="$home/data" \
         ORDERER_CONSENSUS_WALDIR="$home/data/etcdraft/wal" \
@@ -192,37 +224,41 @@ start_orderer() {
 }
 
 start_peers() {
-    local org domain port home node
-    for org in "${ORGS[@]}"; do
-        domain="$(org_domain "$org")" port="$(peer_port "$org")" home="$(peer_home "$org")"
-        node="$(org_dir "$org")/peers/peer0.$domain"
-        mkdir -p "$home"
-        # The only per-run edit of the shared core.yaml: where the CCaaS builder is.
-        sed "s#/opt/blockfedml/builders/ccaas#$NETWORK_DIR/builders/ccaas#" \
-            "$NETWORK_DIR/config/core.yaml" >"$home/core.yaml"
-        log "starting peer0.$domain on 127.0.0.1:$port"
-        start "peer0.$org" env \
-            FABRIC_CFG_PATH="$home" \
-            CORE_PEER_ID="peer0.$domain" \
-            CORE_PEER_ADDRESS="127.0.0.1:$port" \
-            CORE_PEER_LISTENADDRESS="127.0.0.1:$port" \
-            CORE_PEER_CHAINCODEADDRESS="127.0.0.1:$((port + 1))" \
-            CORE_PEER_CHAINCODELISTENADDRESS="127.0.0.1:$((port + 1))" \
-            CORE_PEER_GOSSIP_BOOTSTRAP="127.0.0.1:$port" \
-            CORE_PEER_GOSSIP_EXTERNALENDPOINT="127.0.0.1:$port" \
-            CORE_PEER_GOSSIP_RECONNECTINTERVAL=2s \
-            CORE_PEER_LOCALMSPID="${org}MSP" \
-            CORE_PEER_MSPCONFIGPATH="$node/msp" \
-            CORE_PEER_TLS_ENABLED=true \
-            CORE_PEER_TLS_CERT_FILE="$node/tls/server.crt" \
-            CORE_PEER_TLS_KEY_FILE="$node/tls/server.key" \
-            CORE_PEER_TLS_ROOTCERT_FILE="$node/tls/ca.crt" \
-            CORE_PEER_FILESYSTEMPATH="$home/data" \
-            CORE_LEDGER_SNAPSHOTS_ROOTDIR="$home/data/snapshots" \
-            CORE_OPERATIONS_LISTENADDRESS="127.0.0.1:$(peer_ops_port "$org")" \
-            CORE_METRICS_PROVIDER=prometheus \
-            "$FABRIC_BIN/peer" node start
-    done
+    local org
+    for org in "${ORGS[@]}"; do start_peer "$org"; done
+}
+
+# start_peer ORG: ORG's peer with its state in peers/ORG (kept across a stop and start).
+start_peer() {
+    local org="$1" domain port home node
+    domain="$(org_domain "$org")" port="$(peer_port "$org")" home="$(peer_home "$org")"
+    node="$(org_dir "$org")/peers/peer0.$domain"
+    mkdir -p "$home"
+    # The only per-run edit of the shared core.yaml: where the CCaaS builder is.
+    sed "s#/opt/blockfedml/builders/ccaas#$NETWORK_DIR/builders/ccaas#" \
+        "$NETWORK_DIR/config/core.yaml" >"$home/core.yaml"
+    log "starting peer0.$domain on 127.0.0.1:$port"
+    start "peer0.$org" env \
+        FABRIC_CFG_PATH="$home" \
+        CORE_PEER_ID="peer0.$domain" \
+        CORE_PEER_ADDRESS="127.0.0.1:$port" \
+        CORE_PEER_LISTENADDRESS="127.0.0.1:$port" \
+        CORE_PEER_CHAINCODEADDRESS="127.0.0.1:$((port + 1))" \
+        CORE_PEER_CHAINCODELISTENADDRESS="127.0.0.1:$((port + 1))" \
+        CORE_PEER_GOSSIP_BOOTSTRAP="127.0.0.1:$port" \
+        CORE_PEER_GOSSIP_EXTERNALENDPOINT="127.0.0.1:$port" \
+        CORE_PEER_GOSSIP_RECONNECTINTERVAL=2s \
+        CORE_PEER_LOCALMSPID="${org}MSP" \
+        CORE_PEER_MSPCONFIGPATH="$node/msp" \
+        CORE_PEER_TLS_ENABLED=true \
+        CORE_PEER_TLS_CERT_FILE="$node/tls/server.crt" \
+        CORE_PEER_TLS_KEY_FILE="$node/tls/server.key" \
+        CORE_PEER_TLS_ROOTCERT_FILE="$node/tls/ca.crt" \
+        CORE_PEER_FILESYSTEMPATH="$home/data" \
+        CORE_LEDGER_SNAPSHOTS_ROOTDIR="$home/data/snapshots" \
+        CORE_OPERATIONS_LISTENADDRESS="127.0.0.1:$(peer_ops_port "$org")" \
+        CORE_METRICS_PROVIDER=prometheus \
+        "$FABRIC_BIN/peer" node start
 }
 
 channel_join() {
@@ -247,7 +283,8 @@ write_profile() {
     done
     cat >"$RUN_DIR/network.json" <<EOF
 {"kind": "fabric", "channel": "$CHANNEL", "chaincode": "$CC_NAME",
- "orderer": {"endpoint": "127.0.0.1:$ORDERER_PORT", "tls_ca": "$ORDERER_TLS/ca.crt"},
+ "orderer": {"endpoint": "127.0.0.1:$ORDERER_PORT", "tls_ca": "$ORDERER_TLS/ca.crt",
+             "endpoints": ["127.0.0.1:7050", "127.0.0.1:7150", "127.0.0.1:7250"]},
  "orgs": [$orgs
  ]}
 EOF
@@ -256,10 +293,11 @@ EOF
 # ---- deploy -------------------------------------------------------------------
 cmd_deploy() {
     check_fabric_bin
-    [[ -f "$RUN_DIR/network.json" ]] && alive "$RUN_DIR/pids/orderer.pid" \
+    [[ -f "$RUN_DIR/network.json" ]] && raft_leader >/dev/null \
         || die "no running network in $RUN_DIR; run 'scripts/network.sh up' first"
-    local t0 pkg pkg_id org pids=() failed=0
+    local t0 pkg pkg_id org pids=() failed=0 orderer
     t0="$(now)"
+    orderer="127.0.0.1:$(orderer_port "$(raft_leader)")"
     pkg="$(package_chaincode)"
     pkg_id="$(as_admin Org1; "$FABRIC_BIN/peer" lifecycle chaincode calculatepackageid "$pkg")"
     echo "$pkg_id" >"$RUN_DIR/chaincode/package_id"
@@ -277,7 +315,7 @@ cmd_deploy() {
         log "approving for each organization"
         pids=()
         for org in "${ORGS[@]}"; do
-            (as_admin "$org"; "$FABRIC_BIN/peer" lifecycle chaincode approveformyorg -o "127.0.0.1:$ORDERER_PORT" \
+            (as_admin "$org"; "$FABRIC_BIN/peer" lifecycle chaincode approveformyorg -o "$orderer" \
                 --tls --cafile "$ORDERER_TLS/ca.crt" --channelID "$CHANNEL" --name "$CC_NAME" \
                 --version 1.0 --package-id "$pkg_id" --sequence 1) >>"$RUN_DIR/logs/admin.log" 2>&1 &
             pids+=($!)
@@ -288,7 +326,7 @@ cmd_deploy() {
         for org in "${ORGS[@]}"; do
             peers+=(--peerAddresses "127.0.0.1:$(peer_port "$org")" --tlsRootCertFiles "$(peer_tls_ca "$org")")
         done
-        (as_admin Org1; "$FABRIC_BIN/peer" lifecycle chaincode commit -o "127.0.0.1:$ORDERER_PORT" \
+        (as_admin Org1; "$FABRIC_BIN/peer" lifecycle chaincode commit -o "$orderer" \
             --tls --cafile "$ORDERER_TLS/ca.crt" --channelID "$CHANNEL" --name "$CC_NAME" \
             --version 1.0 --sequence 1 "${peers[@]}") >>"$RUN_DIR/logs/admin.log" 2>&1 \
             || { tail -n 5 "$RUN_DIR/logs/admin.log" >&2; die "chaincode commit failed"; }
@@ -366,6 +404,32 @@ cmd_down() {
     fi
 }
 
+# cmd_stop NODE / cmd_start NODE: one node of a running network, its state kept.
+cmd_stop() {
+    local node="$1"
+    [[ -e "$RUN_DIR/pids/$node.pid" ]] || die "no recorded process '$node' in $RUN_DIR (see 'scripts/network.sh status')"
+    stop_pid "$RUN_DIR/pids/$node.pid" "$node"
+}
+
+cmd_start() {
+    local node="$1" n org
+    [[ -d "$RUN_DIR/crypto" ]] || die "no network in $RUN_DIR; run 'scripts/network.sh up' first"
+    [[ -e "$RUN_DIR/pids/$node.pid" ]] && alive "$RUN_DIR/pids/$node.pid" && die "$node is already running"
+    case "$node" in
+        orderer|orderer2|orderer3)
+            n="${node#orderer}"; n="${n:-1}"
+            start_orderer "$n"
+            wait_for "$node to follow the raft leader" "$node" \
+                metric "$(orderer_ops_port "$n")" "^consensus_etcdraft_leader_changes\\{channel=\"$CHANNEL\"\\} [1-9]" ;;
+        peer0.Org1|peer0.Org2|peer0.Org3)
+            org="${node#peer0.}"
+            start_peer "$org"
+            wait_for "$node's operations endpoint" "$node" metric "$(peer_ops_port "$org")" "^go_goroutines" ;;
+        *) die "unknown node '$node' (orderer, orderer2, orderer3, peer0.Org1, peer0.Org2, peer0.Org3)" ;;
+    esac
+    log "$node started again from its state in $RUN_DIR"
+}
+
 cmd_status() {
     local f state
     [[ -d "$RUN_DIR/pids" ]] || { echo "no network in $RUN_DIR"; return 0; }
@@ -382,8 +446,10 @@ case "${1:-}" in
     deploy) cmd_deploy ;;
     down) shift; cmd_down "${1:-}" ;;
     status) cmd_status ;;
+    stop) [[ -n "${2:-}" ]] || die "usage: $0 stop NODE"; cmd_stop "$2" ;;
+    start) check_fabric_bin; [[ -n "${2:-}" ]] || die "usage: $0 start NODE"; cmd_start "$2" ;;
     channel-join) check_fabric_bin; [[ -n "${2:-}" ]] || die "usage: $0 channel-join ORG"; channel_join "$2" ;;
     channel-list) check_fabric_bin; [[ -n "${2:-}" ]] || die "usage: $0 channel-list ORG"
                   (as_admin "$2"; "$FABRIC_BIN/peer" channel list 2>/dev/null) ;;
-    *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

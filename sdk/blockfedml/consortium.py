@@ -487,7 +487,8 @@ class Consortium:
         from blockfedml.audit.copy import file_source
 
         if self.fabric is not None:
-            raise InvalidInputError("block delivery from Fabric peers is not supported yet")
+            raise InvalidInputError("on Fabric an auditor pulls blocks from several organizations' peers and "
+                                    "compares them: blockfedml.audit.fabric_copy.peer_sources")
         if self.via_service:
             gateway = self.gateway(name_or_msp)
             assert isinstance(gateway, FabricGateway)
@@ -499,15 +500,17 @@ class Consortium:
         folder (``tip.json``): a witness an auditor can hold the chain to. The tip, or None."""
         from blockfedml.audit.copy import tip_record, write_tip
 
-        if self.fabric is not None:
-            return None
-        if self.via_service:
+        if self.fabric is not None or self.via_service:  # the newest block its own ledger node holds
             gateway = self.gateway(name_or_msp)
             assert isinstance(gateway, FabricGateway)
-            newest = [embedded_block(b) for b in gateway.blocks(self.channel, NEWEST, NEWEST, timeout=30.0)]
+            newest = list(gateway.blocks(self.channel, NEWEST, NEWEST, timeout=30.0))
             if not newest:
                 return None
-            record = tip_record(newest[-1])
+            if self.fabric is not None:
+                from blockfedml.audit.fabric_copy import fabric_tip_record
+                record = fabric_tip_record(newest[-1])
+            else:
+                record = tip_record(embedded_block(newest[-1]))
         else:
             record = tip_record(self.ledger.block_row(self.ledger.height() - 1))
         write_tip(self.org_folder(name_or_msp) / TIP_FILE, record)

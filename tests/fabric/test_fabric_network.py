@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from fabric_protos.common import common_pb2
+
+from blockfedml.audit.fabric_chain import block_hash
 from blockfedml.consortium import Consortium
 from blockfedml.errors import (
     ChaincodeError,
@@ -47,7 +54,7 @@ def _alive(pid: int) -> bool:
 def test_network_up_is_ready_and_writes_a_profile(fabric_network, blockfedml):
     run_dir = fabric_network["run_dir"]
     pids = _pids(run_dir)
-    assert {"orderer", "peer0.Org1", "peer0.Org2", "peer0.Org3", "chaincode"} <= set(pids)
+    assert {"orderer", "orderer2", "orderer3", "peer0.Org1", "peer0.Org2", "peer0.Org3", "chaincode"} <= set(pids)
     assert all(_alive(pid) for pid in pids.values())
     profile = FabricProfile.load(fabric_network["profile"])
     assert [o.msp_id for o in profile.orgs] == list(ORGS)
@@ -75,7 +82,10 @@ def test_a_three_org_session_runs_on_fabric(fabric_network, tmp_path):
     results = session.run(2)
     assert [r.status for r in results] == ["accepted", "accepted"]
     assert all(sorted(r.participants) == list(ORGS) for r in results)
-    assert results[-1].reputation == {msp: 120 for msp in ORGS}
+    # 100 on joining, then the reward (10) for each round whose aggregate improved (never without gain).
+    rewarded = [e for e in consortium.contract("Org1").evaluate_json("GetReputationHistory", "Org1MSP")
+                if e["reason"] == "reward"]
+    assert 1 <= len(rewarded) <= 2 and results[-1].reputation == {msp: 100 + 10 * len(rewarded) for msp in ORGS}
     assert results[-1].test_accuracy > 0.85
     # Reopened from its work directory (as a member process would), it sees the same chain.
     consortium.close()
@@ -86,9 +96,279 @@ def test_a_three_org_session_runs_on_fabric(fabric_network, tmp_path):
     again.close()
 
 
+def _genesis_hash(run_dir: Path) -> str:
+    """The channel genesis block's header hash, from the block configtxgen wrote (what a founder
+    hands an auditor out of band)."""
+    block = common_pb2.Block.FromString((run_dir / "channel" / "fedchannel.block").read_bytes())
+    return block_hash(block).hex()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "blockfedml.cli.main", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_audit_verify_pulls_blocks_from_the_peers_and_runs_all_seven_checks(fabric_network):
+    workdir = STATE["workdir"]
+    genesis_block = fabric_network["run_dir"] / "channel" / "fedchannel.block"
+    pinned = _cli("audit", "pin", "-w", str(workdir), "--genesis-block", str(genesis_block))
+    assert pinned.returncode == 0 and _genesis_hash(fabric_network["run_dir"]) in pinned.stdout, pinned.stderr
+    done = _cli("audit", "verify", "-w", str(workdir), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    checks = {c["name"]: c["status"] for c in report["checks"]}
+    assert checks == dict.fromkeys(("ledger", "replay", "checkpoints", "rounds", "aggregates", "reputation",
+                                    "decisions"), "pass")
+    assert not any(c["skipped"] for c in report["checks"])
+    ledger = next(c for c in report["checks"] if c["name"] == "ledger")
+    replay = next(c for c in report["checks"] if c["name"] == "replay")
+    assert int(ledger["detail"].split()[0]) >= 20 and ledger["detail"].split()[1] == "blocks,"
+    assert int(replay["detail"].split()[0]) >= 20  # the session's transactions, re-executed
+    pulled = next(n for n in report["notes"] if n.startswith("blocks pulled from"))
+    assert all(f"peer0.org{i}.blockfedml.local" in pulled for i in (1, 2, 3))
+
+
+def test_a_block_altered_in_one_peers_copy_is_caught_naming_the_block_and_the_peers(fabric_network):
+    from blockfedml.audit.fabric_copy import peer_sources
+    from blockfedml.audit.verify import audit_consortium
+
+    c = Consortium.open(STATE["workdir"])
+    sources = peer_sources(c, "Org1")
+    honest, other = list(sources)[:2]
+    altered_number = 7
+
+    def altered(start: int, stop: int | None, wait: bool, source=sources[other]):
+        for block in source(start, stop, wait):
+            if block.header.number == altered_number:  # one write value changed inside the transaction
+                data = bytearray(block.data.data[0])
+                at = data.rfind(b'"round"')
+                data[at + 1:at + 2] = b"R"
+                block.data.data[0] = bytes(data)
+            yield block
+
+    report = audit_consortium(c, "Org1", sources={honest: sources[honest], other: altered})
+    ledger = report.check("ledger")
+    assert ledger.status == "fail"
+    (finding,) = [f for f in ledger.findings if "disagree" in f.message]
+    assert finding.object == f"block {altered_number}"
+    assert honest in finding.message and other in finding.message
+    # Handed alone, the altered copy fails its own data hash (the auditor's copy already holds it: rewritten).
+    alone = audit_consortium(c, "Org1", sources={other: altered, honest: altered}).check("ledger")
+    assert any(f.object == f"block {altered_number}" for f in alone.findings)
+    # The untouched peers still pass.
+    assert audit_consortium(c, "Org1").check("ledger").status == "pass"
+    c.close()
+
+
+def test_the_auditors_copy_is_checked_against_signatures_and_the_mvcc_replay(fabric_network):
+    """Each rewrite of a block the peers agree on is caught by the check that owns it."""
+    from blockfedml_chaincode.shim import new_chaincode
+
+    from blockfedml.audit.fabric_chain import FabricChain
+    from blockfedml.audit.fabric_copy import FabricAuditorCopy
+
+    c = Consortium.open(STATE["workdir"])
+    held = FabricAuditorCopy(c.audit_folder("Org1")).held()
+    c.close()
+    assert len(held) >= 20
+
+    def problems(change) -> list[str]:
+        blocks = [common_pb2.Block.FromString(b.SerializeToString()) for b in held]
+        change(blocks[-5])
+        return FabricChain("blockfedml").check(blocks, new_chaincode()).ledger.problems
+
+    assert problems(lambda block: None) == []
+    number = held[-5].header.number
+
+    def flip_codes(block):  # VALID -> MVCC_READ_CONFLICT in the peer's validation codes
+        codes = block.metadata.metadata[common_pb2.TRANSACTIONS_FILTER]
+        block.metadata.metadata[common_pb2.TRANSACTIONS_FILTER] = bytes([11] * len(codes))
+
+    def forge_signature(block):
+        metadata = common_pb2.Metadata.FromString(block.metadata.metadata[common_pb2.SIGNATURES])
+        signature = bytearray(metadata.signatures[0].signature)
+        signature[12] ^= 1
+        metadata.signatures[0].signature = bytes(signature)
+        block.metadata.metadata[common_pb2.SIGNATURES] = metadata.SerializeToString()
+
+    assert f"block {number} (tx" in problems(flip_codes)[0] and "replay finds no conflict" in problems(flip_codes)[0]
+    assert problems(forge_signature) == [f"block {number}: no orderer signature verifies against the orderer "
+                                         "organizations of the pinned genesis (OrdererMSP: the signature does "
+                                         "not verify)"]
+
+
+def test_a_members_signed_tip_catches_a_chain_cut_short_by_the_peers(fabric_network, tmp_path):
+    from blockfedml.audit.fabric_copy import peer_sources
+    from blockfedml.audit.verify import audit_consortium
+
+    w = str(STATE["workdir"])
+    tip = _cli("member", "tip", "--org", "Org3", "-w", w)
+    assert tip.returncode == 0, tip.stderr
+    witness = tmp_path / "org3-tip.json"
+    witness.write_text(tip.stdout)
+    record = json.loads(tip.stdout)
+    assert record["number"] >= 20 and len(record["orderer_signatures"]) > 100
+    verified = _cli("audit", "verify", "-w", w, "--witness", str(witness), "--json")
+    assert verified.returncode == 0, verified.stdout
+
+    c = Consortium.open(w)
+    sources = peer_sources(c, "Org2")  # Org2 audits with a copy of its own, from peers that cut the tail
+
+    def cut(source):
+        return lambda start, stop, wait: (b for b in source(start, stop, wait) if b.header.number < record["number"])
+
+    report = audit_consortium(c, "Org2", witnesses={"Org3": record},
+                              sources={name: cut(source) for name, source in sources.items()})
+    c.close()
+    messages = [str(f) for f in report.check("ledger").findings]
+    assert any(f"block {record['number']}: Org3 holds a tip the orderer signed at block {record['number']}" in m
+               and "its tail was cut" in m for m in messages), messages
+
+
+ORDERER_OPS_PORTS = {"orderer": 9443, "orderer2": 9447, "orderer3": 9448}
+LIMIT = 180.0
+
+
+def _metric(port: int, name: str) -> float | None:
+    """A node's Prometheus metric on fedchannel, or None when the node does not answer."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    prefix = f'{name}{{channel="fedchannel"}} '
+    return next((float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix)), None)
+
+
+def _raft_leader() -> str:
+    leaders = [n for n, port in ORDERER_OPS_PORTS.items() if _metric(port, "consensus_etcdraft_is_leader") == 1]
+    assert len(leaders) == 1, leaders
+    return leaders[0]
+
+
+def _until(check, what: str, consortium: Consortium) -> object:
+    """``check()``'s first true value, looked at again as the consortium waits for a block
+    (on Fabric: its short poll interval)."""
+    give_up = time.monotonic() + LIMIT
+    while not (value := check()):
+        assert time.monotonic() < give_up, f"gave up waiting for {what}"
+        consortium.wait_for_block(consortium.ledger_height(), timeout=1.0)
+    return value
+
+
+def test_a_session_completes_when_the_raft_leader_is_killed_mid_round(fabric_network, blockfedml):
+    """Three raft orderers: SIGKILL the leader once a round is open; the other two elect a new
+    leader and the session's rounds are accepted; the node started again catches up."""
+    run_dir = fabric_network["run_dir"]
+    c = Consortium.open(STATE["workdir"])
+    watcher = Consortium.open(STATE["workdir"])
+    before = watcher.contract("Org2").evaluate_json("GetHead")["last_round"]
+    leader = _raft_leader()
+    results: list = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.extend(Session(c).run(2))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    session = threading.Thread(target=run)
+    session.start()
+    try:
+        _until(lambda: watcher.contract("Org2").evaluate_json("GetHead")["last_round"] > before,
+               "a round to open", watcher)
+        os.kill(_pids(run_dir)[leader], signal.SIGKILL)
+        session.join(timeout=LIMIT)
+        assert not session.is_alive() and not errors, errors
+        assert [r.status for r in results] == ["accepted", "accepted"]
+        assert _raft_leader() != leader
+    finally:
+        session.join(timeout=LIMIT)
+        restarted = blockfedml("admin", "network", "start", leader, run_dir=run_dir, check=False)
+        c.close()
+        watcher.close()
+    assert restarted.returncode == 0, restarted.stderr
+    assert _metric(ORDERER_OPS_PORTS[leader], "consensus_etcdraft_leader_changes") >= 1
+
+
+def _member_process(w: str, org: str, rounds: int = 1) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "blockfedml.cli.main", "member", "round", "-w", w, "--org", org,
+                             "--rounds", str(rounds), "--exchange", "store", "--timeout", str(LIMIT), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _driver_process(w: str, rounds: int = 1) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "blockfedml.cli.main", "admin", "round", "drive", "-w", w,
+                             "--rounds", str(rounds), "--timeout", str(LIMIT), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_peer_killed_mid_round_the_round_goes_on_and_its_member_rejoins_when_it_is_back(
+        fabric_network, blockfedml):
+    """Org3's peer is SIGKILLed once Org3 accepted the round: Org3's member process ends with an
+    error (no hang); at the phase deadline the round goes on with Org1 and Org2 (whose peers still
+    make the majority endorsement). With the peer started again, Org3 takes part in the next round."""
+    run_dir, w = fabric_network["run_dir"], str(STATE["workdir"])
+    c = Consortium.open(w)
+    admin = c.contract("Org1")
+    admin.submit_json("SetSettings", {"selection_deadline": 8, "configuration_deadline": 8,
+                                      "update_deadline": 8, "feedback_deadline": 8})
+    number = admin.evaluate_json("GetHead")["last_round"] + 1
+    procs = {org: _member_process(w, org) for org in ("Org1", "Org2", "Org3")}
+    procs["driver"] = _driver_process(w)
+    try:
+        def accepted() -> bool:
+            try:
+                return "Org3MSP" in {a["msp_id"] for a in admin.evaluate_json("GetAcceptances", number)}
+            except NotFoundError:
+                return False
+        _until(accepted, "Org3 to accept the round", c)
+        os.kill(_pids(run_dir)["peer0.Org3"], signal.SIGKILL)
+        outcomes = {name: (proc.wait(timeout=LIMIT), *proc.communicate()) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert outcomes["Org3"][0] != 0 and "9051" in outcomes["Org3"][2], outcomes["Org3"]
+    for name in ("Org1", "Org2", "driver"):
+        assert outcomes[name][0] == 0, (name, outcomes[name][2])
+    record = admin.evaluate_json("GetRound", number)
+    assert record["decision"]["status"] == "accepted" and "Org3MSP" in record["absent"]
+    # While the peer is down the auditor compares the two peers that answer.
+    from blockfedml.audit.verify import audit_consortium
+    report = audit_consortium(c, "Org1")
+    assert report.check("ledger").status == "pass" and report.check("replay").status == "pass"
+    assert any(n.startswith("peer0.org3.blockfedml.local did not deliver blocks") for n in report.notes)
+
+    restarted = blockfedml("admin", "network", "start", "peer0.Org3", run_dir=run_dir, check=False)
+    assert restarted.returncode == 0, restarted.stderr
+    procs = {org: _member_process(w, org) for org in ("Org1", "Org2", "Org3")}
+    procs["driver"] = _driver_process(w)
+    try:
+        outcomes = {name: (proc.wait(timeout=LIMIT), *proc.communicate()) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert all(code == 0 for code, _, _ in outcomes.values()), {n: o[2][-400:] for n, o in outcomes.items()}
+    record = admin.evaluate_json("GetRound", number + 1)
+    assert record["decision"]["status"] == "accepted" and record["participants"] == list(ORGS)
+    verified = _cli("audit", "verify", "-w", w, "--json")
+    assert verified.returncode == 0, verified.stdout  # blocks signed by every orderer, all three peers agree
+    admin.submit_json("SetSettings", {"selection_deadline": 30, "configuration_deadline": 30,
+                                      "update_deadline": 6, "feedback_deadline": 30})
+    c.close()
+
+
 def test_every_transaction_and_its_refusals_through_the_gateway(fabric_network):
     c = Consortium.open(STATE["workdir"])
     org1, org2, org3 = (c.contract(n) for n in ("Org1", "Org2", "Org3"))
+    org2_before = org2.evaluate_json("GetReputation", "Org2MSP")["balance"]
+    rounds_before = len(org1.evaluate_json("ListRounds"))
     members = {"Org1MSP": org1, "Org2MSP": org2, "Org3MSP": org3}
 
     with pytest.raises(ConflictError, match=r"^\[EXISTS\] the consortium is already initialized$"):
@@ -149,12 +429,12 @@ def test_every_transaction_and_its_refusals_through_the_gateway(fabric_network):
     assert org1.evaluate_json("GetSettings")["reward"] == 5
     assert [o["msp_id"] for o in org1.evaluate_json("ListOrgs")] == list(ORGS)
     assert org1.evaluate_json("GetOrg", "Org3MSP")["status"] == "active"
-    assert [r["round"] for r in org1.evaluate_json("ListRounds")] == [1, 2, 3]
+    assert [r["round"] for r in org1.evaluate_json("ListRounds")] == list(range(1, rounds_before + 2))
     assert org1.evaluate_json("GetCheckpoint", number)["status"] == "accepted"
-    assert len(org1.evaluate_json("ListCheckpoints")) == 4
+    assert len(org1.evaluate_json("ListCheckpoints")) == rounds_before + 2  # genesis and one per round
     assert len(org1.evaluate_json("GetEndorsements", number)) == 3
     assert len(org1.evaluate_json("GetScreenings", number)) == 3
-    assert org1.evaluate_json("GetReputation", "Org2MSP")["balance"] == 125
+    assert org1.evaluate_json("GetReputation", "Org2MSP")["balance"] == org2_before + 5  # reward set to 5 above
     assert org1.evaluate_json("GetReputationHistory", "Org2MSP")[-1]["delta"] == 5
     with pytest.raises(ChaincodeError, match="NoSuchFunction not found"):
         org1.submit("NoSuchFunction")

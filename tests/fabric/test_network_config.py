@@ -24,12 +24,13 @@ def load(name: str):
 
 def test_crypto_config_has_an_orderer_org_and_three_peer_orgs_with_loopback_sans():
     config = load("crypto-config.yaml")
-    assert [o["Specs"][0]["Hostname"] for o in config["OrdererOrgs"]] == ["orderer"]
+    (orderers,) = config["OrdererOrgs"]
+    assert [spec["Hostname"] for spec in orderers["Specs"]] == ["orderer", "orderer2", "orderer3"]
     assert [o["Name"] for o in config["PeerOrgs"]] == ["Org1", "Org2", "Org3"]
     for org in config["PeerOrgs"]:
         assert org["EnableNodeOUs"] and org["Template"]["Count"] == 1
         assert "127.0.0.1" in org["Template"]["SANS"]
-    assert "127.0.0.1" in config["OrdererOrgs"][0]["Specs"][0]["SANS"]
+    assert all("127.0.0.1" in spec["SANS"] for spec in orderers["Specs"])
 
 
 def test_configtx_defines_a_raft_channel_of_three_orgs_with_a_majority_policy():
@@ -40,7 +41,10 @@ def test_configtx_defines_a_raft_channel_of_three_orgs_with_a_majority_policy():
     assert profile["Application"]["Policies"]["Endorsement"]["Rule"] == "MAJORITY Endorsement"
     orderer = profile["Orderer"]
     assert orderer["OrdererType"] == "etcdraft" and "Addresses" not in orderer  # v3: no global endpoints
-    assert [c["Port"] for c in orderer["EtcdRaft"]["Consenters"]] == [7050]
+    # Three raft nodes, each also an endpoint of the orderer organization: one may be lost.
+    assert [c["Port"] for c in orderer["EtcdRaft"]["Consenters"]] == [7050, 7150, 7250]
+    assert orderer["Organizations"][0]["OrdererEndpoints"] == ["127.0.0.1:7050", "127.0.0.1:7150", "127.0.0.1:7250"]
+    assert all("orderer" in c["ServerTLSCert"] for c in orderer["EtcdRaft"]["Consenters"])
     timeout = orderer["BatchTimeout"]
     assert timeout.endswith("ms") and int(timeout[:-2]) <= 250
     assert profile["Capabilities"] == {"V3_0": True}
@@ -60,8 +64,10 @@ def test_peer_config_runs_chaincode_as_a_service_without_docker():
 def test_compose_uses_the_same_config_files_and_ports():
     compose = load("docker-compose.yaml")
     services = compose["services"]
-    assert set(services) == {"orderer.blockfedml.local", "peer0.org1.blockfedml.local",
-                             "peer0.org2.blockfedml.local", "peer0.org3.blockfedml.local"}
+    assert set(services) == {"orderer.blockfedml.local", "orderer2.blockfedml.local", "orderer3.blockfedml.local",
+                             "peer0.org1.blockfedml.local", "peer0.org2.blockfedml.local", "peer0.org3.blockfedml.local"}
+    consenters = load("configtx.yaml")["Profiles"]["BlockFedMLChannel"]["Orderer"]["EtcdRaft"]["Consenters"]
+    ports = {}
     builder_path = load("config/core.yaml")["chaincode"]["externalBuilders"][0]["path"]
     for name, service in services.items():
         assert service["image"].startswith("hyperledger/fabric-") and service["network_mode"] == "host"
@@ -72,11 +78,14 @@ def test_compose_uses_the_same_config_files_and_ports():
         env = dict(e.split("=", 1) for e in service["environment"])
         if name.startswith("orderer"):
             assert mounts["./config/orderer.yaml"] == "/etc/hyperledger/fabric/orderer.yaml"
-            assert env["ORDERER_GENERAL_LISTENPORT"] == "7050"
+            ports[name.split(".")[0]] = int(env["ORDERER_GENERAL_LISTENPORT"])
+            tls = f"../runs/fabric/crypto/ordererOrganizations/blockfedml.local/orderers/{name}/tls"
+            assert mounts[tls] == "/var/hyperledger/orderer/tls"  # each node its own TLS identity
         else:
             assert mounts["./config/core.yaml"] == "/etc/hyperledger/fabric/core.yaml"
             assert mounts["./builders/ccaas"] == builder_path
             assert env["CORE_PEER_ADDRESS"] == f"127.0.0.1:{PEER_PORTS[env['CORE_PEER_LOCALMSPID']]}"
+    assert sorted(ports.values()) == [c["Port"] for c in consenters]  # the raft cluster's three nodes
 
 
 def _package(tmp_path: Path, kind: str) -> tuple[Path, Path]:

@@ -17,6 +17,7 @@ from blockfedml.ledger.base import Contract
 from blockfedml.store import ModelStore
 
 if TYPE_CHECKING:
+    from blockfedml.audit.fabric_copy import BlockSource
     from blockfedml.audit.replay import BlockHistory
     from blockfedml.consortium import Consortium
 
@@ -118,7 +119,7 @@ class Evidence:
 
     state: WorldState | None       # None: the contract could not read it (see state_error)
     store: ModelStore | None
-    blocks: "BlockHistory | None"  # None: no local blocks (Fabric)
+    blocks: "BlockHistory | None"  # None: no blocks were read
     backend: str
     notes: list[str]
     state_error: str | None = None
@@ -132,10 +133,13 @@ class Evidence:
 
 
 def gather(consortium: "Consortium", as_org: str | None = None, verify: bool = True,
-           witnesses: dict[str, dict] | None = None) -> Evidence:
+           witnesses: dict[str, dict] | None = None, sources: "dict[str, BlockSource] | None" = None) -> Evidence:
     """Read world state through the contract, and on the embedded ledger the blocks too
     (verified and re-executed unless ``verify`` is false: then only indexed).
 
+    On Fabric the blocks are the auditor's own copy too, pulled from every organization's
+    peer (``sources``: by default the peers of the connection profile) and compared block
+    by block (``audit/fabric_copy.py``), then verified and replayed (``audit/fabric_chain.py``).
     On the embedded ledger the blocks are the auditor's own copy (``audit/copy.py``),
     brought up to date first from the ledger service (or the ledger file, when this
     process can read it); ``witnesses`` are members' signed tips (name -> ``tip.json``
@@ -149,8 +153,11 @@ def gather(consortium: "Consortium", as_org: str | None = None, verify: bool = T
     org = auditor_org(consortium, as_org)
     store = local_store(consortium, org)
     if consortium.kind != "embedded":
+        from blockfedml.audit.fabric_copy import fabric_history
+
         state, error = _read_state(consortium.contract(org))
-        return Evidence(state, store, None, consortium.kind, [], error)
+        fabric_blocks, notes = fabric_history(consortium, org, verify=verify, sources=sources, tips=witnesses)
+        return Evidence(state, store, fabric_blocks, consortium.kind, notes, error)
     state, error = _read_state(consortium.contract(org))
     copy = AuditorCopy(consortium.audit_folder(org))
     synced = copy.sync(consortium.block_source(org))

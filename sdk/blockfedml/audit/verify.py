@@ -5,9 +5,11 @@ object at fault, or is skipped with its reason):
 
 ``ledger``       block hash chain, both signatures and the certificate of every
                  transaction, world state against a replay of the blocks
-                 (the embedded ledger's ``verify``; skipped on Fabric, whose
-                 peers keep the blocks);
-``replay``       every transaction re-executed by the contract (embedded);
+                 (the embedded ledger's ``verify``; on Fabric the auditor's copy
+                 pulled from two or more organizations' peers and compared,
+                 checked against the pinned genesis's configuration,
+                 ``fabric_chain.py``);
+``replay``       every valid transaction re-executed by the contract;
 ``checkpoints``  the checkpoint chain from genesis; accepted models re-hashed;
 ``rounds``       every round's phase sequence and allocation;
 ``aggregates``   every aggregate recomputed from exactly the committed updates
@@ -18,8 +20,8 @@ object at fault, or is skipped with its reason):
 ``decisions``    every accept/rollback recomputed from the endorsements
                  (attribution: every group rescored).
 
-The last five read the world state through the contract's queries, so they run
-against Fabric as well as the embedded ledger.
+The last five read the world state through the contract's queries. All seven
+run on both ledgers.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from blockfedml.store import ModelStore
 
 LEDGER_TITLE = "block hash chain, signatures, world state"
 REPLAY_TITLE = "transactions re-executed by the contract"
-ON_FABRIC = "skipped on Fabric: there is no local block file (the peers validate and keep the blocks)"
+ON_FABRIC = "skipped: no blocks were read (only the world state was given)"
 
 _BLOCK_PROBLEM = re.compile(r"block (\d+)(?: \(tx ([0-9a-f]+)\))?: (.*)", re.S)
 _STATE_PROBLEM = re.compile(r"state [^/]*/'(.*?)': (.*?)(?:at block (\d+))?$", re.S)
@@ -71,10 +73,11 @@ def audit(state: WorldState | None, store: ModelStore | None = None, blocks: Blo
 
 
 def audit_consortium(consortium: Consortium, as_org: str | None = None,
-                     witnesses: dict[str, dict] | None = None) -> AuditReport:
-    """Audit a consortium work directory: its ledger (embedded: through the auditor's own copy,
-    held to the members' signed tips in ``witnesses``; or Fabric) and its model store."""
-    evidence = gather(consortium, as_org, witnesses=witnesses)
+                     witnesses: dict[str, dict] | None = None, sources=None) -> AuditReport:
+    """Audit a consortium work directory: its ledger through the auditor's own copy (embedded:
+    held to the members' signed tips in ``witnesses``; Fabric: pulled from the organizations'
+    peers, or from ``sources``) and its model store."""
+    evidence = gather(consortium, as_org, witnesses=witnesses, sources=sources)
     report = audit(evidence.state, evidence.store, evidence.blocks, evidence.backend, evidence.state_error)
     report.notes.extend(evidence.notes)
     return report

@@ -20,6 +20,7 @@ from blockfedml.cli.common import (
     records_table,
 )
 from blockfedml.consortium import Consortium
+from blockfedml.errors import InvalidInputError
 from blockfedml.fl.measures import VALIDATION, fraction, key, label, ledger_metric, shown
 from blockfedml.ledger.base import Contract
 
@@ -159,8 +160,10 @@ def verify(workdir: Path = WorkdirOption, org: str = typer.Option(None, "--as", 
 
 @app.command("pin")
 @handle_errors
-def pin(genesis: str = typer.Option(..., "--genesis", help="The genesis block hash (64 hex digits), from the "
+def pin(genesis: str = typer.Option(None, "--genesis", help="The genesis block hash (64 hex digits), from the "
                                     "founder, out of band (`admin consortium show` prints it), or a file holding it."),
+        genesis_block: Path = typer.Option(None, "--genesis-block", help="On Fabric: the channel's genesis block "
+                                           "file (configtxgen's output, from the founder); its header hash is pinned."),
         workdir: Path = WorkdirOption, org: str = typer.Option(None, "--as", help=AS_HELP)) -> None:
     """Pin the genesis block hash the auditor's own copy of the chain must start from."""
     from blockfedml.audit.copy import AuditorCopy
@@ -168,6 +171,11 @@ def pin(genesis: str = typer.Option(..., "--genesis", help="The genesis block ha
 
     from blockfedml.membership.bundle import genesis_argument
 
+    if (genesis is None) == (genesis_block is None):
+        raise InvalidInputError("give the genesis hash (--genesis) or the genesis block file (--genesis-block)")
+    if genesis_block is not None:
+        from blockfedml.audit.fabric_chain import read_block_file
+        genesis = read_block_file(genesis_block)
     consortium = Consortium.open(workdir)
     copy = AuditorCopy(consortium.audit_folder(auditor_org(consortium, org)))
     copy.pin(genesis_argument(genesis) if Path(genesis).is_file() else genesis)

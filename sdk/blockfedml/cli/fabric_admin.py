@@ -22,7 +22,7 @@ from blockfedml.fl.task import TaskSpec
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "scripts" / "network.sh"
-DEFAULT_RUN_DIR = REPO / "runs" / "fabric"
+DEFAULT_RUN_DIR = Path("runs") / "fabric"  # relative to where the command runs, as the profile paths of demo and attach
 
 network_app = typer.Typer(help="A local Fabric v3 network (FABRIC_BIN's binaries, no Docker).", no_args_is_help=True)
 chaincode_app = typer.Typer(help="Deploy the federation contract as a chaincode service.", no_args_is_help=True)
@@ -49,7 +49,7 @@ def run_script(verb: str, *args: str, run_dir: Path, capture: bool = False) -> s
 
 @network_app.command("up")
 def network_up(run_dir: Path = RunDirOption) -> None:
-    """Crypto material, channel block, a raft orderer and three peers joined to fedchannel."""
+    """Crypto material, channel block, a raft cluster of three orderers and three peers joined to fedchannel."""
     run_script("up", run_dir=run_dir)
 
 
@@ -66,6 +66,21 @@ def network_down(
 def network_status(run_dir: Path = RunDirOption) -> None:
     """Which of the network's recorded processes are running."""
     run_script("status", run_dir=run_dir)
+
+
+NodeArgument = typer.Argument(..., help="orderer, orderer2, orderer3, peer0.Org1, peer0.Org2 or peer0.Org3.")
+
+
+@network_app.command("stop")
+def network_stop(node: str = NodeArgument, run_dir: Path = RunDirOption) -> None:
+    """Stop one node of the running network, keeping its state (to try the loss of a node)."""
+    run_script("stop", node, run_dir=run_dir)
+
+
+@network_app.command("start")
+def network_start(node: str = NodeArgument, run_dir: Path = RunDirOption) -> None:
+    """Start a stopped node again from its state; it catches up with the others."""
+    run_script("start", node, run_dir=run_dir)
 
 
 @network_app.command("attach")

@@ -182,7 +182,7 @@ def tip(org: str = OrgOption, workdir: Path = WorkdirOption) -> None:
     consortium = _open(workdir, org)
     record = consortium.record_tip(org)
     if record is None:
-        raise InvalidInputError("tips are kept on the embedded ledger only")
+        raise InvalidInputError(f"the ledger {org}'s node serves holds no block yet")
     sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
 
 
