@@ -264,8 +264,8 @@ def _check_masking_records(check: Check, ctx: Any, record: Record, requests: lis
     rows = ctx.state.mask_records.get(number, {})
     advertised = {k["msp_id"]: k for k in rows.get("keys", [])}
     threshold, participants = record.get("mask_threshold"), record.get("participants") or []
-    try:
-        graph = graph_of_round(record, advertised)
+    try:  # a round stopped before anyone shared has no graph to check against
+        graph = graph_of_round(record, advertised) if rows.get("shares") else None
     except BLOB_ERRORS as exc:
         check.fail(f"the round's masking graph cannot be derived from the ledger: {exc}", round=number,
                    object=f"round~{number:08d}")
