@@ -19,12 +19,13 @@ B. **The secure-aggregation work of one round**, in memory (no ledger, no store,
      the **sparse graph** (after, SecAgg+; docs/secure-aggregation.md: complete up to ~30);
    - Paillier with the **exact fixed-point layout** and threads (before) and the **quantized
      layout** (12 bits, headroom for the members) and CRT worker processes (after; the
-   workers start once per key holder, before the timed part: ``worker_start`` in the JSON).
+     workers start once per key holder, before the timed part: ``worker_start`` in the JSON).
    Paillier's r^n factors are precomputed while members train (the default ``pool``): that
    precomputation is in *total* (each member's count x the r^n time measured in this run on
-   32 factors, on every core), not in the critical path. Paillier's *limit* is ciphertexts x one CRT decryption (measured
-   in this run) / cores + one member's encryption; rows over 10 x 100k are **extrapolated**
-   from the per-ciphertext times measured in the same run and say so (``extrapolated``).
+   32 factors, on every core), not in the critical path. Paillier's *limit* is ciphertexts x
+   one CRT decryption (measured in this run, one core) / cores + one member's encryption;
+   rows over 10 x 100k are **extrapolated** from the per-ciphertext times measured in the
+   same run and say so (``extrapolated``).
 
 Same-run references, printed first: the load average, one ``phe`` CRT decryption, and numpy
 summing 10 vectors of 100k float64 (a loaded machine shows in them).
@@ -384,14 +385,15 @@ def _row(row: dict) -> str:
 
 
 def _summary(report: dict) -> list[str]:
-    lines = [f"whole round, {r['orgs']:>3} orgs: masked/plaintext {r['complete_masking_over_plaintext']:.2f}x (complete "
-             f"graph) -> {r['masking_over_plaintext']:.2f}x (round's graph); Paillier/plaintext "
+    lines = [f"whole round, {r['orgs']:>3} orgs: masked/plaintext "
+             f"{r['complete_masking_over_plaintext']:.2f}x (complete graph) -> {r['masking_over_plaintext']:.2f}x (round's graph); Paillier/plaintext "
              f"{r['paillier_over_plaintext']:.2f}x" for r in report["whole_rounds"]]
     for row in report["secure_work"]:
         mc, ms = row["masking_complete"], row["masking_sparse"]
         pe, pq = row["paillier_exact"], row["paillier_quantized"]
         lines.append(
-            f"{row['orgs']:>3} orgs x {row['params']:>6}: masking critical path {mc['critical_path']:.3f}s (k={mc['degree']})"
+            f"{row['orgs']:>3} orgs x {row['params']:>6}: masking critical path {mc['critical_path']:.3f}s "
+            f"(k={mc['degree']})"
             f" -> {ms['critical_path']:.3f}s (k={ms['degree']}), total {mc['total']:.2f}s -> {ms['total']:.2f}s; "
             f"Paillier critical path {pe['critical_path']:.2f}s ({pe['ciphertexts']} ct) -> {pq['critical_path']:.2f}s "
             f"({pq['ciphertexts']} ct) = {pe['critical_path'] / pe['limit']:.2f}x -> "

@@ -296,6 +296,12 @@ def _check_masking_records(check: Check, ctx: Any, record: Record, requests: lis
         if opened is not None and len(reveals) < (threshold or 0):
             check.fail(f"unmasked with {len(reveals)} reveals, the threshold is {threshold}", round=number,
                        tx=opened.get("tx"), object=f"round~{number:08d}")
+        short = secagg.short_of_shares(graph, [r["msp_id"] for r in reveals], participants) \
+            if opened is not None and graph is not None else []
+        if short:
+            check.fail(f"unmasked although {', '.join(short)} had fewer than {graph.threshold} revealing share "
+                       "holders in the masking graph", round=number, tx=opened.get("tx"),
+                       object=f"round~{number:08d}")
     return (len(check.findings), len(check.skipped)) == (failures, skips)
 
 
