@@ -12,7 +12,7 @@ from blockfedml.audit.verify import audit_consortium
 from blockfedml.consortium import Consortium
 from blockfedml.crypto import FixedPoint, MaskSecrets, encoded_sum, graph, secagg
 from blockfedml.crypto.graph import MaskingGraph, choose_degree, graph_of_round
-from blockfedml.errors import CryptoError, InvalidInputError
+from blockfedml.errors import CryptoError, IntegrityError, InvalidInputError
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import TaskSpec
 
@@ -150,3 +150,19 @@ def test_a_session_over_a_sparse_graph_reproduces_the_plaintext_session_and_audi
     finally:
         plain.close()
         secure.close()
+
+
+def test_a_share_bundle_that_ignores_the_graph_is_refused(updates):
+    r = SparseRound()
+    deviant = ORGS[2]  # shares with everyone, as on the complete graph: more holders than its neighbours
+    r.bundles[deviant] = secagg.share_bundle(r.secrets[deviant], round_number=2, org=deviant,
+                                             share_keys=r.share_keys, threshold=3)
+    sealed = {o: secagg.seal_masked(updates[o][0], updates[o][1], round_number=2, org=o, secrets_=r.secrets[o],
+                                    mask_keys=r.mask_keys, codec=CODEC, graph=r.graph) for o in ORGS}
+    w = {o: updates[o][1] for o in ORGS}
+    masked_sum = secagg.sum_masked(sealed, round_number=2, weights=w, participants=ORGS)
+    aggregator = ORGS[0]
+    with pytest.raises(IntegrityError, match="the ledger says"):
+        secagg.unmask(masked_sum, r.reveals(ORGS, ORGS, aggregator), round_number=2, aggregator=aggregator,
+                      secrets_=r.secrets[aggregator], bundles=r.bundles, share_keys=r.share_keys,
+                      mask_keys=r.mask_keys, contributors=ORGS, weight=sum(w.values()), threshold=3, graph=r.graph)
