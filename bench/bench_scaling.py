@@ -16,7 +16,7 @@ B. **The secure-aggregation work of one round**, in memory (no ledger, no store,
    is measured; *total* adds every party's time, *critical path* adds the slowest party of
    each step (members on their own machines work in parallel). Before/after in the same run:
    - masking on the **complete graph** (before: every member masks with every other) and on
-     the **sparse graph** (after, SecAgg+; docs/secure-aggregation.md: complete up to ~30);
+     the **sparse graph** (after, SecAgg+; complete up to 19 members at the defaults);
    - Paillier with the **exact fixed-point layout** and threads (before) and the **quantized
      layout** (12 bits, headroom for the members) and CRT worker processes (after; the
      workers start once per key holder, before the timed part: ``worker_start`` in the JSON).

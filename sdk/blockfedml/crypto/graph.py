@@ -17,8 +17,8 @@ probability rather than always, for a bounded fraction of colluders and of dropo
 and a union bound over the members, each failure has probability at most ``2**-sigma``
 (privacy, connectivity) or ``2**-eta`` (recovery), for at most ``COLLUSION`` of the members
 colluding and ``DROPOUT`` of them dropping out. When no k below n - 1 does, the graph is
-complete and everything is as in the original protocol (every consortium of up to about
-30 members at the defaults). The analysis is docs/secure-aggregation.md.
+complete and everything is as in the original protocol (every consortium of up to
+19 members at the defaults). The analysis is docs/secure-aggregation.md.
 
 The graph is a Harary graph (each member linked to the k/2 members on either side of it
 on a ring, as Flower's SecAgg+ builds it) over a ring order shuffled by a seed that every
