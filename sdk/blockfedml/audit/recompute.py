@@ -189,9 +189,11 @@ def check_mask_secrets(seeds: Mapping[str, bytes], keys: Mapping[str, bytes], co
 
 
 def unmask(masked: bytes, seeds: Mapping[str, bytes], keys: Mapping[str, bytes],
-           advertised: Mapping[str, bytes], round_number: int) -> np.ndarray:
+           advertised: Mapping[str, bytes], round_number: int,
+           neighbours: Mapping[str, Sequence[str]] | None = None) -> np.ndarray:
     """The weighted fixed-point sum: the masked sum minus every self-mask, with the pairwise
-    masks each contributor shared with a dropped member undone."""
+    masks each contributor shared with a dropped member undone — only the contributors that
+    are the dropped member's ``neighbours`` in the round's masking graph (all, if None)."""
     header, payload = parse(masked, "masked-sum")
     length = int(header["length"])
     contributors = sorted(header["contributors"])
@@ -200,7 +202,8 @@ def unmask(masked: bytes, seeds: Mapping[str, bytes], keys: Mapping[str, bytes],
         total -= masking.expand(masking.self_mask_seed(seeds[org], round_number, org), length)
     for org in sorted(keys):
         key = X25519PrivateKey.from_private_bytes(keys[org])
-        for peer in contributors:
+        partners = contributors if neighbours is None else sorted(set(contributors) & set(neighbours[org]))
+        for peer in partners:
             stream = masking.expand(masking.pair_seed(key, advertised[peer], round_number, org, peer), length)
             # the contributor added sign(peer, org) * stream; the dropped member's opposite never came
             total = total - stream if masking.pair_sign(peer, org) > 0 else total + stream

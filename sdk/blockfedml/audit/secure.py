@@ -19,8 +19,10 @@ public arithmetic on blobs the ledger pins by digest, done here with the audit's
   the audit removes the masks itself. The recorded ``sum-result`` must hold exactly the
   values so obtained; the caller rebuilds the model from them and compares digests;
 * masking: every share bundle and reveal is re-hashed against its ledger record and its
-  header must agree with the ledger (round, sender, threshold, advertised mask key,
-  recipients, contributor set), from at least ``mask_threshold`` participants.
+  header must agree with the ledger (round, sender, advertised mask key, contributor set)
+  and with the round's masking graph, which the audit derives itself from the ledger
+  (``crypto.graph``: recipients are the sender's neighbours and itself, the threshold and
+  seed are the graph's), from at least ``mask_threshold`` participants.
 
 An opening is PASS or FAIL: one that is missing or does not re-check is a finding naming
 the round, the request and, for Paillier, the slot.
@@ -38,6 +40,7 @@ from blockfedml.audit.evidence import Record, phase_tx
 from blockfedml.audit.findings import Check
 from blockfedml.crypto import secagg
 from blockfedml.crypto.encoding import FixedPoint
+from blockfedml.crypto.graph import graph_of_round
 from blockfedml.crypto.packing import SlotLayout
 from blockfedml.crypto.paillier import PaillierPublicKey
 from blockfedml.errors import BlockFedMLError, NotFoundError
@@ -239,7 +242,9 @@ def _redo_unmasking(ctx: Any, record: Record, request: Record, opening: bytes, s
         raise ValueError(f"the opening is of round {header.get('round')}, sum {header.get('sum')}")
     recompute.check_mask_secrets(seeds, keys, request["contributors"], record.get("participants") or [],
                                  commitments, advertised)
-    return recompute.unmask(summed, seeds, keys, advertised, number)
+    graph = graph_of_round(record, {k["msp_id"]: k for k in rows.get("keys", [])})
+    return recompute.unmask(summed, seeds, keys, advertised, number,
+                            neighbours={m: graph.neighbours(m) for m in graph.members})
 
 
 def _stored(check: Check, ctx: Any, digest: str, what: str, where: dict[str, Any]) -> bytes | None:
@@ -259,13 +264,19 @@ def _check_masking_records(check: Check, ctx: Any, record: Record, requests: lis
     rows = ctx.state.mask_records.get(number, {})
     advertised = {k["msp_id"]: k for k in rows.get("keys", [])}
     threshold, participants = record.get("mask_threshold"), record.get("participants") or []
+    try:  # a round stopped before anyone shared has no graph to check against
+        graph = graph_of_round(record, advertised) if rows.get("shares") else None
+    except BLOB_ERRORS as exc:
+        check.fail(f"the round's masking graph cannot be derived from the ledger: {exc}", round=number,
+                   object=f"round~{number:08d}")
+        return False
     for share in rows.get("shares", []):
         msp = share["msp_id"]
         blob = _fetch(check, ctx, share, number, "ShareMaskKeys", f"share bundle {share['digest']} of {msp}")
         if blob is None:
             continue
-        facts = dict(round=number, org=msp, threshold=threshold, recipients=sorted(record.get("selected") or []),
-                     mask_key=(advertised.get(msp) or {}).get("mask_key"))
+        facts = dict(round=number, org=msp, threshold=graph.threshold, recipients=list(graph.holders(msp)),
+                     graph=graph.to_dict(), mask_key=(advertised.get(msp) or {}).get("mask_key"))
         _expect(check, blob, "share-bundle", facts, number, ctx.writer("ShareMaskKeys", number, msp),
                 f"share bundle {share['digest']} of {msp}")
     if requests:
@@ -285,6 +296,12 @@ def _check_masking_records(check: Check, ctx: Any, record: Record, requests: lis
         if opened is not None and len(reveals) < (threshold or 0):
             check.fail(f"unmasked with {len(reveals)} reveals, the threshold is {threshold}", round=number,
                        tx=opened.get("tx"), object=f"round~{number:08d}")
+        short = secagg.short_of_shares(graph, [r["msp_id"] for r in reveals], participants) \
+            if opened is not None and graph is not None else []
+        if short:
+            check.fail(f"unmasked although {', '.join(short)} had fewer than {graph.threshold} revealing share "
+                       "holders in the masking graph", round=number, tx=opened.get("tx"),
+                       object=f"round~{number:08d}")
     return (len(check.findings), len(check.skipped)) == (failures, skips)
 
 

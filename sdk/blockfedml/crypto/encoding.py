@@ -149,3 +149,76 @@ def encoded_sum(vectors: list[EncodedVector]) -> EncodedVector:
     for vector in vectors[1:]:
         total = total + vector
     return total
+
+
+MAX_QUANTIZATION_BITS = 32
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Values quantized to the precision a model needs, with stochastic rounding (BatchCrypt).
+
+    A value x, clipped to ``|x| <= clip``, becomes an integer in ``[-levels, levels]``
+    (``levels = 2**(bits-1) - 1``): ``floor(x / clip * levels + u)`` with u uniform in
+    [0, 1), so the rounding is unbiased — its expectation is ``x / clip * levels`` — and
+    the errors of many members average out instead of adding up in one direction. Fewer
+    bits per value means more values per Paillier plaintext (``packing.QuantizedLayout``).
+
+    The weighted average (FedAvg) is kept the way Flower's SecAgg+ keeps it: a member
+    first multiplies its values by ``weight / max_weight`` (at most 1, so the clip range
+    still holds), and the decoder divides the sum by the sum of those ratios, computed from
+    the committed weights. Only the quantized integers travel; their sum is exact.
+    """
+
+    bits: int = 12
+    clip: float = 8.0
+    max_weight: int = 1 << 16
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 2 <= self.bits <= MAX_QUANTIZATION_BITS:
+            raise InvalidInputError(f"quantization bits must be an integer in 2..{MAX_QUANTIZATION_BITS}, "
+                                    f"got {self.bits!r}")
+        if not isinstance(self.clip, (int, float)) or not np.isfinite(self.clip) or self.clip <= 0:
+            raise InvalidInputError(f"the clipping range must be a positive finite number, got {self.clip!r}")
+        check_weight(self.max_weight, limit=1 << 31)
+
+    @property
+    def levels(self) -> int:
+        """The largest |q|."""
+        return (1 << (self.bits - 1)) - 1
+
+    @property
+    def step(self) -> float:
+        """The grid's spacing in the values' units: the precision kept."""
+        return self.clip / self.levels
+
+    def quantize(self, values: Any, weight: int = 1, rng: np.random.Generator | None = None) -> np.ndarray:
+        """``weight / max_weight`` times the values, clipped and stochastically rounded to int64."""
+        x = np.asarray(values, dtype=np.float64)
+        if x.ndim != 1:
+            raise InvalidInputError(f"can only quantize a flat vector, got shape {x.shape}")
+        if not np.all(np.isfinite(x)):
+            bad = int(np.flatnonzero(~np.isfinite(x))[0])
+            raise InvalidInputError(f"value {bad} is {float(x[bad])}: NaN and infinity cannot be quantized")
+        weight = check_weight(weight, limit=self.max_weight + 1)
+        scaled = np.clip(x * (weight / self.max_weight), -self.clip, self.clip) * (self.levels / self.clip)
+        rng = rng if rng is not None else np.random.default_rng()
+        q = np.floor(scaled + rng.random(x.size))
+        return np.clip(q, -self.levels, self.levels).astype(np.int64)
+
+    def weight_ratio(self, weights: list[int] | tuple[int, ...]) -> float:
+        """The sum of ``weight / max_weight`` over the summands: what the quantized sum is divided by."""
+        return sum(check_weight(w, limit=self.max_weight + 1) for w in weights) / self.max_weight
+
+    def average(self, total: np.ndarray, weights: list[int] | tuple[int, ...]) -> np.ndarray:
+        """The FedAvg parameters from the exact sum of the members' quantized values."""
+        return np.asarray(total, dtype=np.float64) * self.step / self.weight_ratio(weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bits": self.bits, "clip": float(self.clip), "max_weight": self.max_weight}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Quantization":
+        if not isinstance(data, dict) or set(data) != {"bits", "clip", "max_weight"}:
+            raise InvalidInputError(f"a quantization is {{bits, clip, max_weight}}, got {data!r}")
+        return cls(**data)

@@ -9,7 +9,10 @@ integers, because one round encrypts thousands of plaintexts:
   source: precomputed off the critical path, or from a fixed-base table;
 - addition is multiplication mod n^2, done per position over the members;
 - decryption uses the CRT (two half-size exponentiations, as ``phe`` does)
-  and runs on several threads: gmpy2 releases the GIL when asked to.
+  and runs on every core: large batches (a round's thousands of ciphertexts)
+  in a pool of worker processes kept by the private key for its lifetime
+  (:class:`CrtPool`; started once, ~0.1 s; plain subprocesses on pipes),
+  small ones on threads (gmpy2 releases the GIL when asked to).
 
 Key sizes are 2048 bits (default) or 3072; smaller keys are refused. A key's
 fingerprint is the SHA-256 of its canonical public form (what goes on the
@@ -22,6 +25,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
+import sys
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +45,9 @@ KEY_SIZES = (2048, 3072)
 DEFAULT_KEY_BITS = 2048
 PUBLIC_MAGIC = b"BLOCKFEDML-PAILLIER-PUBLIC-KEY/1\n"
 WORKERS = max(1, min(4, os.cpu_count() or 1))
+_SDK_PATH = os.pathsep.join(p for p in [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")] if p)
+PROCESS_BATCH = 256
+"""Batches of at least this many ciphertexts are decrypted in worker processes (when WORKERS > 1)."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -162,8 +172,68 @@ class PaillierPublicKey:
         return out
 
 
+class CrtPool:
+    """Worker processes that hold one private key's CRT constants and decrypt batches of ciphertexts.
+
+    Threads with the GIL released already share the big exponentiations, but the
+    per-ciphertext Python around them (divisions, the CRT join, conversions) holds the GIL;
+    separate processes run all of it in parallel. Each worker is ``python -m
+    blockfedml._crt_worker`` on pipes (no fork next to gRPC threads, no re-run of the
+    caller's ``__main__``); the key reaches it once, on stdin."""
+
+    def __init__(self, key: "PaillierPrivateKey", workers: int) -> None:
+        self.workers = workers
+        self.width = key.public_key.ciphertext_bytes
+        constants = {name: format(int(getattr(key, name)), "x")
+                     for name in ("p", "q", "hp", "hq", "p_inverse", "root_p", "root_q")}
+        line = json.dumps(constants).encode() + b"\n"
+        self.processes = []
+        for _ in range(workers):
+            process = subprocess.Popen([sys.executable, "-m", "blockfedml._crt_worker"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": _SDK_PATH})
+            process.stdin.write(line)
+            process.stdin.flush()
+            self.processes.append(process)
+        self.lock = threading.Lock()  # one batch at a time through the pipes
+
+    def map(self, op: bytes, ciphertexts: Sequence[gmpy2.mpz]) -> list[int]:
+        """``op`` (b"d" decrypt, b"r" randomness) over the ciphertexts, split evenly over the workers."""
+        width, half = self.width, self.width // 2
+        size = -(-len(ciphertexts) // self.workers)
+        chunks = [ciphertexts[i:i + size] for i in range(0, len(ciphertexts), size)]
+
+        def run(job: tuple[subprocess.Popen, Sequence[gmpy2.mpz]]) -> list[int]:
+            process, chunk = job
+            body = b"".join(int(c).to_bytes(width, "big") for c in chunk)
+            process.stdin.write(op + len(chunk).to_bytes(4, "big") + width.to_bytes(2, "big") + body)
+            process.stdin.flush()
+            answer = process.stdout.read(len(chunk) * half)
+            if len(answer) != len(chunk) * half:
+                raise CryptoError("a Paillier decryption worker stopped before answering")
+            return [int.from_bytes(answer[i:i + half], "big") for i in range(0, len(answer), half)]
+
+        with self.lock, ThreadPoolExecutor(max_workers=len(chunks), thread_name_prefix="crt") as threads:
+            return [value for part in threads.map(run, zip(self.processes, chunks)) for value in part]
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.stdin and not process.stdin.closed:
+                process.stdin.close()
+            process.wait(timeout=10)
+            if process.stdout:
+                process.stdout.close()
+        self.processes = []
+
+
+def _close_pool(attributes: dict) -> None:
+    """A key's worker processes end with the key (finalizer: it must not hold the key itself)."""
+    pool = attributes.get("_pool")
+    if pool is not None:
+        pool.close()
+
+
 class PaillierPrivateKey:
-    """p and q; decrypts with the CRT on several threads."""
+    """p and q; decrypts with the CRT on every core (worker processes for large batches)."""
 
     def __init__(self, public_key: PaillierPublicKey, p: int, q: int) -> None:
         p, q = gmpy2.mpz(p), gmpy2.mpz(q)
@@ -181,9 +251,33 @@ class PaillierPrivateKey:
         # n^-1 mod (p-1) and mod (q-1): the n-th root mod p and mod q (gcd(n, phi) = 1 for equal-size primes)
         self.root_p = gmpy2.invert(public_key.n, p - 1)
         self.root_q = gmpy2.invert(public_key.n, q - 1)
+        self._pool: CrtPool | None = None
+        self._pool_lock = threading.Lock()
+        weakref.finalize(self, _close_pool, self.__dict__)
+
+    def _processes(self, count: int, workers: int) -> CrtPool | None:
+        """The key's worker pool, started on first use, when a batch is worth it."""
+        if workers <= 1 or count < PROCESS_BATCH:
+            return None
+        with self._pool_lock:
+            if self._pool is None or self._pool.workers != workers:
+                if self._pool is not None:
+                    self._pool.close()
+                self._pool = CrtPool(self, workers)
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes (they also stop when the interpreter exits)."""
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
 
     def decrypt(self, ciphertexts: Sequence[gmpy2.mpz], workers: int = WORKERS) -> list[int]:
         """The plaintexts of these ciphertexts, in order."""
+        pool = self._processes(len(ciphertexts), workers)
+        if pool is not None:
+            return pool.map(b"d", ciphertexts)
         p, q, psquare, qsquare = self.p, self.q, self.psquare, self.qsquare
         hp, hq, p_inverse = self.hp, self.hq, self.p_inverse
 
@@ -204,6 +298,9 @@ class PaillierPrivateKey:
         Published next to m, r lets anyone re-encrypt m and compare with c without the
         private key: for Paillier that is a complete proof that m is c's plaintext
         (Paillier 1999, sec. 5: the map (m, r) -> c is a bijection)."""
+        pool = self._processes(len(ciphertexts), workers)
+        if pool is not None:
+            return pool.map(b"r", ciphertexts)
         p, q, root_p, root_q, p_inverse = self.p, self.q, self.root_p, self.root_q, self.p_inverse
 
         def roots(chunk: Sequence[gmpy2.mpz]) -> list[int]:

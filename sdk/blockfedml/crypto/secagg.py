@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from blockfedml.crypto import masking, shamir
 from blockfedml.crypto.encoding import EncodedVector, FixedPoint
+from blockfedml.crypto.graph import MaskingGraph
 from blockfedml.crypto.masking import MaskSecrets
 from blockfedml.crypto.packing import SlotLayout
 from blockfedml.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
@@ -167,13 +168,15 @@ def opening_from_bytes(data: bytes) -> tuple[dict[str, Any], list[int], list[int
 # -- masking ----------------------------------------------------------------------------
 
 def share_bundle(secrets_: MaskSecrets, *, round_number: int, org: str, share_keys: Mapping[str, bytes],
-                 threshold: int) -> bytes:
-    """Shares of this member's mask key and self-mask seed, one sealed pair per recipient.
+                 threshold: int, graph: MaskingGraph | None = None) -> bytes:
+    """Shares of this member's mask key and self-mask seed, one sealed pair per share holder.
 
-    ``share_keys`` maps every recipient (this member included) to its share
-    public key; recipient k (sorted) gets the shares at x = k + 1.
+    ``share_keys`` maps the round's selected members to their share public keys. The
+    holders are this member and its neighbours in ``graph`` (everyone in ``share_keys``
+    when there is no graph: the complete graph); holder k (sorted) gets the shares at
+    x = k + 1, any ``threshold`` of them rebuild a secret.
     """
-    recipients = sorted(share_keys)
+    recipients = sorted(graph.holders(org)) if graph is not None else sorted(share_keys)
     key_shares = shamir.split(masking.private_bytes(secrets_.mask_key), threshold, len(recipients))
     seed_shares = shamir.split(secrets_.self_seed, threshold, len(recipients))
     sealed = [
@@ -184,7 +187,16 @@ def share_bundle(secrets_: MaskSecrets, *, round_number: int, org: str, share_ke
     header = {"round": round_number, "org": org, "threshold": threshold, "recipients": recipients,
               "mask_key": secrets_.mask_public.hex(), "sizes": [len(s) for s in sealed],
               "self_seed_sha256": hashlib.sha256(secrets_.self_seed).hexdigest()}
+    if graph is not None:
+        header["graph"] = graph.to_dict()
     return pack("share-bundle", header, b"".join(sealed))
+
+
+def _neighbours(graph: MaskingGraph | None, org: str, among: Sequence[str]) -> list[str]:
+    """``org``'s mask partners among ``among``: its graph neighbours, or all of them (complete graph)."""
+    if graph is None:
+        return sorted(set(among) - {org})
+    return sorted(set(graph.neighbours(org)) & set(among))
 
 
 def _bundle_entry(bundle: bytes, recipient: str) -> tuple[dict[str, Any], bytes]:
@@ -198,10 +210,12 @@ def _bundle_entry(bundle: bytes, recipient: str) -> tuple[dict[str, Any], bytes]
 
 
 def seal_masked(params: np.ndarray, weight: int, *, round_number: int, org: str, secrets_: MaskSecrets,
-                mask_keys: Mapping[str, bytes], codec: FixedPoint) -> bytes:
-    """Encode and weight one member's parameters and add its masks (modulo 2^64)."""
+                mask_keys: Mapping[str, bytes], codec: FixedPoint, graph: MaskingGraph | None = None) -> bytes:
+    """Encode and weight one member's parameters and add its masks (modulo 2^64): its self-mask
+    and one pairwise mask per neighbour in ``graph`` among the participants (``mask_keys``)."""
     encoded = codec.encode(params, weight=weight)
-    masked = encoded.ints.view(np.uint64) + masking.total_mask(org, secrets_, mask_keys, round_number,
+    peers = {p: mask_keys[p] for p in _neighbours(graph, org, list(mask_keys))}
+    masked = encoded.ints.view(np.uint64) + masking.total_mask(org, secrets_, peers, round_number,
                                                                encoded.ints.size)
     header = {"round": round_number, "org": org, "weight": weight, "length": int(encoded.ints.size),
               "codec": codec.to_dict(), "participants": sorted(mask_keys)}
@@ -228,16 +242,20 @@ def sum_masked(blobs: Mapping[str, bytes], *, round_number: int, weights: Mappin
 
 
 def reveal_shares(secrets_: MaskSecrets, *, round_number: int, org: str, bundles: Mapping[str, bytes],
-                  share_keys: Mapping[str, bytes], contributors: Sequence[str], aggregator: str) -> bytes:
+                  share_keys: Mapping[str, bytes], contributors: Sequence[str], aggregator: str,
+                  graph: MaskingGraph | None = None) -> bytes:
     """The shares this member releases for the recorded contributor set, sealed to the aggregator.
 
     For a contributor: its self-mask seed share (its pairwise masks stay
     secret); for any other participant (dropped): its mask-key share (its
-    self-mask never entered the sum). Never both for one member.
+    self-mask never entered the sum). Never both for one member. With a
+    ``graph``, only the bundles of the members whose shares it holds (its
+    neighbours and itself) are opened; others in ``bundles`` are ignored.
     """
     contributing = set(contributors)
     seeds, keys = {}, {}
-    for sender in sorted(bundles):
+    senders = sorted(bundles) if graph is None else sorted(set(bundles) & set(graph.holders(org)))
+    for sender in senders:
         header, sealed = _bundle_entry(bundles[sender], org)
         expect(header, round=round_number, org=sender)
         plain = masking.open_share(secrets_.share_key, share_keys[sender], round_number, sender, org, sealed)
@@ -256,7 +274,7 @@ def reveal_shares(secrets_: MaskSecrets, *, round_number: int, org: str, bundles
 def unmask(masked_sum: bytes, reveals: Mapping[str, bytes], *, round_number: int, aggregator: str,
            secrets_: MaskSecrets, bundles: Mapping[str, bytes], share_keys: Mapping[str, bytes],
            mask_keys: Mapping[str, bytes], contributors: Sequence[str], weight: int,
-           threshold: int) -> tuple[bytes, bytes]:
+           threshold: int, graph: MaskingGraph | None = None) -> tuple[bytes, bytes]:
     """Rebuild the contributors' self-mask seeds and the dropped members' mask keys from
     exactly ``threshold`` revealed shares each, remove every mask; return the sum-result and
     the opening (kind ``mask-opening``: those seeds and keys, each checked against its
@@ -270,7 +288,8 @@ def unmask(masked_sum: bytes, reveals: Mapping[str, bytes], *, round_number: int
     contributing = set(contributors)
     dropped = sorted(set(mask_keys) - contributing)
     for org in sorted(mask_keys):
-        expect(unpack(bundles[org], "share-bundle")[0], round=round_number, org=org, threshold=threshold)
+        facts = {} if graph is None else {"graph": graph.to_dict(), "recipients": list(graph.holders(org))}
+        expect(unpack(bundles[org], "share-bundle")[0], round=round_number, org=org, threshold=threshold, **facts)
     seed_shares: dict[str, list] = {org: [] for org in contributing}
     key_shares: dict[str, list] = {org: [] for org in dropped}
     for revealer in sorted(reveals):
@@ -299,7 +318,8 @@ def unmask(masked_sum: bytes, reveals: Mapping[str, bytes], *, round_number: int
         if masking.public_bytes(X25519PrivateKey.from_private_bytes(key)) != mask_keys[org]:
             raise IntegrityError(f"the rebuilt mask key of {org} does not match the key it advertised")
         keys[org] = key
-    result = remove_masks(masked_sum, seeds, keys, mask_keys, round_number=round_number, weight=weight)
+    result = remove_masks(masked_sum, seeds, keys, mask_keys, round_number=round_number, weight=weight,
+                          graph=graph)
     opening_header = {"round": round_number, "contributors": sorted(contributors), "weight": weight,
                       "sum": hashlib.sha256(masked_sum).hexdigest(), "result": hashlib.sha256(result).hexdigest()}
     body = canonical_json({"self_seeds": {o: v.hex() for o, v in seeds.items()},
@@ -308,9 +328,11 @@ def unmask(masked_sum: bytes, reveals: Mapping[str, bytes], *, round_number: int
 
 
 def remove_masks(masked_sum: bytes, seeds: Mapping[str, bytes], keys: Mapping[str, bytes],
-                 mask_keys: Mapping[str, bytes], *, round_number: int, weight: int) -> bytes:
+                 mask_keys: Mapping[str, bytes], *, round_number: int, weight: int,
+                 graph: MaskingGraph | None = None) -> bytes:
     """The sum-result of a masked sum, given every contributor's self-mask seed and every
-    dropped member's mask key (private bytes); ``mask_keys`` are the advertised public keys."""
+    dropped member's mask key (private bytes); ``mask_keys`` are the advertised public keys.
+    A dropped member's pairwise masks are undone with its ``graph`` neighbours only."""
     header, payload = unpack(masked_sum, "masked-sum")
     length = int(header["length"])
     masks = np.zeros(length, dtype=np.uint64)
@@ -319,7 +341,7 @@ def remove_masks(masked_sum: bytes, seeds: Mapping[str, bytes], keys: Mapping[st
         masks += masking.expand(masking.self_mask_seed(seeds[org], round_number, org), length)
     for org in sorted(keys):
         key = X25519PrivateKey.from_private_bytes(keys[org])
-        for peer in contributors:  # undo the pairwise mask each contributor shared with org
+        for peer in _neighbours(graph, org, contributors):  # undo the mask each contributor shared with org
             stream = masking.expand(masking.pair_seed(key, mask_keys[peer], round_number, org, peer), length)
             if masking.pair_sign(peer, org) > 0:
                 masks += stream
@@ -339,6 +361,13 @@ def mask_opening_from_bytes(data: bytes) -> tuple[dict[str, Any], dict[str, byte
                 {o: bytes.fromhex(v) for o, v in body["mask_keys"].items()})
     except (ValueError, KeyError, TypeError, AttributeError):
         raise IntegrityError("a mask-opening blob is malformed") from None
+
+
+def short_of_shares(graph: MaskingGraph, revealers: Sequence[str], participants: Sequence[str]) -> list[str]:
+    """The participants whose secret cannot be rebuilt yet: fewer than ``graph.threshold`` of its
+    share holders (its neighbours and itself) among ``revealers``. Empty once unmasking can work."""
+    revealed = set(revealers)
+    return [org for org in sorted(participants) if len(revealed & set(graph.holders(org))) < graph.threshold]
 
 
 def _rebuild(shares: list, threshold: int, what: str) -> bytes:

@@ -27,6 +27,7 @@ import numpy as np
 
 from blockfedml.crypto import secagg
 from blockfedml.crypto.encoding import FixedPoint
+from blockfedml.crypto.graph import MaskingGraph
 from blockfedml.crypto.masking import MaskSecrets
 from blockfedml.crypto.packing import DEFAULT_WEIGHT_BITS, SlotLayout
 from blockfedml.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
@@ -41,8 +42,9 @@ class RoundContext:
     """What a secure mode needs to know about a round; the caller reads it from the ledger.
 
     Public facts (participants, committed weights, the Paillier key, the
-    advertised mask and share keys, the masking threshold) plus, for the
-    member acting, its own secrets (never sent anywhere).
+    advertised mask and share keys, the masking threshold and graph: who masks with
+    whom, threshold of shares per member) plus, for the member acting, its own secrets
+    (never sent anywhere). Without a graph, masking uses the complete graph.
     """
 
     round: int
@@ -54,6 +56,7 @@ class RoundContext:
     share_keys: Mapping[str, bytes] = field(default_factory=dict)
     threshold: int = 0
     secrets: MaskSecrets | None = None
+    graph: MaskingGraph | None = None
 
 
 class AggregationMode(ABC):
@@ -177,13 +180,13 @@ class MaskingAggregation(SecureAggregation):
         """A member's encrypted shares of its secrets for every recipient (configuration phase)."""
         return secagg.share_bundle(_need(context.secrets, "this member's mask secrets"),
                                    round_number=context.round, org=org, share_keys=context.share_keys,
-                                   threshold=context.threshold)
+                                   threshold=context.threshold, graph=context.graph)
 
     def seal(self, update: ClientUpdate, context: RoundContext | None = None) -> bytes:
         context = _need(context, "a round context")
         return secagg.seal_masked(update.params, int(update.num_samples), round_number=context.round,
                                   org=update.org, secrets_=_need(context.secrets, "this member's mask secrets"),
-                                  mask_keys=context.mask_keys, codec=self.codec)
+                                  mask_keys=context.mask_keys, codec=self.codec, graph=context.graph)
 
     def sum(self, sealed: Mapping[str, bytes], context: RoundContext) -> bytes:
         return secagg.sum_masked(sealed, round_number=context.round, weights=context.weights,
@@ -195,7 +198,7 @@ class MaskingAggregation(SecureAggregation):
         return secagg.reveal_shares(_need(context.secrets, "this member's mask secrets"),
                                     round_number=context.round, org=org, bundles=bundles,
                                     share_keys=context.share_keys, contributors=contributors,
-                                    aggregator=aggregator)
+                                    aggregator=aggregator, graph=context.graph)
 
     def unmask(self, masked_sum: bytes, reveals: Mapping[str, bytes], bundles: Mapping[str, bytes],
                aggregator: str, contributors: Sequence[str], weight: int,
@@ -205,7 +208,8 @@ class MaskingAggregation(SecureAggregation):
         return secagg.unmask(masked_sum, reveals, round_number=context.round, aggregator=aggregator,
                              secrets_=_need(context.secrets, "the aggregator's mask secrets"), bundles=bundles,
                              share_keys=context.share_keys, mask_keys=context.mask_keys,
-                             contributors=contributors, weight=weight, threshold=context.threshold)
+                             contributors=contributors, weight=weight, threshold=context.threshold,
+                             graph=context.graph)
 
 
 def _need(value, what: str):

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from blockfedml.crypto import secagg
+from blockfedml.crypto.graph import graph_of_round
 from blockfedml.crypto.masking import MaskSecrets
 from blockfedml.crypto.paillier import PaillierPrivateKey, PaillierPublicKey
 from blockfedml.crypto.randomness import DEFAULT_SOURCE, RandomSource, make_randomness
@@ -315,8 +317,10 @@ class Member:
         request = self.contract.evaluate_json("GetDecryptions", number)[0]
         if request["result"] is not None:
             return None
-        reveal = MaskingAggregation().reveal(self.msp_id, self._bundles(round_), request["contributors"],
-                                             round_["aggregator"], self.round_context(round_))
+        context = self.round_context(round_)
+        held = set(context.graph.holders(self.msp_id))  # whose shares this member holds (symmetric graph)
+        reveal = MaskingAggregation().reveal(self.msp_id, self._bundles(round_, held), request["contributors"],
+                                             round_["aggregator"], context)
         digest = self.store.put(reveal)
         try:
             return self.contract.submit_json("RevealMaskShares", number, digest, len(reveal))
@@ -337,14 +341,16 @@ class Member:
             return RoundContext(number, participants, weights or {}, public_key=public_key,
                                 randomness=self._randomness[public_key.fingerprint])
         if mode == "masking":
-            keys = {k["msp_id"]: k for k in self.contract.evaluate_json("GetMaskKeys", number)
-                    if k["msp_id"] in participants}
+            advertised = {k["msp_id"]: k for k in self.contract.evaluate_json("GetMaskKeys", number)}
+            keys = {m: k for m, k in advertised.items() if m in participants}
             if len(keys) != len(participants):
                 raise PhaseError(f"round {number}: {sorted(set(participants) - set(keys))} advertised no mask keys")
+            graph = graph_of_round(round_, advertised)
             return RoundContext(number, participants, weights or {},
                                 mask_keys={m: bytes.fromhex(k["mask_key"]) for m, k in keys.items()},
-                                share_keys={m: bytes.fromhex(k["share_key"]) for m, k in keys.items()},
-                                threshold=round_["mask_threshold"], secrets=self.mask_secrets(number))
+                                share_keys={m: bytes.fromhex(k["share_key"]) for m, k in advertised.items()
+                                            if m in graph.members},
+                                threshold=graph.threshold, secrets=self.mask_secrets(number), graph=graph)
         return RoundContext(number, participants, weights or {})
 
     def mask_secrets(self, number: int) -> MaskSecrets | None:
@@ -399,17 +405,21 @@ class Member:
         revealed = self.contract.evaluate_json("GetMaskReveals", number)
         if len(revealed) < round_["mask_threshold"]:
             return None
+        context = self.round_context(round_)
+        if secagg.short_of_shares(context.graph, [r["msp_id"] for r in revealed], round_["participants"]):
+            return None  # some member's share holders have not revealed enough yet
         reveals = {r["msp_id"]: fetch(self.store, r) for r in revealed}
         result, opening = mode.unmask(fetch(self.store, request), reveals, self._bundles(round_), self.msp_id,
-                                      request["contributors"], request["weight"], self.round_context(round_))
+                                      request["contributors"], request["weight"], context)
         digest = self.store.put(result)
         return self.contract.submit_json("RecordDecryption", number, 0, digest, self.store.put(opening))
 
-    def _bundles(self, round_: dict[str, Any]) -> dict[str, bytes]:
-        """The participants' share bundles, each checked against its digest on the ledger."""
-        participants = set(round_["participants"])
+    def _bundles(self, round_: dict[str, Any], among: set[str] | None = None) -> dict[str, bytes]:
+        """The participants' share bundles (only those ``among``, if given), each checked against its
+        digest on the ledger."""
+        wanted = set(round_["participants"]) if among is None else set(round_["participants"]) & among
         return {s["msp_id"]: fetch(self.store, s)
-                for s in self.contract.evaluate_json("GetMaskShares", round_["round"]) if s["msp_id"] in participants}
+                for s in self.contract.evaluate_json("GetMaskShares", round_["round"]) if s["msp_id"] in wanted}
 
     def _public_key(self, pinned: dict[str, Any]) -> PaillierPublicKey:
         """The round's Paillier key from the store; its name is its fingerprint, so it is the pinned one."""
