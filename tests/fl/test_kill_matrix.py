@@ -237,11 +237,18 @@ def test_ledger_service_killed_mid_round(consortium):
         wait_for_service(consortium.service.address, 30, up=False)  # the kernel closes its socket
         restarted = ledger_host.start_background(w)
         assert ledger_host.running_pid(w) == restarted
-        for name in list(procs):  # whatever noticed the outage exited; the same command again
-            proc = procs[name]
-            if proc.poll() is not None and proc.returncode != 0:
-                procs[f"{name} (killed)"] = procs.pop(name)
-                procs[name] = _drive(w) if name == "admin" else _member(w, name)
+        restarted: set[str] = set()
+
+        def restart_what_exited() -> bool:
+            """Whatever noticed the outage exits (now or later): the same command again, once."""
+            for name in [n for n in procs if not n.endswith("(killed)") and n not in restarted]:
+                if procs[name].poll() is not None and procs[name].returncode != 0:
+                    procs[f"{name} (killed)"] = procs.pop(name)
+                    procs[name] = _drive(w) if name == "admin" else _member(w, name)
+                    restarted.add(name)
+            return all(proc.poll() is not None for proc in procs.values())
+
+        _until(consortium, restart_what_exited, "every command to finish")
         outcomes = _finish(procs)
         for name in [n for n in procs if n.endswith("(killed)")]:
             outcomes.pop(name)

@@ -6,6 +6,7 @@ sockets); the crash test runs it as its own process and kills it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -181,7 +182,7 @@ def test_the_service_killed_mid_commit_loses_nothing_acknowledged(tmp_path) -> N
             if len(acknowledged) == 20:
                 break
         pid = ledger_host.running_pid(workdir)
-        ledger_host.os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
         rest, _ = writer.communicate(timeout=60)  # the writer stops at its first failed call
     finally:
         if writer.poll() is None:
