@@ -159,7 +159,7 @@ class _RoundDriver:
             if self._round(number)["phase"] != phase:
                 continue  # closed at its deadline (or by someone else)
             round_ = self._submit(self.STEPS[phase], phase, number)
-            if phase == "configuration" and round_["phase"] == "update":
+            if phase in ("selection", "configuration") and round_["phase"] == "update":  # allocated
                 self.say(f"round {number}: participants {round_['participants']}, aggregator {round_['aggregator']}"
                          + (f", key holder {round_['keyholder']}" if round_["mode"] == "paillier" else ""))
         decided = self._round(number)
