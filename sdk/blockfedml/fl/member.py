@@ -102,18 +102,22 @@ class Member:
         one, the verdict is 1 whenever the member has data and the score is the
         base checkpoint's metric on local validation data.
         """
+        verdict, score = self.screening(round_)
+        # One transaction for the whole selection phase: the screening, the round's terms accepted
+        # ahead (its base checkpoint), and in a masking round this round's public mask keys.
+        mask_key, share_key = self._mask_public_keys(round_) if round_.get("mode") == "masking" else ("", "")
+        return self.contract.submit_json("EnterRound", round_["round"], verdict, score, round_["base_checkpoint"],
+                                         mask_key, share_key)
+
+    def screening(self, round_: dict[str, Any]) -> tuple[int, int]:
+        """The verdict and score ``screen`` reports (see there)."""
         if self.screener is not None:  # label consistency with the reference SVM
             report = self.screener.screen(self.data.X_train, self.data.y_train)
             verdict, score = report.verdict, report.score
         else:
             verdict = 1 if len(self.data.y_train) > 0 else 0
             score = to_fixed(self._evaluate(round_["base_checkpoint"]))
-        verdict, score = self.behaviour.screening(verdict, score)
-        # One transaction for the whole selection phase: the screening, the round's terms accepted
-        # ahead (its base checkpoint), and in a masking round this round's public mask keys.
-        mask_key, share_key = self._mask_public_keys(round_) if round_.get("mode") == "masking" else ("", "")
-        return self.contract.submit_json("EnterRound", round_["round"], verdict, score, round_["base_checkpoint"],
-                                         mask_key, share_key)
+        return self.behaviour.screening(verdict, score)
 
     def accept(self, round_: dict[str, Any]) -> dict[str, Any]:
         """Configuration: accept the round's terms (its base checkpoint)."""
