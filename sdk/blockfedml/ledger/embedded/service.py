@@ -66,7 +66,7 @@ from blockfedml.ledger.fabric.gateway import COMMIT_STATUS_METADATA  # Submit's 
 from blockfedml.ledger.proposal import Proposal, parse_proposal
 
 MAX_MESSAGE_BYTES = 100 * 1024 * 1024
-PENDING_LIMIT = 10_000  # endorsed, not yet submitted transactions kept (decoded) for their Submit
+PENDING_LIMIT = 4096  # endorsed, not yet submitted transactions kept (decoded, a few KB each) for their Submit
 GROUP_COMMIT_LIMIT = 256  # transactions committed in one write at most
 
 
