@@ -162,6 +162,46 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
         await put_json(stub, key, screening)
         return canonical(screening)
 
+    async def EnterRound(self, ctx: TransactionContextInterface, round: str, verdict: str, score: str,
+                         checkpoint_digest: str, mask_key: str, share_key: str) -> str:
+        """Selection, in one transaction: ReportScreening, AcceptTerms ahead of selection (the terms —
+        base checkpoint, mode — are fixed when the round opens) and, in a masking round,
+        AdvertiseMaskKey (``mask_key``/``share_key`` empty in the other modes). It writes the records
+        those three write, so everything that reads them is unchanged; an acceptance counts only
+        if the member is then selected."""
+        stub, caller = ctx.get_stub(), caller_of(ctx)
+        verdict_value = rules.parse_int("verdict", verdict, minimum=0, maximum=1)
+        score_value = rules.parse_int("score", score)
+        digest = rules.parse_digest("checkpoint_digest", checkpoint_digest)
+        org = await get_writer(stub, caller)
+        if org["status"] != rules.ACTIVE or not rules.has_role(org, "member"):
+            raise ContractError(UNAUTHORIZED, f"{caller} is not an active member "
+                                              f"(status {org['status']}, roles {org['roles']})")
+        record = await get_round(stub, round)
+        number = record["round"]
+        rules.require_phase(record, "selection")
+        if digest != record["base_checkpoint"]:
+            raise ContractError(INVALID, f"checkpoint_digest {digest} is not the base checkpoint "
+                                         f"{record['base_checkpoint']} of round {number}")
+        writes: list[tuple[str, Record]] = [(round_key("screen", number, caller),
+                                             {"verdict": verdict_value, "score": score_value}),
+                                            (round_key("accept", number, caller), {"checkpoint": digest})]
+        if record["mode"] == "masking":
+            keys = {"mask_key": rules.parse_public_key_hex("mask_key", mask_key),
+                    "share_key": rules.parse_public_key_hex("share_key", share_key)}
+            if keys["mask_key"] == keys["share_key"]:
+                raise ContractError(INVALID, "mask_key and share_key must be two different keys")
+            writes.append((round_key("maskkey", number, caller), keys))
+        elif mask_key or share_key:
+            raise ContractError(INVALID, f"round {number} runs in mode {record['mode']}: mask_key and share_key "
+                                         "must be empty (they are for masking rounds)")
+        for key, _ in writes:
+            await require_absent(stub, key, f"{caller} already entered round {number} ({key.split('~')[0]} "
+                                            "is recorded)")
+        for key, value in writes:
+            await put_json(stub, key, value)
+        return canonical({"round": number, "verdict": verdict_value, "score": score_value})
+
     async def CloseSelection(self, ctx: TransactionContextInterface, round: str) -> str:
         """Fix the selected members: eligible members that passed screening."""
         stub, caller = ctx.get_stub(), caller_of(ctx)
@@ -171,9 +211,26 @@ class FederationContract(AttributionTransactions, SecureAggregationTransactions,
         settings = await get_json(stub, "settings")
         selected = await self._selectable(stub, record, settings)
         rules.require_enough("eligible members", selected, settings["min_participants"], record["round"])
-        record = self._selected(ctx, record, settings, selected)
+        record = await self._allocated_at_once(stub, ctx, self._selected(ctx, record, settings, selected),
+                                               settings)
         await put_json(stub, round_key("round", record["round"]), record)
         return canonical(record)
+
+    async def _allocated_at_once(self, stub: Any, ctx: TransactionContextInterface, record: Record,
+                                 settings: Record) -> Record:
+        """A round just moved to configuration, allocated in the same transaction when nothing is
+        left to configure: every selected member accepted ahead (EnterRound) and the mode needs
+        no shares (not masking). Otherwise (or when allocation refuses) it stays in configuration
+        and Allocate follows, as before."""
+        if record["mode"] == "masking":
+            return record
+        participants = await self._ready(stub, record)
+        if participants != sorted(record["selected"]):
+            return record
+        try:
+            return await self._allocated(stub, ctx, record, settings, participants)
+        except ContractError:
+            return record  # Allocate (or ClosePhase) will say why
 
     async def _selectable(self, stub: Any, record: Record, settings: Record) -> list[str]:
         """Eligible members that screened favourably (with masking: and advertised mask keys)."""

@@ -75,7 +75,8 @@ class RoundRecoveryTransactions:
             if len(selected) < minimum:
                 return await self._abort(stub, ctx, record, settings, _too_few("eligible members", selected,
                                                                                 minimum), missing)
-            record = self._selected(ctx, record, settings, selected)
+            record = await self._allocated_at_once(stub, ctx, self._selected(ctx, record, settings, selected),
+                                                   settings)
         elif phase == "configuration":
             participants = await self._ready(stub, record)
             try:

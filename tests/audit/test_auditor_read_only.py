@@ -59,8 +59,11 @@ def test_every_write_by_the_auditor_is_refused_and_changes_nothing(consortium):
 
     number = session.admin.submit_json("OpenRound", "plaintext")["round"]
     refused(consortium, auditor, "ReportScreening", number, 1, 900000)
+    base = session.admin.evaluate_json("GetRound", number)["base_checkpoint"]
+    refused(consortium, auditor, "EnterRound", number, 1, 900000, base, "", "")
     refused(consortium, auditor, "CloseSelection", number)
-    round_ = advance(session, number, "selection")
+    for member in session.members:  # screening alone (not EnterRound), so the round has a configuration phase
+        member.contract.submit_json("ReportScreening", number, 1, 900000)
     session.admin.submit_json("CloseSelection", number)
     round_ = advance(session, number, "configuration")
     refused(consortium, auditor, "AcceptTerms", number, round_["base_checkpoint"])

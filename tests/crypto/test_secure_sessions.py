@@ -139,6 +139,8 @@ def open_round(session, mode, committers):
     number = admin.submit_json("OpenRound", mode)["round"]
     for close in ("CloseSelection", "Allocate"):
         round_ = admin.evaluate_json("GetRound", number)
+        if round_["phase"] == "update":
+            break  # every selected member accepted while screening: allocated when selection closed
         for member in session.members:
             member.act(round_)
         admin.submit_json(close, number)

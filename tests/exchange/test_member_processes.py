@@ -57,9 +57,9 @@ def test_three_member_processes_finish_a_round_over_the_exchange(tmp_path):
     try:
         _wait_until(consortium, procs, lambda: len(admin.evaluate_json("GetScreenings", number)) == 3,
                     "three screenings")
-        admin.submit_json("CloseSelection", number)
-        _wait_until(consortium, procs, lambda: _calls(consortium, "AcceptTerms") == 3, "three acceptances")
-        admin.submit_json("Allocate", number)
+        # every member accepted the terms in its screening transaction (EnterRound): allocated at once
+        assert admin.submit_json("CloseSelection", number)["phase"] == "update"
+        assert _calls(consortium, "EnterRound") == 3 and _calls(consortium, "AcceptTerms") == 0
         _wait_until(consortium, procs, lambda: len(admin.evaluate_json("GetEndorsements", number)) == 3,
                     "the aggregate and three endorsements")
         decided = admin.submit_json("Decide", number)
@@ -79,7 +79,7 @@ def test_three_member_processes_finish_a_round_over_the_exchange(tmp_path):
     aggregator = decided["aggregator"]
     for org, report in zip(("Org1MSP", "Org2MSP", "Org3MSP"), reports):
         actions = [a["action"] for a in report["actions"]]
-        assert actions[:3] == ["screen", "accept", "train_and_commit"] and actions[-1] == "endorse"
+        assert actions[:2] == ["screen", "train_and_commit"] and actions[-1] == "endorse"  # screen accepts too
         assert ("aggregate" in actions) == (org == aggregator)
     # The sealed updates travelled over the exchange only: none is in the shared store,
     # so no third organization could read another's update there.

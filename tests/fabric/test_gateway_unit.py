@@ -23,7 +23,7 @@ from blockfedml.identity import create_organization
 from blockfedml.identity.signing import is_low_s, verify_signature
 from blockfedml.ledger.fabric import FabricGateway, FabricProfile, GatewayOptions, PeerEndpoint
 from blockfedml.ledger.fabric.errors import STATUS_DETAILS_KEY, RpcStatus, commit_error, map_rpc_error
-from blockfedml.ledger.fabric.gateway import envelope_result
+from blockfedml.ledger.fabric.gateway import COMMIT_STATUS_METADATA, envelope_result
 from blockfedml.ledger.proposal import create_proposal, parse_proposal
 
 
@@ -125,10 +125,24 @@ def test_invalid_commits_map_by_validation_code():
 
 # ---- the client's flow and retries, against a scripted Gateway ----------------------
 
-class ScriptedGateway:
-    """Stands in for the gRPC stub: answers from queues and records every request."""
+class _Call:
+    """What ``with_call`` returns beside the response: the answer's trailing metadata."""
 
-    def __init__(self, commit_codes=(), evaluate_failures=0, endorse_mismatches=0) -> None:
+    def __init__(self, metadata) -> None:
+        self.metadata = metadata
+
+    def trailing_metadata(self):
+        return self.metadata
+
+
+class ScriptedGateway:
+    """Stands in for the gRPC stub: answers from queues and records every request.
+    ``submit_metadata``: the trailing metadata of Submit's answer (a Fabric peer sends none;
+    the embedded ledger's service sends the commit status)."""
+
+    def __init__(self, commit_codes=(), evaluate_failures=0, endorse_mismatches=0, submit_metadata=()) -> None:
+        self.submit_metadata = tuple(submit_metadata)
+        self.Submit = self  # the stub's Submit: called directly, or ``with_call`` for the metadata
         self.commit_codes = list(commit_codes)
         self.evaluate_failures = evaluate_failures
         self.endorse_mismatches = endorse_mismatches
@@ -150,9 +164,12 @@ class ScriptedGateway:
                                ("ProposalResponsePayloads do not match",))
         return gateway_pb2.EndorseResponse(prepared_transaction=prepared_envelope(request.transaction_id, b'"ok"'))
 
-    def Submit(self, request, timeout):  # noqa: N802
+    def __call__(self, request, timeout):  # Submit
         self.submitted.append(request)
         return gateway_pb2.SubmitResponse()
+
+    def with_call(self, request, timeout):
+        return self(request, timeout), _Call(self.submit_metadata)
 
     def CommitStatus(self, request, timeout):  # noqa: N802
         self.status_requests.append(request)
@@ -167,6 +184,19 @@ def scripted(org, tmp_path, script: ScriptedGateway, **options) -> FabricGateway
                             GatewayOptions(retry_backoff=0.001, **options))
     gateway._stub = script
     return gateway
+
+
+def test_a_commit_status_carried_by_submit_spares_the_commit_status_request(org, tmp_path):
+    """The embedded ledger's service answers Submit with ``code/block``; a conflict there is a conflict."""
+    script = ScriptedGateway(submit_metadata=[(COMMIT_STATUS_METADATA, "0/9")])
+    gateway = scripted(org, tmp_path, script)
+    contract = gateway.network().contract()
+    assert contract.submit_json("Join") == "ok" and script.status_requests == []
+    script.submit_metadata = ((COMMIT_STATUS_METADATA, f"{transaction_pb2.MVCC_READ_CONFLICT}/10"),)
+    with pytest.raises(ConflictError):
+        contract.submit_json("Join")
+    assert len(script.endorsed) == 1 + 3 and script.status_requests == []  # endorsed again twice, as Fabric's
+    gateway.close()
 
 
 def test_submit_signs_the_envelope_and_the_commit_status_request(org, tmp_path):

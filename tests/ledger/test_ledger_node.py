@@ -75,6 +75,17 @@ def test_a_write_set_built_by_the_client_is_refused(ledger, contract, orgs) -> N
     with pytest.raises(IntegrityError, match="endorsement signature does not verify"):
         ledger.commit(resigned, tx.proposal_signature)
     assert (state_digest(ledger.path), ledger.height()) == (before, height)
+    # Handed the node's own record of what it endorsed, the commit still decodes and checks the
+    # forged payload in full (only a byte-identical payload is taken as endorsed) ...
+    with pytest.raises(IntegrityError, match="endorsement signature does not verify"):
+        ledger.commit(resigned, tx.proposal_signature, tx.endorsement.endorsed)
+    # ... and the identical payload signed by another organization fails its envelope signature.
+    other = blk.sign_envelope(envelope.payload, orgs[1].admin())
+    with pytest.raises(IntegrityError, match="envelope signature does not verify"):
+        ledger.commit(other, tx.proposal_signature, tx.endorsement.endorsed)
+    assert (state_digest(ledger.path), ledger.height()) == (before, height)
+    tx.submit()  # the genuine transaction still commits
+    assert ledger.height() == height + 1 and ledger.verify().ok
 
 
 def test_a_ledger_opened_without_the_node_keys_is_read_only(ledger, contract, orgs) -> None:

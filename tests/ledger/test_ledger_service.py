@@ -6,6 +6,7 @@ sockets); the crash test runs it as its own process and kills it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ from blockfedml.ledger.deliver import embedded_block
 from blockfedml.ledger.embedded import blocks as blk
 from blockfedml.ledger.embedded.node import NodeCertificates
 from blockfedml.ledger.fabric import FabricGateway, PeerEndpoint
+from blockfedml.ledger.fabric import gateway as fabric_gateway
 
 
 def state_digest(workdir: Path) -> str:
@@ -100,6 +102,31 @@ def test_a_replayed_envelope_is_refused_or_acknowledged_without_a_second_block(s
     with pytest.raises(ConflictError, match="replay refused"):
         gateway.submit(tx.tx_id, served.channel, resigned)  # other bytes, same transaction ID
     assert (served.ledger_height(), state_digest(served.workdir)) == (height, before)
+
+
+def test_submit_answers_with_the_commit_status_so_the_client_skips_commit_status(served, monkeypatch) -> None:
+    """The service answers Submit once the block is on disk, with its status in the trailing
+    metadata; the client takes it (one round trip less). Without it, as from a Fabric peer,
+    the client asks CommitStatus and gets the same answer."""
+    gateway = served.gateway("Org1")
+    asked: list[str] = []
+    ask = gateway.commit_status
+    monkeypatch.setattr(gateway, "commit_status", lambda tx_id, channel: asked.append(tx_id) or ask(tx_id, channel))
+    tx = served.contract("Org1").new_proposal("SetSettings", '{"reward": 4}').endorse()
+    assert json.loads(tx.submit())["reward"] == 4
+    assert asked == [] and tx.block_number == served.ledger_height() - 1
+    monkeypatch.setattr(fabric_gateway, "committed_status", lambda metadata: None)  # a peer's answer
+    tx = served.contract("Org1").new_proposal("SetSettings", '{"reward": 5}').endorse()
+    assert json.loads(tx.submit())["reward"] == 5
+    assert asked == [tx.tx_id] and tx.block_number == served.ledger_height() - 1
+
+
+def test_the_commit_status_metadata_is_read_strictly() -> None:
+    key = fabric_gateway.COMMIT_STATUS_METADATA
+    status = fabric_gateway.committed_status([("other", "x"), (key, "11/42")])
+    assert (status.result, status.block_number) == (11, 42)
+    for value in ("", "0", "a/1", "0/-1", "0/1/2", b"0/x"):
+        assert fabric_gateway.committed_status([(key, value)]) is None, value
 
 
 def test_a_client_certificate_from_an_unknown_ca_is_refused_at_the_tls_layer(served, tmp_path) -> None:

@@ -41,6 +41,9 @@ RECOVERY_FUNCTIONS = {"configuration": ("ClosePhase",), "allocation": ("ClosePha
 PHASE_FUNCTIONS = {"selection": "OpenRound", "configuration": "CloseSelection", "allocation": "Allocate",
                    "update": "Allocate", "attribution": "ProposeGroups", "feedback": "ProposeAggregate",
                    "closed": "Decide"}
+#: A round whose selected members all accepted while screening (EnterRound) is allocated by the very
+#: transaction that closes its selection: its configuration, allocation and update entries name it.
+ALLOCATED_AT_ONCE = {"allocation", "update"}
 
 
 @dataclass
@@ -216,6 +219,9 @@ def _check_phases(check: Check, ctx: AuditContext, record: Record, is_last: bool
         expected = PHASE_FUNCTIONS.get(phase, tx.function if tx else None)
         if tx is not None and tx.function in RECOVERY_FUNCTIONS.get(phase, ()):
             expected = tx.function  # closed at its deadline, or aborted (docs/operations.md)
+        if phase in ALLOCATED_AT_ONCE and tx_id == by_phase.get("configuration", {}).get("tx") \
+                and tx is not None and tx.function == PHASE_FUNCTIONS["configuration"]:
+            expected = tx.function  # allocated when its selection closed
         if tx is None or not tx.valid:
             check.fail(f"phase {phase} names a transaction that is not a valid transaction on the ledger",
                        round=number, tx=tx_id, object=key)

@@ -144,8 +144,9 @@ class _RoundDriver:
             self.say(f"round {number} opened")
         else:
             self.say(f"round {number}: resuming in phase {self._round(number)['phase']}")
+        known: dict[str, Any] | None = None  # the round as the last transaction left it (no re-read)
         while True:
-            round_ = self._round(number)
+            round_, known = known or self._round(number), None
             phase = round_["phase"]
             if phase == "closed":
                 break
@@ -153,13 +154,12 @@ class _RoundDriver:
                 self._await_aggregator(number, phase)
                 continue
             if phase == "attribution" and round_["attribution"]["accepted"] == []:  # every group harmed
-                self._submit("Decide", phase, number)
+                known = self._submit("Decide", phase, number)
                 continue
-            self._await_phase(number, phase)
-            if self._round(number)["phase"] != phase:
+            if not self._await_phase(number, phase):
                 continue  # closed at its deadline (or by someone else)
-            round_ = self._submit(self.STEPS[phase], phase, number)
-            if phase == "configuration" and round_["phase"] == "update":
+            round_ = known = self._submit(self.STEPS[phase], phase, number)
+            if phase in ("selection", "configuration") and round_["phase"] == "update":  # allocated
                 self.say(f"round {number}: participants {round_['participants']}, aggregator {round_['aggregator']}"
                          + (f", key holder {round_['keyholder']}" if round_["mode"] == "paillier" else ""))
         decided = self._round(number)
@@ -184,9 +184,10 @@ class _RoundDriver:
             return [m for m in state["waiting_for"] if m in self.expected]
         return list(state["waiting_for"])
 
-    def _await_phase(self, number: int, phase: str) -> None:
+    def _await_phase(self, number: int, phase: str) -> bool:
         """Wait until everyone the phase waits for has acted. At the ledger deadline, close the phase
-        with those who did (ClosePhase); without a deadline, after ``timeout`` go on with them."""
+        with those who did (ClosePhase); without a deadline, after ``timeout`` go on with them.
+        True when the phase is still open for the admin's closing transaction."""
         def settled() -> dict[str, Any] | None:
             state = pending(self.admin, number)
             left = seconds_to_deadline(state)
@@ -201,26 +202,28 @@ class _RoundDriver:
             self.say(f"round {number}: {phase}: going on without {', '.join(late)} (no action within "
                      f"{self.wait.timeout:.0f} s)")
             self._late = (phase, late)
-        elif state["phase"] == phase and self._waiting(state):
+            return True
+        if state["phase"] == phase and self._waiting(state):
             self._close_at_deadline(number, phase, self._waiting(state))
+            return False
+        return state["phase"] == phase
 
     def _await_aggregator(self, number: int, phase: str) -> None:
         """Wait while the aggregator (and in a secure round the key holder, or the members revealing
         shares) opens the sum and proposes; at the deadline go on without members that did not commit,
         or with a new aggregator. An opening under way is waited for up to ``timeout``."""
         def settled() -> dict[str, Any] | None:
-            round_ = self._round(number)
-            if round_["phase"] != phase:
-                return round_
-            state = pending(self.admin, number)
+            state = pending(self.admin, number)  # one query per block: the phase and its deadline
+            if state["phase"] != phase:
+                return state
             left = seconds_to_deadline(state)
             if left is not None and left <= 0 and not self.admin.evaluate_json("GetDecryptions", number):
-                return round_
+                return state
             return None
 
-        round_ = self.wait.until(settled, lambda: self._update_pending(number)
-                                 + f"; `blockfedml admin round abort {number} --reason ...` ends the round")
-        if round_["phase"] == phase:
+        state = self.wait.until(settled, lambda: self._update_pending(number)
+                                + f"; `blockfedml admin round abort {number} --reason ...` ends the round")
+        if state["phase"] == phase:
             self._close_at_deadline(number, phase, pending(self.admin, number)["waiting_for"])
 
     def _close_at_deadline(self, number: int, phase: str, missing: list[str]) -> None:

@@ -104,14 +104,22 @@ class Member:
         one, the verdict is 1 whenever the member has data and the score is the
         base checkpoint's metric on local validation data.
         """
+        verdict, score = self.screening(round_)
+        # One transaction for the whole selection phase: the screening, the round's terms accepted
+        # ahead (its base checkpoint), and in a masking round this round's public mask keys.
+        mask_key, share_key = self._mask_public_keys(round_) if round_.get("mode") == "masking" else ("", "")
+        return self.contract.submit_json("EnterRound", round_["round"], verdict, score, round_["base_checkpoint"],
+                                         mask_key, share_key)
+
+    def screening(self, round_: dict[str, Any]) -> tuple[int, int]:
+        """The verdict and score ``screen`` reports (see there)."""
         if self.screener is not None:  # label consistency with the reference SVM
             report = self.screener.screen(self.data.X_train, self.data.y_train)
             verdict, score = report.verdict, report.score
         else:
             verdict = 1 if len(self.data.y_train) > 0 else 0
             score = to_fixed(self._evaluate(round_["base_checkpoint"]))
-        verdict, score = self.behaviour.screening(verdict, score)
-        return self.contract.submit_json("ReportScreening", round_["round"], verdict, score)
+        return self.behaviour.screening(verdict, score)
 
     def accept(self, round_: dict[str, Any]) -> dict[str, Any]:
         """Configuration: accept the round's terms (its base checkpoint)."""
@@ -285,7 +293,12 @@ class Member:
 
     # -- secure aggregation ------------------------------------------------------
     def advertise_mask_key(self, round_: dict[str, Any]) -> dict[str, Any]:
-        """Selection (masking): fresh X25519 keys for this round; only their public halves leave."""
+        """Selection (masking): fresh X25519 keys for this round; only their public halves leave.
+        (``screen`` advertises them in its own transaction; this is the separate one.)"""
+        return self.contract.submit_json("AdvertiseMaskKey", round_["round"], *self._mask_public_keys(round_))
+
+    def _mask_public_keys(self, round_: dict[str, Any]) -> tuple[str, str]:
+        """This round's mask and share public keys (hex), the secrets made and kept first."""
         number = round_["round"]
         for old in [r for r in self.secrets if r < number]:  # earlier rounds are closed
             del self.secrets[old]
@@ -295,8 +308,7 @@ class Member:
             if self.round_secrets is not None:
                 self.round_secrets.forget_before(number)
                 self.round_secrets.save(number, secrets)
-        return self.contract.submit_json("AdvertiseMaskKey", round_["round"], secrets.mask_public.hex(),
-                                         secrets.share_public.hex())
+        return secrets.mask_public.hex(), secrets.share_public.hex()
 
     def share_mask_keys(self, round_: dict[str, Any]) -> dict[str, Any]:
         """Configuration (masking): Shamir shares of this round's secrets, sealed to each selected member."""
@@ -460,11 +472,12 @@ class Member:
         masking = round_.get("mode") == "masking"
         phase = round_["phase"]
         if phase == "selection":
-            return [self.screen, self.advertise_mask_key] if masking else [self.screen]
+            return [self.screen]  # with the terms accepted and (masking) the mask keys: one transaction
         if self.msp_id not in round_.get("selected", []):
             return []
         if phase == "configuration":
-            return [self.accept, self.share_mask_keys] if masking else [self.accept]
+            accept = [] if (round_["round"], "screen") in self.done else [self.accept]  # accepted at screening
+            return accept + [self.share_mask_keys] if masking else accept
         if self.msp_id not in remaining(round_):  # not a participant, or recorded absent: nothing left to do
             return []
         if phase == "update":

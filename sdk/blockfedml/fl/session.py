@@ -217,8 +217,8 @@ class Session:
         phase = record["phase"]
         if phase == "selection":
             self._step(number, "selection")
-            self.admin.submit_json("CloseSelection", number)
-            phase = "configuration"
+            # "update" at once when every selected member accepted while screening (EnterRound)
+            phase = self.admin.submit_json("CloseSelection", number)["phase"]
         if phase == "configuration":
             self._step(number, "configuration")
             self.admin.submit_json("Allocate", number)

@@ -106,5 +106,6 @@ class Transaction:
 
     def submit(self) -> bytes:
         """Validate and commit; return the result. ``ConflictError`` on an MVCC conflict."""
-        self.status = self._ledger.commit(self.endorsement.envelope, self.endorsement.proposal_signature)
+        self.status = self._ledger.commit(self.endorsement.envelope, self.endorsement.proposal_signature,
+                                          self.endorsement.endorsed)
         return self.endorsement.result

@@ -38,11 +38,12 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from cryptography import x509
+from fabric_protos.common import common_pb2
 from fabric_protos.peer import proposal_response_pb2
 
 from blockfedml.errors import (
@@ -96,6 +97,7 @@ class Endorsement:
     envelope: bytes
     proposal_signature: bytes
     result: bytes
+    endorsed: ParsedTransaction | None = None  # what this node endorsed (see ``endorse_payload``)
 
 
 class EmbeddedLedger:
@@ -367,14 +369,17 @@ class EmbeddedLedger:
     def endorse(self, proposal: Proposal, signer: SigningIdentity) -> Endorsement:
         """Simulate and, if the chaincode agrees, return the node-endorsed transaction
         signed by ``signer``. A refusal raises the contract's error (``from_chaincode_message``)."""
-        payload, result, _ = self.endorse_payload(proposal)
-        return Endorsement(proposal.tx_id, blocks.sign_envelope(payload, signer), proposal.signature, result)
+        payload, result, endorsed = self.endorse_payload(proposal)
+        return Endorsement(proposal.tx_id, blocks.sign_envelope(payload, signer), proposal.signature, result,
+                           endorsed)
 
-    def endorse_payload(self, proposal: Proposal) -> tuple[bytes, bytes, bytes]:
+    def endorse_payload(self, proposal: Proposal) -> tuple[bytes, bytes, ParsedTransaction]:
         """What a Gateway's Endorse returns: the node-endorsed transaction payload (for the
-        submitter to sign) and the contract's result; and the ``endorsement_digest`` that
-        lets ``commit_batch`` recognize this very endorsement. The proposal's signature is
-        checked here, as a Fabric peer checks it before simulating."""
+        submitter to sign) and the contract's result; and the transaction as this node
+        endorsed it, already decoded (its envelope signature still empty), which lets
+        ``commit_batch`` recognize this very payload without decoding or verifying again
+        what the node computed and signed itself. The proposal's signature is checked
+        here, as a Fabric peer checks it before simulating."""
         node = self._require_node("endorse")
         identity_problem = self.creator_problem(proposal.creator)
         if identity_problem is not None:
@@ -387,9 +392,12 @@ class EmbeddedLedger:
             raise from_chaincode_message(response.message or f"chaincode returned status {response.status}")
         response_bytes, endorsement = blocks.endorse_action(proposal, stub.rwset, response, stub.event, node)
         payload = blocks.transaction_payload(proposal, response_bytes, endorsement)
-        digest = endorsement_digest(proposal, response_bytes,
-                                    ((bytes(endorsement.endorser), bytes(endorsement.signature)),))
-        return payload, bytes(response.payload), digest
+        endorsed = ParsedTransaction(
+            proposal=proposal, payload=payload, envelope_signature=b"", rwset=stub.rwset,
+            status=response.status, message=response.message, result=bytes(response.payload), event=stub.event,
+            response_payload=response_bytes,
+            endorsements=((bytes(endorsement.endorser), bytes(endorsement.signature)),))
+        return payload, bytes(response.payload), endorsed
 
     def _require_node(self, action: str) -> LedgerNode:
         if self._node is None:
@@ -406,26 +414,31 @@ class EmbeddedLedger:
             raise from_chaincode_message(response.message or f"chaincode returned status {response.status}")
         return bytes(response.payload)
 
-    def commit(self, envelope: bytes, proposal_signature: bytes) -> CommitStatus:
+    def commit(self, envelope: bytes, proposal_signature: bytes,
+               endorsed: ParsedTransaction | None = None) -> CommitStatus:
         """Validate and append a transaction (see the module docstring).
 
         Refused before any write (``IntegrityError`` bad signature or format,
         ``NotAuthorizedError`` unknown organization or foreign certificate,
         ``ConflictError`` tx_id already on the ledger). An MVCC conflict is
         recorded as an invalid block, then raised as ``ConflictError``.
+        ``endorsed``: see ``commit_batch``.
         """
-        [outcome] = self.commit_batch([(envelope, proposal_signature, None)])
+        [outcome] = self.commit_batch([(envelope, proposal_signature, endorsed)])
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
-    def commit_batch(self, items: list[tuple[bytes, bytes, bytes | None]]
+    def commit_batch(self, items: list[tuple[bytes, bytes, ParsedTransaction | None]]
                      ) -> list[CommitStatus | BlockFedMLError]:
         """Validate and append several transactions, one block each, in one durable write
         (one fsync for the batch: the service's group commit). ``items`` are (envelope,
         proposal signature, endorsed) where ``endorsed`` is what ``endorse_payload``
-        reported as this node's endorsement of that transaction (or None): when the
-        envelope carries exactly that, its signatures need not be verified again.
+        returned for that transaction (or None): when the envelope's payload is byte for
+        byte the one this node endorsed, the decoded form is reused and only the
+        submitter's envelope signature is verified (the proposal signature was verified
+        at endorsement, the endorsement is the node's own); otherwise the envelope is
+        decoded and every signature verified.
 
         Each outcome is the transaction's ``CommitStatus`` or the error it gets from
         ``commit``; the transactions are validated in order, each against the state
@@ -436,8 +449,11 @@ class EmbeddedLedger:
         parsed_items = []
         for envelope, proposal_signature, endorsed in items:
             try:
-                parsed = blocks.parse_envelope(envelope, proposal_signature)
-                problem = self.transaction_problem(parsed, endorsed)
+                parsed = _recognized(envelope, proposal_signature, endorsed)
+                known = parsed is not None
+                if parsed is None:
+                    parsed = blocks.parse_envelope(envelope, proposal_signature)
+                problem = self.transaction_problem(parsed, known=known)
             except BlockFedMLError as exc:
                 problem, parsed = exc, None
             outcomes.append(problem)
@@ -475,6 +491,7 @@ class EmbeddedLedger:
                                   f"{blocks.validation_code_name(code)} on {where}; it was recorded in "
                                   f"block {number} and changed nothing; simulate it again and resubmit")
             error.tx_id, error.block_number, error.key = tx_id, number, where  # type: ignore[attr-defined]
+            error.validation_code = code  # type: ignore[attr-defined]
             return error
         ns = parsed.rwset.namespace
         for key, value in parsed.rwset.writes.items():
@@ -486,13 +503,12 @@ class EmbeddedLedger:
 
     # -- checks shared by commit and verify -------------------------------------
 
-    def transaction_problem(self, parsed: ParsedTransaction, endorsed: bytes | None = None
-                            ) -> BlockFedMLError | None:
+    def transaction_problem(self, parsed: ParsedTransaction, *, known: bool = False) -> BlockFedMLError | None:
         """Why this transaction may not be committed, or None. Does not look at state.
 
-        ``endorsed``: ``endorsement_digest`` of what this very node endorsed for the
-        transaction, whose proposal signature it verified then; when the transaction
-        carries exactly that, those two signatures are not verified a second time.
+        ``known``: ``parsed`` is what this very node endorsed (``endorse_payload``), whose
+        proposal signature it verified then and whose endorsement it made itself; those two
+        signatures are not verified a second time.
         """
         proposal = parsed.proposal
         if proposal.channel != self._channel:
@@ -502,8 +518,6 @@ class EmbeddedLedger:
         if problem is not None:
             return problem
         cert = self._identity(proposal.creator).certificate
-        known = endorsed is not None and endorsed == endorsement_digest(proposal, parsed.response_payload,
-                                                                        parsed.endorsements)
         if not known and not verify_signature(cert, proposal.proposal_bytes, proposal.signature):
             return IntegrityError(f"transaction {proposal.tx_id}: the proposal signature does not verify")
         if not verify_signature(cert, parsed.payload, parsed.envelope_signature):
@@ -551,15 +565,19 @@ class EmbeddedLedger:
             raise LedgerError(f"ledger {self._store.path} is closed")
 
 
-def endorsement_digest(proposal: Proposal, response_payload: bytes,
-                       endorsements: tuple[tuple[bytes, bytes], ...]) -> bytes:
-    """What identifies one endorsement of one signed proposal: the proposal bytes and its
-    signature, the response payload and every (endorser, signature)."""
-    digest = hashlib.sha256()
-    for part in (proposal.proposal_bytes, proposal.signature, response_payload,
-                 *(b for pair in endorsements for b in pair)):
-        digest.update(len(part).to_bytes(8, "big") + part)
-    return digest.digest()
+def _recognized(envelope: bytes, proposal_signature: bytes,
+                endorsed: ParsedTransaction | None) -> ParsedTransaction | None:
+    """``endorsed`` with the envelope's signature, when the envelope carries exactly the payload
+    (and the proposal signature) this node endorsed; else None (decode it in full)."""
+    if endorsed is None or proposal_signature != endorsed.proposal.signature:
+        return None
+    try:
+        env = common_pb2.Envelope.FromString(envelope)
+    except Exception:
+        return None  # parse_envelope names the defect
+    if env.payload != endorsed.payload or env.SerializeToString() != envelope:
+        return None
+    return replace(endorsed, envelope_signature=bytes(env.signature))
 
 
 def mvcc_check(rwset: RWSet, version_of: Any, scan: Any) -> tuple[int, str | None]:

@@ -14,6 +14,12 @@ client they use for a Fabric peer (``ledger/fabric/gateway.py``):
   signatures, the node's endorsement, replay, MVCC) and committed durably into
   a block the node's orderer signs; a transaction already on the ledger sent
   again byte for byte is acknowledged (a retry), any other replay is refused.
+  The Submit answer comes once the block is on disk and carries the commit
+  status in its trailing metadata (``COMMIT_STATUS_METADATA``: validation code
+  and block number), so this node's clients need not ask ``CommitStatus``
+  separately; a Fabric peer sends none, and its clients ask as usual.
+  A payload that is byte for byte the one this node endorsed is not decoded
+  or verified again: only the submitter's envelope signature is checked.
   Submits that arrive together are committed together (group commit: one block
   each, one write and one fsync for all, as an orderer cuts a batch), which is
   what lets many clients commit faster than one fsync per transaction;
@@ -52,11 +58,15 @@ from blockfedml.errors import (
     wire_message,
 )
 from blockfedml.identity.signing import Identity, verify_signature
+from blockfedml.ledger.embedded import blocks
+from blockfedml.ledger.embedded.blocks import ParsedTransaction
+from blockfedml.ledger.embedded.ledger import CommitStatus as CommitStatusOf
 from blockfedml.ledger.embedded.ledger import EmbeddedLedger
+from blockfedml.ledger.fabric.gateway import COMMIT_STATUS_METADATA  # Submit's trailing metadata: code/block
 from blockfedml.ledger.proposal import Proposal, parse_proposal
 
 MAX_MESSAGE_BYTES = 100 * 1024 * 1024
-PENDING_LIMIT = 100_000  # endorsed, not yet submitted proposals whose signatures are kept
+PENDING_LIMIT = 4096  # endorsed, not yet submitted transactions kept (decoded, a few KB each) for their Submit
 GROUP_COMMIT_LIMIT = 256  # transactions committed in one write at most
 
 
@@ -77,8 +87,8 @@ class LedgerService:
             raise NotAuthorizedError("the ledger service needs the ledger node's keys (open the ledger with them)")
         self.ledger = ledger
         self._committed = threading.Condition()
-        self._pending: collections.OrderedDict[str, tuple[bytes, bytes]] = collections.OrderedDict()
-        self._queue: queue.Queue[tuple[str, bytes, bytes, bytes, futures.Future] | None] = queue.Queue()
+        self._pending: collections.OrderedDict[str, ParsedTransaction] = collections.OrderedDict()
+        self._queue: queue.Queue[tuple[str, bytes, ParsedTransaction, futures.Future] | None] = queue.Queue()
         self._committer = threading.Thread(target=self._commit_loop, name="ledger-committer", daemon=True)
         self._pending_lock = threading.Lock()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ledger"),
@@ -142,32 +152,37 @@ class LedgerService:
             raise IntegrityError(f"{what}: the signature does not verify against its creator")
         return identity
 
-    def remember(self, proposal: Proposal, digest: bytes) -> None:
-        """Keep what Submit needs of an endorsed proposal: its signature (stored in the block)
-        and the digest of the endorsement given (so it is not verified twice)."""
+    def remember(self, endorsed: ParsedTransaction) -> None:
+        """Keep what Submit needs of an endorsed proposal: the transaction as endorsed, with the
+        proposal's signature (stored in the block; not verified twice) and the payload given."""
         with self._pending_lock:
-            self._pending[proposal.tx_id] = (proposal.signature, digest)
+            self._pending[endorsed.proposal.tx_id] = endorsed
             while len(self._pending) > PENDING_LIMIT:
                 self._pending.popitem(last=False)
 
-    def submit(self, tx_id: str, envelope: bytes) -> None:
+    def submit(self, tx_id: str, envelope: bytes) -> Any:
+        """Commit an endorsed, signed transaction; its ``CommitStatus`` (None for a retry of a
+        transaction already committed). Refusals raise; an MVCC conflict is a status."""
         with self._pending_lock:
             pending = self._pending.pop(tx_id, None)
         if pending is None:  # not endorsed and waiting: a retry, a replay, or endorsed before a restart
             found = self._stored_envelope(tx_id)
             if found == envelope:
-                return  # the same transaction sent again (a client retry): already committed
+                return None  # the same transaction sent again (a client retry): already committed
             if found is not None:
                 raise ConflictError(f"[EXISTS] transaction {tx_id} is already on the ledger (replay refused)")
             raise NotFoundError(f"[NOT_FOUND] transaction {tx_id} was not endorsed by this ledger service "
                                 "(or it restarted since): endorse it again, then submit")
         done: futures.Future = futures.Future()
-        self._queue.put((tx_id, envelope, *pending, done))
+        self._queue.put((tx_id, envelope, pending, done))
         outcome = done.result()
         if isinstance(outcome, ConflictError) and getattr(outcome, "block_number", None) is not None:
-            return  # an MVCC conflict is recorded in its block; CommitStatus reports it, as on Fabric
+            # an MVCC conflict is recorded in its block; the status reports it, as on Fabric
+            return CommitStatusOf(tx_id, outcome.block_number,  # type: ignore[attr-defined]
+                                  getattr(outcome, "validation_code", blocks.MVCC_READ_CONFLICT))
         if isinstance(outcome, BaseException):
             raise outcome
+        return outcome
 
     def _commit_loop(self) -> None:
         """Take every Submit waiting, commit them in one batch, answer each."""
@@ -186,7 +201,8 @@ class LedgerService:
                     break
                 batch.append(item)
             try:
-                outcomes = self.ledger.commit_batch([(env, sig, digest) for _, env, sig, digest, _ in batch])
+                outcomes = self.ledger.commit_batch([(env, endorsed.proposal.signature, endorsed)
+                                                     for _, env, endorsed, _ in batch])
             except BaseException as exc:  # the whole write failed: nothing of the batch was written
                 outcomes = [exc] * len(batch)
             with self._committed:
@@ -265,10 +281,10 @@ class _Gateway(gateway_pb2_grpc.GatewayServicer):
         try:  # endorse_payload checks the creator and its signature, as a peer does before simulating
             signed = request.proposed_transaction
             proposal = parse_proposal(bytes(signed.proposal_bytes), bytes(signed.signature))
-            payload, _, digest = self.service.ledger.endorse_payload(proposal)
+            payload, _, endorsed = self.service.ledger.endorse_payload(proposal)
         except BlockFedMLError as exc:
             _abort(context, exc)
-        self.service.remember(proposal, digest)
+        self.service.remember(endorsed)
         return gateway_pb2.EndorseResponse(prepared_transaction=common_pb2.Envelope(payload=payload))
 
     def Submit(self, request: gateway_pb2.SubmitRequest, context: grpc.ServicerContext) -> Any:
@@ -276,9 +292,12 @@ class _Gateway(gateway_pb2_grpc.GatewayServicer):
             envelope = request.prepared_transaction
             if not envelope.signature:
                 raise InvalidInputError(f"[INVALID] transaction {request.transaction_id} is not signed")
-            self.service.submit(request.transaction_id, envelope.SerializeToString())
+            status = self.service.submit(request.transaction_id, envelope.SerializeToString())
         except BlockFedMLError as exc:
             _abort(context, exc)
+        if status is not None:
+            context.set_trailing_metadata(((COMMIT_STATUS_METADATA,
+                                            f"{status.validation_code}/{status.block_number}"),))
         return gateway_pb2.SubmitResponse()
 
     def CommitStatus(self, request: gateway_pb2.SignedCommitStatusRequest, context: grpc.ServicerContext) -> Any:

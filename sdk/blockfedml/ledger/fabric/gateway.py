@@ -11,7 +11,10 @@ official protobufs and grpcio:
    transaction envelope;
 3. sign the envelope's payload and ``Submit`` it to the orderer (via the peer);
 4. ask ``CommitStatus`` (a signed request) until the peer has validated the
-   block: a VALID code means the writes are applied.
+   block: a VALID code means the writes are applied. The embedded ledger's
+   service answers Submit only once the block is on disk and puts the commit
+   status in the answer's trailing metadata; when it is there the client takes
+   it and saves the round trip (a Fabric peer sends none: the client asks).
 
 Retries are made only where Fabric makes them safe: a transaction invalidated
 by an MVCC read conflict wrote nothing, so it is endorsed again as a new
@@ -26,7 +29,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import grpc
 from fabric_protos.common import common_pb2
@@ -165,13 +168,20 @@ class FabricGateway(Gateway):
                 time.sleep(self.options.retry_backoff * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def submit(self, tx_id: str, channel: str, envelope: common_pb2.Envelope) -> None:
-        """Send a signed envelope; resending the same envelope is harmless (same tx ID)."""
+    def submit(self, tx_id: str, channel: str, envelope: common_pb2.Envelope
+               ) -> gateway_pb2.CommitStatusResponse | None:
+        """Send a signed envelope; resending the same envelope is harmless (same tx ID).
+
+        The commit status when the node's answer carries it (the embedded ledger's service
+        answers once the transaction is committed), else None: ask ``commit_status``.
+        """
         request = gateway_pb2.SubmitRequest(transaction_id=tx_id, channel_id=channel,
                                             prepared_transaction=envelope)
         timeout = self.options.submit_timeout
-        self._call("submit", tx_id, timeout, lambda: self._stub.Submit(request, timeout=timeout),
-                   retry_unavailable=True)
+        _, call = self._call("submit", tx_id, timeout,
+                             lambda: self._stub.Submit.with_call(request, timeout=timeout),
+                             retry_unavailable=True)
+        return committed_status(call.trailing_metadata() or ())
 
     def commit_status(self, tx_id: str, channel: str) -> gateway_pb2.CommitStatusResponse:
         """Wait until the transaction is in a block; its validation code and block number."""
@@ -271,8 +281,9 @@ class FabricTransaction:
         ``ConflictError`` on MVCC_READ_CONFLICT; ``LedgerError`` for any other
         invalidation or when the network does not answer in time.
         """
-        self._gateway.submit(self.tx_id, self.channel, self.envelope)
-        status = self._gateway.commit_status(self.tx_id, self.channel)
+        status = self._gateway.submit(self.tx_id, self.channel, self.envelope)
+        if status is None:
+            status = self._gateway.commit_status(self.tx_id, self.channel)
         self.block_number = status.block_number
         if status.result != transaction_pb2.VALID:
             raise commit_error(status.result, self.tx_id, status.block_number)
@@ -300,6 +311,21 @@ def envelope_result(envelope: common_pb2.Envelope, tx_id: str) -> bytes:
     if header.tx_id != tx_id:
         raise IntegrityError(f"the Gateway returned transaction {header.tx_id} for proposal {tx_id}")
     return bytes(action.response.payload)
+
+
+COMMIT_STATUS_METADATA = "blockfedml-commit-status"  # as ledger/embedded/service.py sends it
+
+
+def committed_status(metadata: Iterable[tuple[str, str | bytes]]) -> gateway_pb2.CommitStatusResponse | None:
+    """The commit status a Submit answer's trailing metadata carries (``code/block``), or None."""
+    for key, value in metadata:
+        if key != COMMIT_STATUS_METADATA:
+            continue
+        text = value.decode() if isinstance(value, bytes) else value
+        code, _, block = text.partition("/")
+        if code.isdigit() and block.isdigit():
+            return gateway_pb2.CommitStatusResponse(result=int(code), block_number=int(block))
+    return None
 
 
 def _signed(proposal: Proposal) -> proposal_pb2.SignedProposal:
