@@ -289,7 +289,7 @@ class Consortium:
         profiles = _with_exchange_endpoints([
             OrgProfile(name=org.name, msp_id=org.msp_id, msp_dir=str(org.admin_msp),
                        roles=("admin", "member") if i == 0 else ("member",), partition=i,
-                       folder=_own_folder(workdir, org.name))
+                       folder=_own_folder(workdir, org.name), **_public_material(Path(org.admin_msp)))
             for i, org in enumerate(profile.orgs[:n_orgs])
         ])
         consortium = cls(workdir=workdir, channel=profile.channel, orgs=profiles, task=task, fabric=profile)
@@ -805,6 +805,15 @@ class _ExchangeSource:
 
     def fetch(self, digest: str) -> bytes | None:
         return self._client().fetch(digest)
+
+
+def _public_material(admin_msp: Path) -> dict[str, str]:
+    """A Fabric organization's public certificates, read once from cryptogen's tree, so that a view
+    of one organization knows the others' TLS CAs without reading their folders."""
+    org_dir = admin_msp.parents[2]  # peerOrganizations/<domain>/users/Admin@<domain>/msp
+    pems = {key: sorted((org_dir / "msp" / folder).glob("*.pem")) for key, folder in
+            (("ca_cert", "cacerts"), ("tls_ca_cert", "tlscacerts"))}
+    return {"domain": org_dir.name, **{key: found[0].read_text() for key, found in pems.items() if found}}
 
 
 def _own_folder(workdir: Path, name: str) -> str:
