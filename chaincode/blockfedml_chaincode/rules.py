@@ -745,22 +745,36 @@ def choose_paillier_keyholder(orgs: Iterable[Mapping[str, Any]], keys: Mapping[s
                                "its participants has published a key (PublishKey)")
 
 
+def group_masks(round_record: Mapping[str, Any], settings: Mapping[str, int]) -> bool:
+    """Whether a round's members mask against their own allocation group only: a masking round
+    with attribution, whose groups' sums must each unmask alone (docs/integrity.md)."""
+    return round_record["mode"] == "masking" and bool(setting(settings, "attribution")) \
+        and bool(round_record.get("groups"))
+
+
 def check_decryption_request(round_record: Mapping[str, Any], contributors: Sequence[str],
                              committed: Mapping[str, str], earlier: Sequence[Mapping[str, Any]],
-                             sum_digest: str, min_group_size: int, requester: str) -> None:
+                             sum_digest: str, min_group_size: int, requester: str,
+                             group_masks: bool = False) -> None:
     """Refuse a sum that could reveal one member's update: ``requester`` (who receives the
     opening) and every contributor must find ``min_group_size`` others in it (check_opening).
 
     ``committed`` maps each member that committed an update to its digest;
     ``earlier`` are the round's previous requests. A masking round opens one
     sum (the survivors' masks cancel only together); a Paillier round may
-    open several, pairwise disjoint.
+    open several, pairwise disjoint. With ``group_masks`` (a masking round
+    with attribution: each member masked against its own allocation group
+    only, ``masking_group``) a masking round opens one sum per complete
+    allocation group instead — exactly a group, since only there do the
+    masks cancel — while the round as a whole still needs ``mask_threshold``
+    survivors to reveal the shares.
     """
     number = round_record["round"]
+    masking = round_record["mode"] == "masking"
     for msp in contributors:
         if msp not in committed:
             raise ContractError(INVALID, f"contributors_json: {msp} has not committed an update in round {number}")
-    if round_record["mode"] == "masking" and len(set(contributors)) < opening_size(min_group_size):
+    if masking and len(set(contributors)) < opening_size(min_group_size):
         raise ContractError(PHASE, f"round {number} has {len(contributors)} surviving contributors {contributors}; "
                                    f"unmasking needs {opening_size(min_group_size)} (min_group_size="
                                    f"{min_group_size} besides the aggregator and each contributor): too few "
@@ -768,10 +782,17 @@ def check_decryption_request(round_record: Mapping[str, Any], contributors: Sequ
     check_opening(contributors, [requester], min_group_size, f"round {number}: the sum of contributors_json")
     if sum_digest in committed.values():
         raise ContractError(INVALID, f"sum_digest {sum_digest} is a committed update, not a sum")
-    if round_record["mode"] == "masking" and earlier:
+    if masking and group_masks:
+        groups = [sorted(g) for g in round_record.get("groups", [])]
+        if sorted(contributors) not in groups:
+            raise ContractError(INVALID, f"contributors_json {sorted(contributors)} is not one of round {number}'s "
+                                         f"allocation groups {groups}: with attribution each member is masked "
+                                         "against its own group only, so only a whole group's sum can be unmasked")
+    elif masking and earlier:
         raise ContractError(EXISTS, f"round {number} already has its unmasking request")
-    if round_record["mode"] == "masking" and len(contributors) < round_record["mask_threshold"]:
-        raise ContractError(PHASE, f"round {number} has {len(contributors)} surviving contributors, fewer than "
+    survivors = len(committed) if group_masks else len(contributors)
+    if masking and survivors < round_record["mask_threshold"]:
+        raise ContractError(PHASE, f"round {number} has {survivors} surviving contributors, fewer than "
                                    f"the masking threshold {round_record['mask_threshold']}: too few survivors "
                                    "to unmask")
     for request in earlier:
