@@ -368,7 +368,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--attacks", default=",".join(GRID_ATTACKS))
     parser.add_argument("--defenses", default="none,all")
-    parser.add_argument("--mode", default="plaintext", help="plaintext or paillier")
+    parser.add_argument("--mode", default="plaintext", help="plaintext, paillier or masking")
     parser.add_argument("--out", default="", help="write the grid's sessions to this JSON file")
     parser.add_argument("--markdown", action="store_true", help="print the grid as a Markdown table")
     parser.add_argument("--from-json", default="", help="print the grid of an earlier --out file (runs nothing)")
