@@ -160,6 +160,33 @@ def test_a_sleeper_is_blamed_once_its_harm_outweighs_its_clean_rounds_and_its_pa
     assert all(records[h]["blamed"] == 0 for h in honest)
 
 
+def test_a_sleeper_whose_groups_harm_severely_is_blamed_from_its_fourth_harmful_round() -> None:
+    """The same sleeper, its groups losing more than 4 x the tolerance: each such round weighs twice in
+    its own record, so its harm outweighs its five clean rounds at the fourth harmful round, not the sixth."""
+    honest = ["H1", "H2", "H3", "H4", "H5"]
+    records: dict = {}
+    for r in range(5):
+        _settle([["S", honest[r]], [h for h in honest if h != honest[r]]], [rules.ACCEPTED] * 2, records)
+    blamed_rounds = []
+    for r in range(5):
+        partner = honest[r % 5]
+        groups = [["S", partner], [h for h in honest if h != partner]]
+        changes, updated = rules.attribution_outcome(groups, [rules.HARMFUL, rules.ACCEPTED], records, True,
+                                                     10, 30, severe=[True, False])
+        records.update(updated)
+        assert all(changes.get(h, (0, ""))[0] >= 0 for h in honest), (r, changes)
+        if changes.get("S", (0, ""))[0] < 0:
+            blamed_rounds.append((r, changes["S"][0]))
+    assert blamed_rounds == [(3, -30), (4, -120)]
+    assert records["S"]["severe"] == 5 and all(records[h]["blamed"] == 0 for h in honest)
+
+
+def test_groups_are_severe_beyond_four_times_the_tolerance() -> None:
+    settings = {**rules.validate_settings({}), "attribution_tolerance": 5000}
+    groups = [{"score": -20001}, {"score": -20000}, {"score": -6000}, {"score": 3000}, {"score": None}]
+    assert rules.groups_severe(groups, settings) == [True, False, False, False, False]
+
+
 def test_attribution_outcome_rewards_accepted_groups_only_when_the_model_improved() -> None:
     groups = [["A", "B"], ["C", "D"], ["E", "F"]]
     verdicts = [rules.ACCEPTED, rules.HARMFUL, rules.MISSING]
