@@ -20,7 +20,7 @@ measured here). ``--quick`` runs 2 attacks x 3 defenses on one dataset.
 Dirichlet alphas (or ``iid``), seeds, attacks (targeted flips, late boosts,
 sleepers, framers, any attack with ``+lie``), defenses, the number of
 organizations and the share of colluding attackers, in plaintext or under
-Paillier (``--mode``); per cell the final accuracy against the clean session
+Paillier or masking (``--mode``); per cell the final accuracy against the clean session
 of the same seed, the recall of the targeted class pair, the honest members
 ever penalized (the target is 0), the round each attacker was banned, and
 rollbacks. ``--markdown`` prints it as a table for the docs, ``--out`` keeps
