@@ -20,7 +20,7 @@ measured here). ``--quick`` runs 2 attacks x 3 defenses on one dataset.
 Dirichlet alphas (or ``iid``), seeds, attacks (targeted flips, late boosts,
 sleepers, framers, any attack with ``+lie``), defenses, the number of
 organizations and the share of colluding attackers, in plaintext or under
-Paillier (``--mode``); per cell the final accuracy against the clean session
+Paillier or masking (``--mode``); per cell the final accuracy against the clean session
 of the same seed, the recall of the targeted class pair, the honest members
 ever penalized (the target is 0), the round each attacker was banned, and
 rollbacks. ``--markdown`` prints it as a table for the docs, ``--out`` keeps
@@ -368,7 +368,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--attacks", default=",".join(GRID_ATTACKS))
     parser.add_argument("--defenses", default="none,all")
-    parser.add_argument("--mode", default="plaintext", help="plaintext or paillier")
+    parser.add_argument("--mode", default="plaintext", help="plaintext, paillier or masking")
     parser.add_argument("--out", default="", help="write the grid's sessions to this JSON file")
     parser.add_argument("--markdown", action="store_true", help="print the grid as a Markdown table")
     parser.add_argument("--from-json", default="", help="print the grid of an earlier --out file (runs nothing)")

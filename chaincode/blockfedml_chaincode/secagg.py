@@ -108,7 +108,8 @@ class SecureAggregationTransactions:
         earlier = await list_decryptions(stub, number)
         settings = await get_json(stub, "settings")
         rules.check_decryption_request(record, contributors, {u["msp_id"]: u["digest"] for u in updates},
-                                       earlier, digest, settings["min_group_size"], caller)
+                                       earlier, digest, settings["min_group_size"], caller,
+                                       group_masks=rules.group_masks(record, settings))
         weights = {u["msp_id"]: u["num_samples"] for u in updates}
         tx, _ = tx_of(ctx)
         request = {"index": len(earlier), "digest": digest, "contributors": contributors,
@@ -128,7 +129,7 @@ class SecureAggregationTransactions:
         rules.require_mode(record, ("masking",), "RevealMaskShares")
         require_participant(record, caller)
         requests = await list_decryptions(stub, number)
-        if not requests or requests[0]["result"] is not None:
+        if all(r["result"] is not None for r in requests):  # with attribution: one request per group
             raise ContractError(PHASE, f"round {number} has no pending unmasking request "
                                        f"({'already unmasked' if requests else 'none yet'})")
         key = round_key("reveal", number, caller)

@@ -163,7 +163,8 @@ async def settle_attribution(stub: Any, record: Record, settings: Record, model_
                for msp in sorted({m for members in groups for m in members})}
     changes, new_records = rules.attribution_outcome(groups, verdicts, records, model_improved,
                                                      settings["reward"], settings["penalty"],
-                                                     rules.groups_helped(record["attribution"]["groups"], settings))
+                                                     rules.groups_helped(record["attribution"]["groups"], settings),
+                                                     rules.groups_severe(record["attribution"]["groups"], settings))
     writes: list[tuple[str, Any]] = [(f"attr~{msp}", value) for msp, value in sorted(new_records.items())]
     banned: list[str] = []
     for msp, (delta, reason) in sorted(changes.items()):

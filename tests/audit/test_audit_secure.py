@@ -1,8 +1,9 @@
 """Secure rounds audited without any secret: sums recomputed from the committed blobs, openings
 decoded with the round's public facts; attribution rounds rescored and settled with the rules.
 
-Three small sessions, each built once for this module (3 organizations, 2 rounds): Paillier
-(with a Collaborator key holder), masking, and Paillier with attribution (4 organizations).
+Four small sessions, each built once for this module (3 organizations, 2 rounds): Paillier
+(with a Collaborator key holder), masking, Paillier with attribution (4 organizations) and masking
+with attribution (6 organizations: each group's sum unmasked alone).
 Every test tampers with a private copy.
 """
 
@@ -23,7 +24,8 @@ from blockfedml.fl.task import TaskSpec
 from blockfedml.store import ModelStore
 
 BUILDS = {"paillier": ("paillier", 3, {}), "masking": ("masking", 3, {}),
-          "attribution": ("paillier", 4, {"attribution": 1})}
+          "attribution": ("paillier", 4, {"attribution": 1}),
+          "masked_groups": ("masking", 6, {"attribution": 1})}  # masks scoped to each group, one sum per group
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +79,8 @@ def test_an_untouched_secure_session_passes_with_nothing_skipped(copy_of, name):
     assert not any(c.skipped for c in report.checks)
     aggregates = report.check("aggregates").detail
     assert aggregates.startswith("2 of 2 aggregates recomputed") and "authorized sums re-summed" in aggregates
+    if name == "masked_groups":
+        assert "4 group aggregates, 4 authorized sums" in aggregates  # 2 rounds x 2 groups of 3, each unmasked
     if name == "attribution":
         assert "group aggregates" in aggregates
         assert report.check("decisions").detail == "2 decisions, groups of 2 rounds rescored"

@@ -155,9 +155,36 @@ def test_a_sleeper_is_blamed_once_its_harm_outweighs_its_clean_rounds_and_its_pa
         assert all(changes.get(h, (0, ""))[0] >= 0 for h in honest), (r, changes)
         if changes.get("S", (0, ""))[0] < 0:
             blamed_rounds.append((r, changes["S"][0]))
-    # Its sixth harmful round outweighs its five clean ones: blamed, and more each time.
-    assert blamed_rounds == [(5, -30), (6, -60), (7, -90)]
+    # Its sixth harmful round outweighs its five clean ones: blamed, and more each time (30 x 1, 4, 9).
+    assert blamed_rounds == [(5, -30), (6, -120), (7, -270)]
     assert all(records[h]["blamed"] == 0 for h in honest)
+
+
+def test_a_sleeper_whose_groups_harm_severely_is_blamed_from_its_fourth_harmful_round() -> None:
+    """The same sleeper, its groups losing more than 4 x the tolerance: each such round weighs twice in
+    its own record, so its harm outweighs its five clean rounds at the fourth harmful round, not the sixth."""
+    honest = ["H1", "H2", "H3", "H4", "H5"]
+    records: dict = {}
+    for r in range(5):
+        _settle([["S", honest[r]], [h for h in honest if h != honest[r]]], [rules.ACCEPTED] * 2, records)
+    blamed_rounds = []
+    for r in range(5):
+        partner = honest[r % 5]
+        groups = [["S", partner], [h for h in honest if h != partner]]
+        changes, updated = rules.attribution_outcome(groups, [rules.HARMFUL, rules.ACCEPTED], records, True,
+                                                     10, 30, severe=[True, False])
+        records.update(updated)
+        assert all(changes.get(h, (0, ""))[0] >= 0 for h in honest), (r, changes)
+        if changes.get("S", (0, ""))[0] < 0:
+            blamed_rounds.append((r, changes["S"][0]))
+    assert blamed_rounds == [(3, -30), (4, -120)]
+    assert records["S"]["severe"] == 5 and all(records[h]["blamed"] == 0 for h in honest)
+
+
+def test_groups_are_severe_beyond_four_times_the_tolerance() -> None:
+    settings = {**rules.validate_settings({}), "attribution_tolerance": 5000}
+    groups = [{"score": -20001}, {"score": -20000}, {"score": -6000}, {"score": 3000}, {"score": None}]
+    assert rules.groups_severe(groups, settings) == [True, False, False, False, False]
 
 
 def test_attribution_outcome_rewards_accepted_groups_only_when_the_model_improved() -> None:
@@ -167,8 +194,8 @@ def test_attribution_outcome_rewards_accepted_groups_only_when_the_model_improve
                                                                   "strikes": 2}}
     changes, new = rules.attribution_outcome(groups, verdicts, records, True, 10, 30)
     assert changes == {"A": (10, "group_reward"), "B": (10, "group_reward"), "C": (-30, "group_penalty")}
-    assert new["C"] == {"clean": 1, "harmful": 2, "blamed": 1, "strikes": 3}
-    assert new["D"] == {"clean": 3, "harmful": 1, "blamed": 0, "strikes": 0}   # its partner C is not trusted
+    assert new["C"] == {"clean": 1, "harmful": 2, "severe": 0, "blamed": 1, "strikes": 3}
+    assert new["D"] == {"clean": 3, "harmful": 1, "severe": 0, "blamed": 0, "strikes": 0}   # its partner C is not trusted
     assert new["A"]["strikes"] == 0 and "E" not in new                      # a missing group changes nothing
     changes, _ = rules.attribution_outcome(groups, verdicts, records, False, 10, 30)
     assert changes == {"C": (-30, "group_penalty")}                         # no reward without improvement
@@ -213,8 +240,11 @@ def test_a_round_with_attribution_keeps_harmful_groups_out(world: MemWorld) -> N
         assert rep == (110 if msp in accepted else 100)             # the harmful pair: no reward, no blame yet
         history = ok(world, AUDITOR, "GetReputationHistory", msp)
         assert [h["reason"] for h in history] == (["join", "group_reward"] if msp in accepted else ["join"])
-    assert ok(world, AUDITOR, "GetAttribution", bad) == {"clean": 0, "harmful": 1, "blamed": 0, "strikes": 0}
-    assert ok(world, AUDITOR, "GetAttribution", accepted[0]) == {"clean": 1, "harmful": 0, "blamed": 0, "strikes": 0}
+    # The bad group lost far more than 4 x the tolerance: a severe harmful round in its members' records.
+    assert ok(world, AUDITOR, "GetAttribution", bad) == {"clean": 0, "harmful": 1, "severe": 1, "blamed": 0,
+                                                         "strikes": 0}
+    assert ok(world, AUDITOR, "GetAttribution", accepted[0]) == {"clean": 1, "harmful": 0, "severe": 0, "blamed": 0,
+                                                                 "strikes": 0}
     assert len(ok(world, AUDITOR, "GetGroupEndorsements", r)) == len(ORGS)
 
 
@@ -328,3 +358,71 @@ def test_a_member_with_a_long_clean_record_is_not_blamed_for_a_few_harmful_round
     attacker = {"clean": 4, "harmful": 4, "blamed": 0, "strikes": 2}
     assert rules.blamed_members([["A", "H"]], [rules.HARMFUL], {"A": honest, "H": trusted}) == []
     assert rules.blamed_members([["A", "H"]], [rules.HARMFUL], {"A": attacker, "H": trusted}) == ["A"]
+
+
+def test_a_member_whose_harmful_share_exceeds_every_partners_is_a_suspect_though_none_is_trusted() -> None:
+    attacker = {"clean": 1, "harmful": 5, "blamed": 0, "strikes": 0}     # harmful in 5 of 6 rounds
+    honest = {"clean": 4, "harmful": 2, "blamed": 0, "strikes": 0}       # beside attackers in 2 of 6
+    records = {"A": attacker, "H1": honest, "H2": honest}
+    assert not rules.is_trusted(honest)
+    assert rules.is_suspect("A", ["A", "H1", "H2"], records)
+    assert not rules.is_suspect("H1", ["A", "H1", "H2"], records)
+    # Two colluders in one group: neither explains the harm better than the other, nobody is suspected.
+    assert not rules.is_suspect("A", ["A", "B", "H1"], {**records, "B": attacker})
+    # Alike records (the first rounds, or a margin under 1/4) suspect nobody; a first harm neither.
+    close = {"clean": 3, "harmful": 3, "blamed": 0, "strikes": 0}
+    assert not rules.is_suspect("C", ["C", "H1", "H2"], {**records, "C": close})   # 4/7 vs 3/7
+    assert not rules.is_suspect("N", ["N", "H1"], {"N": rules.new_attribution(), "H1": honest})
+    # Its own record must agree before a suspect with strikes is blamed: harmful in more than half.
+    struck = {**attacker, "strikes": rules.BLAME_STRIKES}
+    assert rules.blamed_members([["A", "H1", "H2"]], [rules.HARMFUL], {**records, "A": struck}) == ["A"]
+    drifting = {"clean": 12, "harmful": 4, "blamed": 0, "strikes": rules.BLAME_STRIKES}
+    clean = {"clean": 15, "harmful": 0, "blamed": 0, "strikes": 0}
+    assert rules.is_suspect("D", ["D", "H1", "H2"], {"D": drifting, "H1": clean, "H2": clean})
+    assert rules.blamed_members([["D", "H1", "H2"]], [rules.HARMFUL], {"D": drifting, "H1": clean, "H2": clean}) == []
+
+
+def _simulate(attackers: set[str], rounds: int, start: int = 1, drifting: str | None = None,
+              n: int = 10) -> tuple[dict[str, int | None], list[tuple[int, str]]]:
+    """Rounds of groups of three reshuffled by ``make_groups``; a group harms when it holds an attacker
+    (from round ``start``), or ``drifting`` every fourth round (an honest member whose skewed update
+    harms now and then). Returns the round each attacker was banned in and every honest penalty."""
+    names = [f"Org{i}MSP" for i in range(1, n + 1)]
+    records: dict = {}
+    balance = {m: 100 for m in names}
+    banned: dict[str, int] = {}
+    honest_penalties = []
+    for r in range(1, rounds + 1):
+        groups = rules.make_groups([m for m in names if m not in banned], r, 2)
+        verdicts = [rules.HARMFUL if (set(g) & attackers and r >= start) or (drifting in g and r % 4 == 0)
+                    else rules.ACCEPTED for g in groups]
+        changes, updated = rules.attribution_outcome(groups, verdicts, records, True, 10, 30)
+        records.update(updated)
+        for msp, (delta, _) in changes.items():
+            balance[msp] = rules.apply_delta(balance[msp], delta)
+            if delta < 0 and msp not in attackers:
+                honest_penalties.append((r, msp))
+            if rules.is_banned(balance[msp], 40):
+                banned.setdefault(msp, r)
+    return {a: banned.get(a) for a in sorted(attackers)}, honest_penalties
+
+
+@pytest.mark.parametrize("attackers", [{"Org10MSP"}, {"Org9MSP", "Org10MSP"}, {"Org5MSP", "Org8MSP"}])
+def test_persistent_attackers_among_untrusted_partners_are_banned_within_ten_rounds_and_nobody_else(
+        attackers: set[str]) -> None:
+    """20% attackers in groups of three: a third of the honest members share a harmful group in any
+    round, so none stays trusted; the attackers are still singled out by their share of harmful rounds."""
+    banned, honest = _simulate(attackers, 20, drifting="Org3MSP")
+    assert honest == []
+    assert all(r is not None and r <= 11 for r in banned.values()), banned
+
+
+def test_sleepers_are_banned_after_they_turn_and_their_partners_never() -> None:
+    banned, honest = _simulate({"Org9MSP", "Org10MSP"}, 25, start=6, drifting="Org3MSP")
+    assert honest == []
+    assert all(r is not None and r - 6 < 14 for r in banned.values()), banned
+
+
+def test_no_attacker_no_penalty_even_for_a_member_whose_update_harms_every_fourth_round() -> None:
+    banned, honest = _simulate(set(), 40, drifting="Org3MSP")
+    assert honest == [] and banned == {}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from blockfedml.consortium import Consortium
-from blockfedml.errors import IntegrityError, InvalidInputError
+from blockfedml.errors import IntegrityError
 from blockfedml.fl.aggregation import make_aggregation
 from blockfedml.fl.attacks import HONEST, Attack, AttackPlan
 from blockfedml.fl.attribution import accepted_updates, group_aggregates, summary
@@ -99,14 +99,17 @@ def test_a_round_whose_only_group_harms_is_rejected_and_the_head_stays(tmp_path)
     assert third.status == "accepted"
 
 
-def test_under_paillier_group_aggregates_are_opened_group_sums_and_match_plaintext(tmp_path) -> None:
-    """The same round twice, in plaintext and under Paillier: the key holder opens one authorized sum
-    per group, never one update, and the groups' aggregates and verdicts are the same."""
+@pytest.mark.parametrize("secure", ["paillier", "masking"])
+def test_under_encryption_group_aggregates_are_opened_group_sums_and_match_plaintext(tmp_path, secure) -> None:
+    """The same round twice, in plaintext and under a secure mode: one authorized sum per group is
+    opened (the key holder decrypts it, or the members reveal the self-mask shares of that group's
+    members only), never one update, and the groups' aggregates and verdicts are the same."""
     from blockfedml.crypto import generate_keypair, save_private_key
+    from blockfedml.crypto.secagg import mask_opening_from_bytes, unpack
 
     key = generate_keypair(2048)
     runs = {}
-    for mode in ("plaintext", "paillier"):
+    for mode in ("plaintext", secure):
         c = Consortium.create(tmp_path / mode, n_orgs=6, task=TaskSpec(), auditor=False, collaborator=True,
                               settings={"attribution": 1})  # two groups of three
         save_private_key(c.workdir / "orgs" / "Collaborator" / "keys" / "paillier.key", key)
@@ -114,13 +117,21 @@ def test_under_paillier_group_aggregates_are_opened_group_sums_and_match_plainte
             result = Session(c, mode=mode, attack=AttackPlan("noise", 1 / 6, strength=5.0)).run(1)[0]
             contract = c.contract("Org1")
             record = contract.evaluate_json("GetRound", 1)
-            opened = contract.evaluate_json("GetDecryptions", 1) if mode == "paillier" else []
+            opened = contract.evaluate_json("GetDecryptions", 1) if mode != "plaintext" else []
             groups = [load_params(c.store, g["digest"])[0] for g in record["attribution"]["groups"]]
+            if mode == "masking":  # each member masked against its own group only; no mask key was revealed
+                for update in contract.evaluate_json("GetUpdates", 1):
+                    header, _ = unpack(c.store.get(update["digest"]), "masked-update")
+                    own = next(sorted(g) for g in record["groups"] if update["msp_id"] in g)
+                    assert header["participants"] == own
+                for request in opened:
+                    _, seeds, dropped_keys = mask_opening_from_bytes(c.store.get(request["result"]["opening"]))
+                    assert sorted(seeds) == request["contributors"] and dropped_keys == {}
             runs[mode] = (result, record, opened, groups, load_params(c.store, record["proposal"]["digest"])[0])
         finally:
             c.close()
     (plain, plain_record, _, plain_groups, plain_model) = runs["plaintext"]
-    (secure, record, opened, groups, model) = runs["paillier"]
+    (result, record, opened, groups, model) = runs[secure]
     assert sorted(r["contributors"] for r in opened) == sorted(sorted(g) for g in record["groups"])
     assert all(len(r["contributors"]) >= 3 and r["result"] for r in opened)
     assert [g["verdict"] for g in record["attribution"]["groups"]] == \
@@ -129,15 +140,4 @@ def test_under_paillier_group_aggregates_are_opened_group_sums_and_match_plainte
     for exact, decrypted in zip(plain_groups, groups):
         assert np.allclose(exact, decrypted, atol=1e-5)          # fixed point, 20 fractional bits
     assert np.allclose(plain_model, model, atol=1e-5)
-    assert secure.status == plain.status == "accepted"
-
-
-def test_attribution_with_masking_is_refused_before_any_round(tmp_path) -> None:
-    c = Consortium.create(tmp_path / "c", n_orgs=3, task=TaskSpec(), auditor=False, settings={"attribution": 1})
-    try:
-        height = c.ledger.height()
-        with pytest.raises(InvalidInputError, match="single sum"):
-            Session(c, mode="masking")
-        assert c.ledger.height() == height
-    finally:
-        c.close()
+    assert result.status == plain.status == "accepted"

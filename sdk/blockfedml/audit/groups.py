@@ -79,7 +79,8 @@ def settlements(ctx: Any, decided: list[Record]
             [g["members"] for g in groups], [g["verdict"] for g in groups], records,
             record["decision"].get("status") == rules.ACCEPTED
             and rules.improved(record["decision"].get("improvement") or 0, settings["higher_is_better"]),
-            settings["reward"], settings["penalty"], rules.groups_helped(groups, settings))
+            settings["reward"], settings["penalty"], rules.groups_helped(groups, settings),
+            rules.groups_severe(groups, settings))
         records.update(updated)
         settlements[record["round"]] = changes
     return settlements, records

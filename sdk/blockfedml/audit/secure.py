@@ -30,6 +30,8 @@ the round, the request and, for Paillier, the slot.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Mapping
 from typing import Any
 
@@ -133,7 +135,7 @@ def _check_request(check: Check, ctx: Any, record: Record, key: PaillierPublicKe
         if key is not None:
             summed, product = recompute.paillier_sum(chosen, int(key.n), key.fingerprint, number, weights)
         else:
-            summed = recompute.masked_sum(chosen, number, weights, record.get("participants") or [])
+            summed = recompute.masked_sum(chosen, number, weights, _mask_scope(record, contributors))
     except BLOB_ERRORS as exc:
         check.fail(f"the committed updates of {', '.join(contributors)} cannot be summed: {exc}", **where)
         return None
@@ -240,8 +242,10 @@ def _redo_unmasking(ctx: Any, record: Record, request: Record, opening: bytes, s
     header, seeds, keys = recompute.mask_opening(opening)
     if header.get("round") != number or header.get("sum") != request["digest"]:
         raise ValueError(f"the opening is of round {header.get('round')}, sum {header.get('sum')}")
-    recompute.check_mask_secrets(seeds, keys, request["contributors"], record.get("participants") or [],
+    recompute.check_mask_secrets(seeds, keys, request["contributors"], _mask_scope(record, request["contributors"]),
                                  commitments, advertised)
+    if record.get("attribution"):  # each group masked within itself: the complete graph of its sum
+        return recompute.unmask(summed, seeds, keys, advertised, number)
     graph = graph_of_round(record, {k["msp_id"]: k for k in rows.get("keys", [])})
     return recompute.unmask(summed, seeds, keys, advertised, number,
                             neighbours={m: graph.neighbours(m) for m in graph.members})
@@ -289,20 +293,47 @@ def _check_masking_records(check: Check, ctx: Any, record: Record, requests: lis
                 check.fail(f"{msp} revealed shares without being a participant", round=number,
                            tx=ctx.writer("RevealMaskShares", number, msp), object=what)
             blob = _fetch(check, ctx, reveal, number, "RevealMaskShares", what)
-            if blob is not None:
+            if blob is not None and record.get("attribution"):  # one reveal per group sum, in one blob
+                _expect_group_reveals(check, blob, requests, number, msp, ctx.writer("RevealMaskShares", number, msp),
+                                      what)
+            elif blob is not None:
                 _expect(check, blob, "share-reveal", dict(round=number, org=msp, contributors=contributors),
                         number, ctx.writer("RevealMaskShares", number, msp), what)
-        opened = requests[0].get("result")
-        if opened is not None and len(reveals) < (threshold or 0):
-            check.fail(f"unmasked with {len(reveals)} reveals, the threshold is {threshold}", round=number,
-                       tx=opened.get("tx"), object=f"round~{number:08d}")
+        for request in requests:
+            opened = request.get("result")
+            if opened is not None and len(reveals) < (threshold or 0):
+                check.fail(f"unmasked with {len(reveals)} reveals, the threshold is {threshold}", round=number,
+                           tx=opened.get("tx"), object=f"round~{number:08d}")
+        opened = requests[0].get("result") if requests else None
+        # With attribution each group masks within itself (complete), not over the round's graph.
         short = secagg.short_of_shares(graph, [r["msp_id"] for r in reveals], participants) \
-            if opened is not None and graph is not None else []
+            if opened is not None and graph is not None and not record.get("attribution") else []
         if short:
             check.fail(f"unmasked although {', '.join(short)} had fewer than {graph.threshold} revealing share "
                        "holders in the masking graph", round=number, tx=opened.get("tx"),
                        object=f"round~{number:08d}")
     return (len(check.findings), len(check.skipped)) == (failures, skips)
+
+
+def _mask_scope(record: Record, contributors: list[str]) -> list[str]:
+    """Whom a sum's contributors masked against: every participant, or with attribution only their
+    own allocation group, the sum's contributors (fl.attribution.masking_group)."""
+    return list(contributors) if record.get("attribution") else list(record.get("participants") or [])
+
+
+def _expect_group_reveals(check: Check, blob: bytes, requests: list[Record], number: int, msp: str,
+                          tx: str | None, what: str) -> None:
+    """A masking round with attribution (one sum per group): the member's reveal holds, per request,
+    a share reveal for exactly that request's contributors (fl.attribution.reveal_group_shares)."""
+    try:
+        header, payload = secagg.unpack(blob, "group-share-reveals")
+        secagg.expect(header, round=number, org=msp)
+        inner = json.loads(payload)
+        for request in requests:
+            secagg.expect(secagg.unpack(bytes.fromhex(inner[str(request["index"])]), "share-reveal")[0],
+                          round=number, org=msp, contributors=sorted(request["contributors"]))
+    except (KeyError, ValueError, TypeError, AttributeError, *BLOB_ERRORS) as exc:
+        check.fail(f"is not a reveal of the round's group sums: {exc}", round=number, tx=tx, object=what)
 
 
 def _fetch(check: Check, ctx: Any, row: Record, number: int, function: str, what: str) -> bytes | None:

@@ -30,15 +30,19 @@ honest member beside an attacker is not blamed. docs/integrity.md.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from blockfedml.crypto import secagg
 from blockfedml.errors import IntegrityError, PhaseError
-from blockfedml.fl.aggregation import MaskingAggregation, SecureAggregation
+from blockfedml.fl.aggregation import MaskingAggregation, RoundContext, SecureAggregation
 from blockfedml.fl.member import Member, fetch, publish_for_opening, to_fixed
+from blockfedml.ledger.base import canonical_json
 from blockfedml.ml.serialization import load_params, put_model
 
 Combine = Callable[[Mapping[str, bytes]], np.ndarray]
@@ -91,11 +95,10 @@ def _opened_groups(member: "Member", round_: Mapping[str, Any],
     """Each group's parameters from its opened sum; None while the openings are asked for or pending.
 
     The groups are disjoint and each has ``min_group_size + 1`` members,
-    which is exactly what the contract lets a Paillier round open.
+    which is exactly what the contract lets a secure round open. Under
+    masking each member masked against its own group only, so each group's
+    sum unmasks alone (see ``masking_group``).
     """
-    if isinstance(mode, MaskingAggregation):
-        raise PhaseError("attribution needs one opened sum per group; a masking round opens a single sum: "
-                         "use the plaintext or paillier mode")
     number = round_["round"]
     requests = member.contract.evaluate_json("GetDecryptions", number)
     if not requests:
@@ -105,13 +108,110 @@ def _opened_groups(member: "Member", round_: Mapping[str, Any],
         publish_for_opening(member.store, mode, sealed)
         for members in round_["groups"]:
             if all(msp in sealed for msp in members):
-                digest = member.store.put(mode.sum({msp: sealed[msp] for msp in members}, context))
+                scoped = group_context(context, members) if isinstance(mode, MaskingAggregation) else context
+                digest = member.store.put(mode.sum({msp: sealed[msp] for msp in members}, scoped))
                 member.contract.submit_json("RequestDecryption", number, digest, sorted(members))
         return None
+    if isinstance(mode, MaskingAggregation) and any(r["result"] is None for r in requests):
+        if not _unmask_groups(member, round_, mode, requests):
+            return None  # fewer revealed shares than the threshold so far
+        requests = member.contract.evaluate_json("GetDecryptions", number)
     if any(r["result"] is None for r in requests):
         return None
     opened = {tuple(r["contributors"]): _finish(member, mode, number, r) for r in requests}
     return [opened.get(tuple(sorted(members))) for members in round_["groups"]]
+
+
+# -- masking: masks scoped to the allocation groups ------------------------------------------
+# A masking round opens a single sum because every member masks against every
+# other: the pairwise masks cancel only in the sum over all of them. With
+# attribution each member masks against the members of its own allocation
+# group only (``masking_group``; the groups are on the ledger before anyone
+# seals), so each group's masks cancel in that group's sum and the groups'
+# sums unmask one by one: the members reveal the self-mask seed shares of the
+# members of the requested groups (``reveal_group_shares``), the aggregator
+# removes the self-masks of each group's sum (``_unmask_groups``). The
+# contract opens only whole allocation groups of such a round
+# (``rules.check_decryption_request``), each of ``min_group_size + 1``
+# members, so no sum of fewer is ever unmasked; a group whose member sent
+# nothing is never requested, and no member's mask key is ever revealed (no
+# one is "dropped" inside an opened group), so the pairwise masks inside a
+# group stay secret and one member's update stays hidden under them.
+
+GROUP_REVEALS = "group-share-reveals"
+
+
+def masking_group(member: "Member", round_: Mapping[str, Any]) -> list[str] | None:
+    """The members this member masks against: its own allocation group in a masking round with
+    attribution (sorted), or None (every participant, as in any masking round)."""
+    if round_.get("mode") != "masking" or not round_.get("groups") or not attribution_on(member.contract):
+        return None
+    return next((sorted(g) for g in round_["groups"] if member.msp_id in g), None)
+
+
+def group_context(context: RoundContext, members: Sequence[str]) -> RoundContext:
+    """A masking round context narrowed to one group: its members' mask keys only."""
+    missing = sorted(set(members) - set(context.mask_keys))
+    if missing:
+        raise PhaseError(f"round {context.round}: {missing} advertised no mask keys")
+    return replace(context, participants=tuple(sorted(members)),  # masks cancel within the group: its
+                   mask_keys={m: context.mask_keys[m] for m in members}, graph=None)  # complete graph
+
+
+def group_unmasking_requested(member: "Member", round_: Mapping[str, Any]) -> bool:
+    """Whether the aggregator has asked for every complete group's sum, so the member may reveal
+    once for all of them (a member that revealed after the first request only could not reveal
+    again for the others)."""
+    number = round_["round"]
+    requests = member.contract.evaluate_json("GetDecryptions", number)
+    committed = {u["msp_id"] for u in member.contract.evaluate_json("GetUpdates", number)}
+    complete = [g for g in round_["groups"] if set(g) <= committed]
+    return bool(requests) and len(requests) >= len(complete)
+
+
+def reveal_group_shares(member: "Member", round_: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A participant's step: for each requested group, the self-mask seed shares it holds of that
+    group's members (never a mask key), sealed to the aggregator; one blob for all the groups."""
+    number = round_["round"]
+    requests = member.contract.evaluate_json("GetDecryptions", number)
+    if all(r["result"] is not None for r in requests):
+        return None
+    context = member.round_context(dict(round_))
+    bundles = member._bundles(dict(round_))
+    mode = MaskingAggregation()
+    reveals = {str(r["index"]): mode.reveal(member.msp_id, {m: bundles[m] for m in r["contributors"]},
+                                            r["contributors"], round_["aggregator"],
+                                            group_context(context, r["contributors"])).hex()
+               for r in requests}
+    blob = secagg.pack(GROUP_REVEALS, {"round": number, "org": member.msp_id}, canonical_json(reveals).encode())
+    return member.contract.submit_json("RevealMaskShares", number, member.store.put(blob), len(blob))
+
+
+def _unmask_groups(member: "Member", round_: Mapping[str, Any], mode: MaskingAggregation,
+                   requests: Sequence[Mapping[str, Any]]) -> bool:
+    """The aggregator's step: remove the self-masks of every pending group sum and record it;
+    False while fewer members than the threshold have revealed."""
+    number = round_["round"]
+    revealed = member.contract.evaluate_json("GetMaskReveals", number)
+    if len(revealed) < round_["mask_threshold"]:
+        return False
+    blobs = {}
+    for record in revealed:
+        header, payload = secagg.unpack(fetch(member.store, record), GROUP_REVEALS)
+        secagg.expect(header, round=number, org=record["msp_id"])
+        blobs[record["msp_id"]] = json.loads(payload)
+    context = member.round_context(dict(round_))
+    bundles = member._bundles(dict(round_))
+    for request in requests:
+        if request["result"] is not None:
+            continue
+        group, index = request["contributors"], str(request["index"])
+        reveals = {msp: bytes.fromhex(body[index]) for msp, body in blobs.items() if index in body}
+        result, opening = mode.unmask(fetch(member.store, request), reveals, {m: bundles[m] for m in group},
+                                      member.msp_id, group, request["weight"], group_context(context, group))
+        member.contract.submit_json("RecordDecryption", number, request["index"], member.store.put(result),
+                                    member.store.put(opening))
+    return True
 
 
 def accepted_secure_aggregate(member: "Member", round_: Mapping[str, Any], mode: SecureAggregation) -> np.ndarray:

@@ -127,9 +127,14 @@ class Member:
 
     def train_and_commit(self, round_: dict[str, Any]) -> dict[str, Any]:
         """Update: train locally from the base checkpoint, seal the update, commit its digest."""
+        from blockfedml.fl.attribution import group_context, masking_group
+
         load_checkpoint(self.store, round_["base_checkpoint"], self.model)
         base = self.model.get_params()
         context = self.round_context(round_)
+        group = masking_group(self, round_)
+        if group is not None:  # masking with attribution: masks cancel within the group (docs/integrity.md)
+            context = group_context(context, group)
         if context.randomness is not None:  # Paillier: r^n in the background while we train
             layout = PaillierAggregation().layout(context)
             context.randomness.prepare(layout.count(base.size))
@@ -325,6 +330,10 @@ class Member:
         None when the sum is already unmasked: with members in their own processes the
         aggregator may unmask from the threshold of others' reveals before this one arrives.
         """
+        from blockfedml.fl.attribution import masking_group, reveal_group_shares
+
+        if masking_group(self, round_) is not None:  # one unmasking per attribution group
+            return reveal_group_shares(self, round_)
         number = round_["round"]
         request = self.contract.evaluate_json("GetDecryptions", number)[0]
         if request["result"] is not None:
@@ -481,13 +490,21 @@ class Member:
         if self.msp_id not in remaining(round_):  # not a participant, or recorded absent: nothing left to do
             return []
         if phase == "update":
-            if masking and self.contract.evaluate_json("GetDecryptions", round_["round"]):
+            if masking and self._unmasking_requested(round_):
                 return [self.train_and_commit, self.reveal_mask_shares]
             return [self.train_and_commit]
         if phase == "attribution" and round_["attribution"]["accepted"] and self.msp_id == round_["aggregator"]:
             return [self.endorse_groups, self.aggregate]  # groups scored: propose the accepted groups' aggregate
         action = self._action_for(round_)
         return [action] if action is not None else []
+
+    def _unmasking_requested(self, round_: dict[str, Any]) -> bool:
+        """Masking: the aggregator asked for the round's sum (with attribution: for every group's)."""
+        from blockfedml.fl.attribution import group_unmasking_requested, masking_group
+
+        if masking_group(self, round_) is not None:
+            return group_unmasking_requested(self, round_)
+        return bool(self.contract.evaluate_json("GetDecryptions", round_["round"]))
 
     def _action_for(self, round_: dict[str, Any]):
         phase = round_["phase"]

@@ -111,9 +111,6 @@ class Session:
         c = self.consortium
         n = len(c.members)
         self.admin = TimedContract(c.contract(c.admin.name), self.clock)
-        if self.mode == "masking" and self.admin.evaluate_json("GetSettings").get("attribution"):
-            raise InvalidInputError("attribution needs one opened sum per group and a masking round opens a "
-                                    "single sum: use the plaintext or paillier mode, or set attribution=0")
         self.keyholders = [  # Paillier: collaborators holding a key, never members (docs/secure-aggregation.md)
             KeyHolder(p.msp_id, TimedContract(c.contract(p.name), self.clock), c.blobs(p.name),
                       load_or_create_private_key(c.private_folder(p.name) / "paillier.key"))
