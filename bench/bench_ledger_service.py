@@ -29,7 +29,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from blockfedml.ledger.embedded import EmbeddedLedger  # noqa: E402
 from blockfedml.ledger.embedded.node import LedgerNode  # noqa: E402
 from blockfedml.ledger.embedded.service import LedgerService, ServiceTLS  # noqa: E402
 from blockfedml.ledger.fabric import FabricGateway, PeerEndpoint  # noqa: E402
+from common import raw_sqlite_rate
 
 
 def _chaincodes() -> dict:
@@ -81,22 +81,6 @@ def _client(org_dir: str, msp_id: str, endpoint: tuple, prefix: str, count: int,
         contract.submit("Put", f"{prefix}-{i:08d}", "v" * 32)
     out.put((t0, time.time()))
     gateway.close()
-
-
-def raw_sqlite_rate(folder: Path, n: int = 2000) -> float:
-    """INSERT + COMMIT per row, WAL, synchronous=FULL: the storage's own ceiling."""
-    db = sqlite3.connect(folder / "raw.db", isolation_level=None)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = FULL")
-    db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
-    t0 = time.perf_counter()
-    for i in range(n):
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT INTO t VALUES (?, ?)", (i, b"v" * 1500))
-        db.execute("COMMIT")
-    rate = n / (time.perf_counter() - t0)
-    db.close()
-    return rate
 
 
 def throughput(tx: int, clients: int) -> dict:
@@ -144,7 +128,7 @@ def throughput(tx: int, clients: int) -> dict:
             report = check.verify()
             assert report.ok, report
         return {"service_tx_per_s": round(per * clients / elapsed, 1), "tx": per * clients, "clients": clients,
-                "in_process_tx_per_s": round(in_process, 1), "raw_sqlite_commits_per_s": round(raw_sqlite_rate(base), 1),
+                "in_process_tx_per_s": round(in_process, 1), "raw_sqlite_commits_per_s": round(raw_sqlite_rate(base, 2000, 1500), 1),
                 "chain_verified": report.ok}
 
 

@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import Clock
 
 RESULTS = Path(__file__).parent / "results"
 ORGS = (3, 10, 30, 100)
@@ -57,33 +58,6 @@ CORES = os.cpu_count() or 1
 
 def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-class Clock:
-    """Seconds per step and party: ``with clock("seal", org):``."""
-
-    def __init__(self) -> None:
-        self.steps: dict[str, dict[str, float]] = {}
-
-    def __call__(self, step: str, party: str = "") -> "Clock":
-        self._key = (step, party)
-        return self
-
-    def __enter__(self) -> None:
-        self._start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        step, party = self._key
-        self.steps.setdefault(step, {})[party] = time.perf_counter() - self._start
-
-    def add(self, step: str, party: str, seconds: float) -> None:
-        self.steps.setdefault(step, {})[party] = seconds
-
-    def total(self, skip: tuple[str, ...] = ()) -> float:
-        return sum(sum(p.values()) for s, p in self.steps.items() if s not in skip)
-
-    def critical_path(self, skip: tuple[str, ...] = ()) -> float:
-        return sum(max(p.values()) for s, p in self.steps.items() if s not in skip)
 
 
 # -- A. whole rounds ---------------------------------------------------------------------

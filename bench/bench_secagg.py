@@ -43,32 +43,9 @@ from blockfedml.fl.strategy import ClientUpdate
 from blockfedml.fl.task import TaskSpec
 from blockfedml.ml.serialization import load_params
 from blockfedml.store import ModelStore, sha256_hex
+from common import Clock
 
 RESULTS = Path(__file__).parent / "results"
-
-
-class Clock:
-    """Seconds per party and step: ``with clock("member", org):``."""
-
-    def __init__(self) -> None:
-        self.steps: dict[str, dict[str, float]] = {}
-
-    def __call__(self, step: str, party: str = "") -> "Clock":
-        self._key = (step, party)
-        return self
-
-    def __enter__(self) -> None:
-        self._start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        step, party = self._key
-        self.steps.setdefault(step, {})[party] = time.perf_counter() - self._start
-
-    def total(self) -> float:
-        return sum(sum(parties.values()) for parties in self.steps.values())
-
-    def critical_path(self) -> float:
-        return sum(max(parties.values()) for parties in self.steps.values())
 
 
 # -- 1. per-value throughput ----------------------------------------------------------

@@ -51,6 +51,7 @@ from blockfedml.consortium import Consortium
 from blockfedml.fl.member import Member
 from blockfedml.fl.session import Session
 from blockfedml.fl.task import TaskSpec
+from common import raw_sqlite_rate
 
 RESULTS = Path(__file__).parent / "results"
 TARGET_BYTES_PER_ROUND_PER_ORG = 2048
@@ -92,22 +93,6 @@ def stored_bytes(path: Path) -> int:
             if table in tables:
                 total += db.execute(f"SELECT SUM(LENGTH({column})) FROM {table}").fetchone()[0] or 0
     return total
-
-
-def raw_sqlite_rate(folder: Path, n: int = 1000) -> float:
-    """INSERT + COMMIT per row, WAL, synchronous=FULL: the storage's own ceiling on this machine now."""
-    db = sqlite3.connect(folder / "raw.db", isolation_level=None)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = FULL")
-    db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
-    t0 = time.perf_counter()
-    for i in range(n):
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT INTO t VALUES (?, ?)", (i, b"v" * 400))
-        db.execute("COMMIT")
-    rate = n / (time.perf_counter() - t0)
-    db.close()
-    return rate
 
 
 def run_session(mode: str, orgs: int, rounds: int, dataset: str, one_by_one: bool) -> dict[str, Any]:
