@@ -75,7 +75,7 @@ from blockfedml.membership.bundle import (
     read_bundle,
     verify_bundle,
 )
-from blockfedml.membership.cards import CARD_FILE, OrgFolder, init_org
+from blockfedml.membership.cards import CARD_FILE, ROLES, OrgFolder, init_org
 from blockfedml.ml.serialization import model_to_bytes
 from blockfedml.store import BlobSource, BlobStore, LocalSource
 
@@ -85,7 +85,6 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "consortium.json"
 FABRIC_POLL_SECONDS = 0.1  # how often a member looks at a Fabric ledger for the next phase
-ROLES = ("admin", "member", "keyholder", "auditor")
 ORGS_FOLDER = "orgs"  # the quick path: one folder per organization
 LEDGER_FOLDER = "ledger"  # the quick path: the ledger node's folder
 LEDGER_FILE = "ledger.sqlite"
